@@ -1,0 +1,1 @@
+//! The store conformance suite: contract tests every backend must pass.

@@ -1,0 +1,279 @@
+//! # orderly-sqlite
+//!
+//! Orderly's embedded store: one SQLite file in WAL mode.
+//!
+//! - [`writer`]: one thread owns the write connection and group-commits every
+//!   request waiting on its channel in one transaction and one fsync;
+//!   callers hear back only after the commit.
+//! - Reads (`job_get`, listings, queues) use a small pool of read-only
+//!   connections on blocking threads, so they never wait for the writer and
+//!   keep working when the disk is full.
+//! - [`schema`]: tables, partial indexes and migrations; [`ops`]: each store
+//!   operation as SQL.
+
+pub mod ops;
+pub mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use orderly_core::{
+    ClaimParams, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job, Lease, ListParams,
+    MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store, StoreError,
+};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::ops::{map_err, WriteCtx};
+use crate::writer::Writer;
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = FULL`: every commit is fsynced before it is acknowledged.
+    /// Survives a process crash and a machine crash. The default.
+    #[default]
+    Fsync,
+    /// `synchronous = NORMAL` in WAL mode: commits survive a process crash
+    /// but the last ones may be lost if the machine loses power.
+    NoFsync,
+}
+
+/// Options to open a store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Directory holding `orderly.db` (created if missing).
+    pub data_dir: PathBuf,
+    /// Commit durability.
+    pub durability: Durability,
+}
+
+impl SqliteOptions {
+    /// Options for `data_dir` with fsync on commit.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        SqliteOptions {
+            data_dir: data_dir.into(),
+            durability: Durability::Fsync,
+        }
+    }
+}
+
+/// The SQLite store. Cheap to clone through `Arc`.
+pub struct SqliteStore {
+    writer: Writer,
+    path: PathBuf,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "orderly.db";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `options.data_dir`.
+    pub fn open(options: &SqliteOptions) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(&options.data_dir).map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot create data directory {}: {e}",
+                options.data_dir.display()
+            ))
+        })?;
+        let path = options.data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).map_err(map_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_err)?;
+        let sync = match options.durability {
+            Durability::Fsync => "FULL",
+            Durability::NoFsync => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(map_err)?;
+        conn.pragma_update(None, "cache_size", -32_000)
+            .map_err(map_err)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(map_err)?;
+        schema::migrate(&mut conn).map_err(map_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let ctx = WriteCtx::new(conn)?;
+        let (writer, handle) = Writer::start(ctx);
+        Ok(SqliteStore {
+            writer,
+            path,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            writer_thread: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a pooled read-only connection, on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(map_err)?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))
+                        .map_err(map_err)?;
+                    c
+                }
+            };
+            let result = f(&conn);
+            let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+
+    /// Stops the writer after it has committed everything already sent, and waits for it.
+    pub fn close(self) {
+        let SqliteStore {
+            writer,
+            writer_thread,
+            ..
+        } = self;
+        drop(writer);
+        let handle = writer_thread
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn job_enqueue_many(&self, params: EnqueueParams) -> Result<Vec<Enqueued>, StoreError> {
+        self.writer
+            .write(move |ctx| ctx.job_enqueue_many(&params))
+            .await
+    }
+
+    async fn job_claim(&self, params: ClaimParams) -> Result<Vec<Lease>, StoreError> {
+        self.writer.write(move |ctx| ctx.job_claim(&params)).await
+    }
+
+    async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError> {
+        self.writer
+            .write(move |ctx| ctx.job_heartbeat(&params))
+            .await
+    }
+
+    async fn job_report_many(
+        &self,
+        reports: Vec<ReportParams>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        // Each report stands alone: a refused one changes nothing, the others apply.
+        let futures = reports
+            .into_iter()
+            .map(|r| self.writer.write(move |ctx| ctx.job_report(&r)));
+        let results = futures::future::join_all(futures).await;
+        for r in &results {
+            if let Err(
+                e
+                @ (StoreError::StorageFailed(_) | StoreError::StorageFull(_) | StoreError::Closed),
+            ) = r
+            {
+                return Err(e.clone());
+            }
+        }
+        Ok(results)
+    }
+
+    async fn job_report_and_claim(
+        &self,
+        report: ReportParams,
+        claim: ClaimParams,
+    ) -> Result<(Job, Vec<Lease>), StoreError> {
+        self.writer
+            .write(move |ctx| {
+                let job = ctx.job_report(&report)?;
+                let leases = ctx.job_claim(&claim)?;
+                Ok((job, leases))
+            })
+            .await
+    }
+
+    async fn job_cancel(&self, id: &str, now: Millis) -> Result<Job, StoreError> {
+        let id = id.to_string();
+        self.writer.write(move |ctx| ctx.job_cancel(&id, now)).await
+    }
+
+    async fn job_retry(&self, id: &str, now: Millis) -> Result<Job, StoreError> {
+        let id = id.to_string();
+        self.writer.write(move |ctx| ctx.job_retry(&id, now)).await
+    }
+
+    async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| ops::job_get(c, &id)).await
+    }
+
+    async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError> {
+        self.read(move |c| ops::job_list(c, &params)).await
+    }
+
+    async fn queue_get(&self, name: &str) -> Result<QueueInfo, StoreError> {
+        let name = name.to_string();
+        self.read(move |c| ops::queue_info(c, &name)).await
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
+        self.read(ops::queue_list).await
+    }
+
+    async fn queue_configure(
+        &self,
+        name: &str,
+        patch: QueuePatch,
+    ) -> Result<QueueInfo, StoreError> {
+        let name = name.to_string();
+        let now = now_millis();
+        self.writer
+            .write(move |ctx| ctx.queue_configure(&name, &patch, now))
+            .await
+    }
+
+    async fn maintenance_run(&self, now: Millis) -> Result<MaintenanceReport, StoreError> {
+        self.writer.write(move |ctx| ctx.maintenance_run(now)).await
+    }
+
+    async fn retention_purge(&self, finished_before: Millis) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |ctx| ctx.retention_purge(finished_before))
+            .await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.writer.health.check()
+    }
+}
+
+fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}

@@ -1,0 +1,164 @@
+//! The writer thread: the only owner of the write connection.
+//!
+//! Requests arrive on a channel as closures. The thread takes every request
+//! that is waiting (up to [`MAX_GROUP`]), runs them in one `BEGIN IMMEDIATE`
+//! transaction, each inside its own savepoint so one request's error undoes
+//! only its own changes, commits once (one fsync for the whole group), and
+//! only then answers each request. Nobody is told "accepted" before the
+//! commit returned.
+//!
+//! Failure policy:
+//! - a full disk (`SQLITE_FULL`) fails the group with `StorageFull`; the
+//!   thread goes on, so writes resume by themselves once space is freed;
+//! - an I/O error on commit (a failed fsync) is not retried: the writer
+//!   fails stop, answers every later request with `StorageFailed`, and the
+//!   store reports unhealthy. After a failed fsync the page cache may hold
+//!   data the disk does not, so retrying could acknowledge lost writes.
+
+use std::sync::{Arc, Mutex};
+
+use orderly_core::StoreError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ops::{map_err, WriteCtx};
+
+/// Most requests committed in one transaction.
+pub const MAX_GROUP: usize = 4096;
+
+type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// Runs against the transaction; returns whether it failed (so its savepoint is
+/// rolled back) and the answer to send once the commit's outcome is known.
+type Request = Box<dyn FnOnce(Result<&mut WriteCtx, StoreError>) -> (bool, Answer) + Send>;
+
+/// Shared view of the writer's health.
+#[derive(Default)]
+pub struct Health {
+    failed: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// `Err(StorageFailed)` once the writer has failed stop.
+    pub fn check(&self) -> Result<(), StoreError> {
+        match &*self.failed.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(reason) => Err(StoreError::StorageFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(%reason, "storage failed: the writer stops accepting writes");
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+}
+
+/// Handle to send work to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+    /// The writer's health.
+    pub health: Arc<Health>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `ctx`; it stops when every handle is dropped,
+    /// after finishing the requests already sent.
+    pub fn start(ctx: WriteCtx) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel::<Request>(MAX_GROUP * 4);
+        let health = Arc::new(Health::default());
+        let thread_health = health.clone();
+        let handle = std::thread::Builder::new()
+            .name("orderly-sqlite-writer".into())
+            .spawn(move || run(ctx, rx, &thread_health))
+            .expect("spawn the SQLite writer thread");
+        (Writer { tx, health }, handle)
+    }
+
+    /// Runs `f` in the next group transaction and returns its result once committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.health.check()?;
+        let (reply, answer) = oneshot::channel::<Result<T, StoreError>>();
+        let request: Request = Box::new(move |ctx| {
+            let result = ctx.and_then(f);
+            let failed = result.is_err();
+            let answer: Answer = Box::new(move |commit: Result<(), StoreError>| {
+                let _ = reply.send(commit.and(result));
+            });
+            (failed, answer)
+        });
+        self.tx
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Request>, health: &Health) {
+    let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = health.check() {
+            for r in group.drain(..) {
+                r(Err(e.clone())).1(Err(e.clone()));
+            }
+            continue;
+        }
+        commit_group(&mut ctx, &mut group, health);
+    }
+    tracing::debug!("SQLite writer drained its channel and stops");
+}
+
+fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
+    let start = ctx.counters();
+    if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err) {
+        if let StoreError::StorageFailed(reason) = &e {
+            health.fail(reason.clone());
+        }
+        for r in group.drain(..) {
+            r(Err(e.clone())).1(Err(e.clone()));
+        }
+        return;
+    }
+    let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
+    for request in group.drain(..) {
+        let before = ctx.counters();
+        if let Err(e) = ctx.conn.execute_batch("SAVEPOINT request").map_err(map_err) {
+            answers.push(request(Err(e)).1);
+            continue;
+        }
+        let (failed, answer) = request(Ok(ctx));
+        if failed {
+            let _ = ctx
+                .conn
+                .execute_batch("ROLLBACK TO request; RELEASE request");
+            ctx.restore(before);
+        } else {
+            let _ = ctx.conn.execute_batch("RELEASE request");
+        }
+        answers.push(answer);
+    }
+    let commit = ctx
+        .persist_counters(start)
+        .and_then(|()| ctx.conn.execute_batch("COMMIT").map_err(map_err));
+    match commit {
+        Ok(()) => answers.into_iter().for_each(|a| a(Ok(()))),
+        Err(e) => {
+            let _ = ctx.conn.execute_batch("ROLLBACK");
+            ctx.restore(start);
+            if let StoreError::StorageFailed(reason) = &e {
+                health.fail(reason.clone());
+            }
+            answers.into_iter().for_each(|a| a(Err(e.clone())));
+        }
+    }
+}
