@@ -1,1 +1,312 @@
+//! # orderly-client
+//!
+//! A typed client for Orderly's HTTP API (the types are
+//! [`orderly_proto`]'s). The CLI, the worker runtime, the benchmark and the
+//! end-to-end tests all talk to the server through it.
 
+use orderly_proto::{
+    BatchRequest, BatchResponse, ClaimRequest, ClaimResponse, CompleteRequest, EnqueueRequest,
+    ErrorBody, FailRequest, HealthResponse, HeartbeatRequest, HeartbeatResponse, JobListResponse,
+    JobView, QueueConfigRequest, QueueListResponse, QueueView, ReportResponse, ReportsRequest,
+    ReportsResponse,
+};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use orderly_proto as proto;
+
+/// What a call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{status}: {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Server's message.
+        message: String,
+    },
+    /// The request did not complete (connection refused, reset, timeout).
+    #[error("cannot reach the server: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The answer was not what the API promises.
+    #[error("unexpected answer ({status}): {detail}")]
+    Decode {
+        /// HTTP status.
+        status: u16,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The API error code, if the server answered with an error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Decode { status, .. } => Some(*status),
+            ClientError::Transport(_) => None,
+        }
+    }
+}
+
+/// A client bound to one server.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// Result of an enqueue: the job and whether it was newly created (`202`) or a replay (`200`).
+#[derive(Debug, Clone)]
+pub struct Enqueued<T> {
+    /// The job(s).
+    pub value: T,
+    /// `true` for `202 Accepted`, `false` for `200` (idempotent replay).
+    pub created: bool,
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:7771`).
+    pub fn new(base: impl Into<String>, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .expect("build HTTP client");
+        Client {
+            http,
+            base: base.into().trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            serde_json::from_slice(&bytes)
+                .map(|v| (status, v))
+                .map_err(|e| ClientError::Decode {
+                    status: status.as_u16(),
+                    detail: e.to_string(),
+                })
+        } else {
+            match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => Err(ClientError::Api {
+                    status: status.as_u16(),
+                    code: b.error.code,
+                    message: b.error.message,
+                }),
+                Err(_) => Err(ClientError::Decode {
+                    status: status.as_u16(),
+                    detail: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+                }),
+            }
+        }
+    }
+
+    /// `POST /v1/queues/{queue}/jobs`.
+    pub async fn enqueue(
+        &self,
+        queue: &str,
+        job: &EnqueueRequest,
+    ) -> Result<Enqueued<JobView>, ClientError> {
+        let (s, value) = self
+            .call(Method::POST, &format!("/v1/queues/{queue}/jobs"), Some(job))
+            .await?;
+        Ok(Enqueued {
+            value,
+            created: s == StatusCode::ACCEPTED,
+        })
+    }
+
+    /// `POST /v1/queues/{queue}/jobs/batch`.
+    pub async fn enqueue_batch(
+        &self,
+        queue: &str,
+        jobs: &BatchRequest,
+    ) -> Result<Enqueued<Vec<JobView>>, ClientError> {
+        let (s, r): (_, BatchResponse) = self
+            .call(
+                Method::POST,
+                &format!("/v1/queues/{queue}/jobs/batch"),
+                Some(jobs),
+            )
+            .await?;
+        Ok(Enqueued {
+            value: r.jobs,
+            created: s == StatusCode::ACCEPTED,
+        })
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
+        Ok(self
+            .call::<(), _>(Method::GET, &format!("/v1/jobs/{id}"), None)
+            .await?
+            .1)
+    }
+
+    /// `GET /v1/jobs/{id}/wait?timeout_ms=`.
+    pub async fn wait(&self, id: &str, timeout_ms: u64) -> Result<JobView, ClientError> {
+        Ok(self
+            .call::<(), _>(
+                Method::GET,
+                &format!("/v1/jobs/{id}/wait?timeout_ms={timeout_ms}"),
+                None,
+            )
+            .await?
+            .1)
+    }
+
+    /// `GET /v1/queues/{queue}/jobs?state=&after=&limit=`.
+    pub async fn list(
+        &self,
+        queue: &str,
+        state: Option<&str>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<JobListResponse, ClientError> {
+        let mut path = format!("/v1/queues/{queue}/jobs?limit={limit}");
+        if let Some(s) = state {
+            path.push_str(&format!("&state={s}"));
+        }
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        Ok(self.call::<(), _>(Method::GET, &path, None).await?.1)
+    }
+
+    /// `POST /v1/jobs/{id}/cancel`.
+    pub async fn cancel(&self, id: &str) -> Result<JobView, ClientError> {
+        Ok(self
+            .call::<(), _>(Method::POST, &format!("/v1/jobs/{id}/cancel"), None)
+            .await?
+            .1)
+    }
+
+    /// `POST /v1/jobs/{id}/retry`.
+    pub async fn retry(&self, id: &str) -> Result<JobView, ClientError> {
+        Ok(self
+            .call::<(), _>(Method::POST, &format!("/v1/jobs/{id}/retry"), None)
+            .await?
+            .1)
+    }
+
+    /// `GET /v1/queues`.
+    pub async fn queues(&self) -> Result<Vec<QueueView>, ClientError> {
+        Ok(self
+            .call::<(), QueueListResponse>(Method::GET, "/v1/queues", None)
+            .await?
+            .1
+            .queues)
+    }
+
+    /// `GET /v1/queues/{queue}`.
+    pub async fn queue(&self, name: &str) -> Result<QueueView, ClientError> {
+        Ok(self
+            .call::<(), _>(Method::GET, &format!("/v1/queues/{name}"), None)
+            .await?
+            .1)
+    }
+
+    /// `PUT /v1/queues/{queue}`.
+    pub async fn configure(
+        &self,
+        name: &str,
+        config: &QueueConfigRequest,
+    ) -> Result<QueueView, ClientError> {
+        Ok(self
+            .call(Method::PUT, &format!("/v1/queues/{name}"), Some(config))
+            .await?
+            .1)
+    }
+
+    /// `POST /v1/queues/{queue}/claim`.
+    pub async fn claim(
+        &self,
+        queue: &str,
+        req: &ClaimRequest,
+    ) -> Result<ClaimResponse, ClientError> {
+        Ok(self
+            .call(
+                Method::POST,
+                &format!("/v1/queues/{queue}/claim"),
+                Some(req),
+            )
+            .await?
+            .1)
+    }
+
+    /// `POST /v1/jobs/{id}/heartbeat`.
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        req: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        Ok(self
+            .call(Method::POST, &format!("/v1/jobs/{id}/heartbeat"), Some(req))
+            .await?
+            .1)
+    }
+
+    /// `POST /v1/jobs/{id}/complete`.
+    pub async fn complete(
+        &self,
+        id: &str,
+        req: &CompleteRequest,
+    ) -> Result<ReportResponse, ClientError> {
+        Ok(self
+            .call(Method::POST, &format!("/v1/jobs/{id}/complete"), Some(req))
+            .await?
+            .1)
+    }
+
+    /// `POST /v1/jobs/{id}/fail`.
+    pub async fn fail(&self, id: &str, req: &FailRequest) -> Result<ReportResponse, ClientError> {
+        Ok(self
+            .call(Method::POST, &format!("/v1/jobs/{id}/fail"), Some(req))
+            .await?
+            .1)
+    }
+
+    /// `POST /v1/reports`.
+    pub async fn reports(&self, req: &ReportsRequest) -> Result<ReportsResponse, ClientError> {
+        Ok(self.call(Method::POST, "/v1/reports", Some(req)).await?.1)
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<HealthResponse, ClientError> {
+        Ok(self.call::<(), _>(Method::GET, "/healthz", None).await?.1)
+    }
+}

@@ -213,7 +213,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reports one attempt and, in the same transaction, claims the next jobs
     /// (one round trip per job for a serial queue). If the report is refused,
-    /// nothing is claimed and the report's error is returned.
+    /// nothing is claimed and the report's error is returned. The claim is
+    /// made on the reported job's queue, whatever `claim.queue` says.
     async fn job_report_and_claim(
         &self,
         report: ReportParams,

@@ -1,1 +1,404 @@
+//! # orderly-proto
+//!
+//! The wire types of Orderly's HTTP API, version 1: every request and
+//! response body, declared once and shared by the server and the client.
+//! Requests reject unknown fields. Times are RFC 3339 strings in UTC;
+//! durations are milliseconds (`*_ms`).
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /v1/queues/{queue}/jobs` body; also one item of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    /// Client-chosen id (makes the enqueue idempotent); generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Ordering key: jobs with the same key run one at a time in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Input for the worker, any JSON (`null` when absent).
+    #[serde(default)]
+    pub payload: Value,
+    /// Not before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    /// Not before this many milliseconds from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Starts allowed (overrides the queue's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Per-attempt time limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/queues/{queue}/jobs/batch` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Jobs, accepted atomically and in this order.
+    pub jobs: Vec<EnqueueRequest>,
+}
+
+/// A job as the API shows it (contract section 4.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// Job id.
+    pub id: String,
+    /// Queue name.
+    pub queue: String,
+    /// Ordering key.
+    pub key: Option<String>,
+    /// Acceptance order, strictly increasing.
+    pub seq: i64,
+    /// `scheduled`, `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// Waiting jobs of the queue ahead of this one, for a waiting job.
+    pub position: Option<u64>,
+    /// The job's input.
+    pub payload: Value,
+    /// Starts so far.
+    pub attempt: u32,
+    /// Starts allowed.
+    pub max_attempts: u32,
+    /// Per-attempt time limit.
+    pub timeout_ms: Option<u64>,
+    /// When accepted.
+    pub enqueued_at: String,
+    /// Not before.
+    pub run_at: String,
+    /// Latest start.
+    pub started_at: Option<String>,
+    /// When finished.
+    pub finished_at: Option<String>,
+    /// Latest progress.
+    pub progress: Option<Value>,
+    /// Result on success.
+    pub result: Option<Value>,
+    /// Latest error.
+    pub error: Option<Value>,
+    /// A cancel was requested while running.
+    pub cancel_requested: bool,
+    /// Worker holding (or last holding) the job.
+    pub worker: Option<String>,
+    /// Expiry of the running attempt's lease.
+    pub lease_expires_at: Option<String>,
+    /// Global start counter of the latest start (the audit of start order).
+    pub start_no: Option<i64>,
+}
+
+/// `POST /v1/queues/{queue}/jobs/batch` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// The jobs, in request order.
+    pub jobs: Vec<JobView>,
+}
+
+/// `GET /v1/queues/{queue}/jobs` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobListResponse {
+    /// Jobs ordered by `seq`.
+    pub jobs: Vec<JobView>,
+    /// Pass as `after` to get the next page; `null` on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// `POST /v1/queues/{queue}/claim` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// Worker name (shown on the job).
+    pub worker: String,
+    /// Most leases to take (default 1).
+    #[serde(default = "one")]
+    pub max: u32,
+    /// Wait this long for work when none is eligible (default 0).
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// Lease length (default: the queue's `lease_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A claimed job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseView {
+    /// The job (state `running`).
+    pub job: JobView,
+    /// Token to send with heartbeats and reports.
+    pub token: String,
+    /// Lease expiry unless renewed.
+    pub expires_at: String,
+}
+
+/// Answer to a claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    /// Leases in `seq` order (possibly empty).
+    pub leases: Vec<LeaseView>,
+}
+
+/// `POST /v1/jobs/{id}/heartbeat` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// Lease token.
+    pub token: String,
+    /// Progress to record, any JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Value>,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// New lease expiry.
+    pub expires_at: String,
+    /// Stop and report: someone cancelled the job.
+    pub cancel_requested: bool,
+}
+
+/// `POST /v1/jobs/{id}/complete` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// Lease token.
+    pub token: String,
+    /// Result to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Also claim the next jobs in the same round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_next: Option<ClaimRequest>,
+}
+
+/// `POST /v1/jobs/{id}/fail` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    /// Lease token.
+    pub token: String,
+    /// What went wrong, any JSON (usually a string).
+    pub error: Value,
+    /// `false`: fail for good now; otherwise retry while attempts remain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<bool>,
+    /// Also claim the next jobs in the same round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_next: Option<ClaimRequest>,
+}
+
+/// Answer to complete and fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportResponse {
+    /// The job after the report.
+    pub job: JobView,
+    /// Next leases when `claim_next` was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leases: Option<Vec<LeaseView>>,
+}
+
+/// One outcome in `POST /v1/reports`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportItem {
+    /// Job id.
+    pub id: String,
+    /// Lease token.
+    pub token: String,
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+    /// Result, for `succeeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Error, for `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// For `failed`: `false` fails for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<bool>,
+}
+
+/// `POST /v1/reports` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsRequest {
+    /// Outcomes, applied independently and in order.
+    pub reports: Vec<ReportItem>,
+}
+
+/// Result of one item of `POST /v1/reports`: the job, or an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportResult {
+    /// The job after the report, when accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobView>,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// `POST /v1/reports` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportsResponse {
+    /// One result per report, in order.
+    pub results: Vec<ReportResult>,
+}
+
+/// Retry delay policy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffView {
+    /// First retry delay.
+    pub initial_ms: u64,
+    /// Longest delay.
+    pub max_ms: u64,
+    /// Growth per failure.
+    pub factor: f64,
+}
+
+/// `PUT /v1/queues/{queue}` body: fields left out keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfigRequest {
+    /// Most jobs running at once (1–10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Default starts per job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Retry delays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffView>,
+    /// Default lease length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Pause (accept but start nothing) or resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// Executor configuration (reserved; stored as given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Value>,
+}
+
+/// Jobs per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountsView {
+    /// Waiting for `run_at`.
+    pub scheduled: u64,
+    /// Ready.
+    pub queued: u64,
+    /// Leased.
+    pub running: u64,
+    /// Done.
+    pub succeeded: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+}
+
+/// A queue as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueView {
+    /// Name.
+    pub name: String,
+    /// Most jobs running at once.
+    pub concurrency: u32,
+    /// Default starts per job.
+    pub max_attempts: u32,
+    /// Retry delays.
+    pub backoff: BackoffView,
+    /// Default lease length.
+    pub lease_ms: u64,
+    /// Paused queues start nothing.
+    pub paused: bool,
+    /// Executor configuration.
+    pub executor: Option<Value>,
+    /// Jobs per state.
+    pub counts: CountsView,
+}
+
+/// `GET /v1/queues` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueListResponse {
+    /// Queues by name.
+    pub queues: Vec<QueueView>,
+}
+
+/// `GET /healthz` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// `ok` or `unhealthy`.
+    pub status: String,
+    /// Why unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error: a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (see [`codes`]).
+    pub code: String,
+    /// What went wrong and how to fix it.
+    pub message: String,
+}
+
+/// The stable error codes.
+pub mod codes {
+    /// Body is not JSON.
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// Body is JSON of the wrong shape (unknown field, wrong type, missing field).
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// A field's value is out of range or malformed.
+    pub const INVALID_VALUE: &str = "invalid_value";
+    /// Bad queue name.
+    pub const INVALID_QUEUE_NAME: &str = "invalid_queue_name";
+    /// Bad job id.
+    pub const INVALID_JOB_ID: &str = "invalid_job_id";
+    /// Bad key.
+    pub const INVALID_KEY: &str = "invalid_key";
+    /// Request body over the limit.
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    /// A job's payload over the limit.
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    /// Missing or wrong bearer token.
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// No such job.
+    pub const JOB_NOT_FOUND: &str = "job_not_found";
+    /// No such queue.
+    pub const QUEUE_NOT_FOUND: &str = "queue_not_found";
+    /// No such route.
+    pub const NOT_FOUND: &str = "not_found";
+    /// Method not allowed on this route.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// Id reused with different content.
+    pub const ID_CONFLICT: &str = "id_conflict";
+    /// Report or heartbeat on a lease that is not current.
+    pub const STALE_LEASE: &str = "stale_lease";
+    /// The job's state forbids the operation.
+    pub const INVALID_STATE: &str = "invalid_state";
+    /// Disk full: nothing was written.
+    pub const STORAGE_FULL: &str = "storage_full";
+    /// Storage failed; the server stopped accepting writes.
+    pub const STORAGE_FAILED: &str = "storage_failed";
+    /// Server shutting down.
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// Any other internal error.
+    pub const INTERNAL: &str = "internal";
+}

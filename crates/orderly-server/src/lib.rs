@@ -1,1 +1,116 @@
+//! # orderly-server
+//!
+//! Orderly's HTTP server as a library, so the `orderly` binary and a user's
+//! own axum application mount the same thing.
+//!
+//! - [`router`] builds the API (`/v1/…`, `/healthz`) over an [`AppState`];
+//! - [`service`] holds the operations independent of HTTP, and the wake-ups
+//!   that make long polls answer at once;
+//! - [`maintenance`] runs the scheduler/lease reaper and retention;
+//! - [`routes`] has one handler module per resource, [`extract`] the
+//!   extractors with JSON rejections, [`error`] the one mapping to HTTP.
+//!
+//! `/v1/events`, `/metrics`, `/openapi.json` and the dashboard come later;
+//! they will be routes here beside the others.
 
+pub mod convert;
+pub mod error;
+pub mod extract;
+pub mod maintenance;
+pub mod routes;
+pub mod service;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use orderly_core::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+pub use crate::service::{Limits, Service};
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Bearer token required on every route but `/healthz`; `None` leaves the API open.
+    pub token: Option<String>,
+    /// Largest job payload, in bytes of JSON.
+    pub max_payload_bytes: usize,
+    /// Largest request body of batch routes.
+    pub max_body_bytes: usize,
+    /// Maintenance loop settings.
+    pub maintenance: maintenance::Config,
+}
+
+impl ServerConfig {
+    /// Default payload limit: 1 MiB.
+    pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+    /// Default body limit of batch routes: 64 MiB.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            token: None,
+            max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            maintenance: maintenance::Config::default(),
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The operations.
+    pub service: Arc<Service>,
+    /// Settings.
+    pub config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    /// State over `store` with `config`.
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
+        let limits = Limits {
+            max_payload_bytes: config.max_payload_bytes,
+        };
+        AppState {
+            service: Arc::new(Service::new(store, limits)),
+            config: Arc::new(config),
+        }
+    }
+
+    /// Starts the maintenance loops on `tracker`; they stop when `cancel` fires.
+    pub fn spawn_background(&self, tracker: &TaskTracker, cancel: &CancellationToken) {
+        let c = self.config.maintenance.clone();
+        tracker.spawn(maintenance::run_scheduler(
+            self.service.clone(),
+            c.clone(),
+            cancel.clone(),
+        ));
+        tracker.spawn(maintenance::run_retention(
+            self.service.clone(),
+            c,
+            cancel.clone(),
+        ));
+    }
+}
+
+/// The whole HTTP API: `/v1/…` behind the optional token, and an open `/healthz`.
+pub fn router(state: AppState) -> Router {
+    let api = routes::api(&state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::system::require_token,
+        ))
+        .method_not_allowed_fallback(routes::system::method_not_allowed);
+    Router::new()
+        .route("/healthz", get(routes::system::healthz))
+        .merge(api)
+        .fallback(routes::system::not_found)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -210,6 +210,10 @@ impl Store for SqliteStore {
         self.writer
             .write(move |ctx| {
                 let job = ctx.job_report(&report)?;
+                let claim = ClaimParams {
+                    queue: job.queue.clone(),
+                    ..claim
+                };
                 let leases = ctx.job_claim(&claim)?;
                 Ok((job, leases))
             })

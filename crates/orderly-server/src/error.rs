@@ -1,0 +1,107 @@
+//! Errors of the service layer and their one mapping to HTTP.
+//!
+//! `StoreError` (storage) and `ValidationError` (domain) become
+//! [`ServiceError`]; [`ApiError`] turns any of them into a status code and the
+//! JSON body `{"error": {"code", "message"}}`. No other place knows status codes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use orderly_core::{StoreError, ValidationError};
+use orderly_proto::{codes, ErrorBody, ErrorDetail};
+
+/// What can go wrong in the service layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A value broke a domain rule.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// A job's payload is larger than allowed.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An HTTP error response.
+#[derive(Debug)]
+pub struct ApiError {
+    /// Status code.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: &'static str,
+    /// Message for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The error detail as sent on the wire.
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let message = e.to_string();
+        let (status, code) = match &e {
+            ServiceError::Validation(v) => (StatusCode::BAD_REQUEST, v.code),
+            ServiceError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE)
+            }
+            ServiceError::Store(s) => match s {
+                StoreError::JobNotFound(_) => (StatusCode::NOT_FOUND, codes::JOB_NOT_FOUND),
+                StoreError::QueueNotFound(_) => (StatusCode::NOT_FOUND, codes::QUEUE_NOT_FOUND),
+                StoreError::IdConflict { .. } => (StatusCode::CONFLICT, codes::ID_CONFLICT),
+                StoreError::StaleLease { .. } => (StatusCode::CONFLICT, codes::STALE_LEASE),
+                StoreError::InvalidState { .. } => (StatusCode::CONFLICT, codes::INVALID_STATE),
+                StoreError::StorageFull(_) => {
+                    (StatusCode::INSUFFICIENT_STORAGE, codes::STORAGE_FULL)
+                }
+                StoreError::StorageFailed(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, codes::STORAGE_FAILED)
+                }
+                StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, codes::SHUTTING_DOWN),
+                StoreError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL),
+            },
+        };
+        if status.is_server_error() {
+            tracing::error!(code, %message, "request failed");
+        }
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.detail(),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

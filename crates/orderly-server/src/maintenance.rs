@@ -1,0 +1,86 @@
+//! Background services: the scheduler and lease reaper, and retention.
+//!
+//! Each is a [`Config`] with named defaults and a `run(cancel)` loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::convert::now_millis;
+use crate::service::Service;
+
+/// Settings of the maintenance loops.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Longest sleep between passes of the scheduler and lease reaper.
+    pub max_idle: Duration,
+    /// Finished jobs older than this are deleted.
+    pub retention: Duration,
+    /// How often retention runs.
+    pub retention_every: Duration,
+}
+
+impl Config {
+    /// Default longest idle time of the scheduler/reaper.
+    pub const DEFAULT_MAX_IDLE: Duration = Duration::from_millis(500);
+    /// Default retention of finished jobs: 7 days.
+    pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Default retention pass interval.
+    pub const DEFAULT_RETENTION_EVERY: Duration = Duration::from_secs(600);
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_idle: Self::DEFAULT_MAX_IDLE,
+            retention: Self::DEFAULT_RETENTION,
+            retention_every: Self::DEFAULT_RETENTION_EVERY,
+        }
+    }
+}
+
+/// Promotes due jobs and reaps expired leases until `cancel`, sleeping until
+/// the next due time (at most `max_idle`) or until woken by a delayed enqueue.
+pub async fn run_scheduler(service: Arc<Service>, config: Config, cancel: CancellationToken) {
+    loop {
+        let now = now_millis();
+        let mut sleep_for = config.max_idle;
+        match service.store().maintenance_run(now).await {
+            Ok(report) => {
+                for q in &report.woken_queues {
+                    service.wake_queue(q);
+                }
+                for job in &report.finished {
+                    service.job_finished(job);
+                }
+                if let Some(next) = report.next_due {
+                    let until = Duration::from_millis((next - now).max(1) as u64);
+                    sleep_for = sleep_for.min(until);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "maintenance pass failed"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(sleep_for) => {}
+            _ = service.maintenance_wake.notified() => {}
+        }
+    }
+}
+
+/// Deletes finished jobs older than the retention, until `cancel`.
+pub async fn run_retention(service: Arc<Service>, config: Config, cancel: CancellationToken) {
+    loop {
+        let cutoff = now_millis() - config.retention.as_millis() as i64;
+        match service.store().retention_purge(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "retention removed finished jobs"),
+            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(config.retention_every) => {}
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `/v1/queues/{queue}/jobs…` and `/v1/jobs/{id}…`: enqueue, inspect, wait, cancel, retry.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use orderly_proto::{BatchRequest, BatchResponse, EnqueueRequest, JobListResponse, JobView};
+use serde::Deserialize;
+
+use crate::convert::job_view;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::AppState;
+
+/// `POST /v1/queues/{queue}/jobs`: `202` with the job, or `200` for an idempotent replay.
+pub async fn enqueue(
+    State(state): State<AppState>,
+    ApiPath(queue): ApiPath<String>,
+    ApiJson(req): ApiJson<EnqueueRequest>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let mut out = state.service.enqueue(&queue, vec![req], false).await?;
+    let e = out.pop().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "enqueue returned nothing",
+        )
+    })?;
+    let status = if e.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(job_view(e.job))))
+}
+
+/// `POST /v1/queues/{queue}/jobs/batch`: all or nothing, in array order.
+pub async fn enqueue_batch(
+    State(state): State<AppState>,
+    ApiPath(queue): ApiPath<String>,
+    ApiJson(req): ApiJson<BatchRequest>,
+) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
+    let out = state.service.enqueue(&queue, req.jobs, true).await?;
+    let status = if out.iter().any(|e| e.created) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let jobs = out.into_iter().map(|e| job_view(e.job)).collect();
+    Ok((status, Json(BatchResponse { jobs })))
+}
+
+/// `GET /v1/jobs/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(job_view(state.service.job(&id).await?)))
+}
+
+/// Query of `GET /v1/jobs/{id}/wait`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Longest wait (default 30 s).
+    pub timeout_ms: Option<u64>,
+}
+
+/// `GET /v1/jobs/{id}/wait?timeout_ms=`: the job once finished, or as it is at the timeout.
+pub async fn wait(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = state
+        .service
+        .wait(&id, q.timeout_ms.unwrap_or(30_000))
+        .await?;
+    Ok(Json(job_view(job)))
+}
+
+/// Query of `GET /v1/queues/{queue}/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only jobs with `seq` above this (cursor).
+    pub after: Option<i64>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/queues/{queue}/jobs`: jobs by `seq`, with a cursor to the next page.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath(queue): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<JobListResponse>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    let jobs = state
+        .service
+        .list(&queue, q.state.as_deref(), q.after, Some(limit))
+        .await?;
+    let next_after = (jobs.len() as u32 == limit)
+        .then(|| jobs.last().map(|j| j.seq))
+        .flatten();
+    Ok(Json(JobListResponse {
+        jobs: jobs.into_iter().map(job_view).collect(),
+        next_after,
+    }))
+}
+
+/// `POST /v1/jobs/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(job_view(state.service.cancel(&id).await?)))
+}
+
+/// `POST /v1/jobs/{id}/retry`.
+pub async fn retry(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(job_view(state.service.retry(&id).await?)),
+    ))
+}

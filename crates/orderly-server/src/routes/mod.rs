@@ -1,0 +1,48 @@
+//! HTTP routes, one module per resource. Handlers extract, call the service
+//! once, and shape the answer; errors go through [`crate::error::ApiError`].
+
+pub mod jobs;
+pub mod queues;
+pub mod system;
+pub mod workers;
+
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+
+use crate::extract::BodyLimit;
+use crate::AppState;
+
+/// The API router, without authentication (see [`crate::router`]).
+pub fn api(state: &AppState) -> Router<AppState> {
+    let single = Extension(BodyLimit(state.config.max_payload_bytes + 64 * 1024));
+    let batch = Extension(BodyLimit(state.config.max_body_bytes));
+    Router::new()
+        .route("/v1/queues", get(queues::list))
+        .route(
+            "/v1/queues/{queue}",
+            get(queues::get).put(queues::configure),
+        )
+        .route(
+            "/v1/queues/{queue}/jobs",
+            post(jobs::enqueue).layer(single.clone()).get(jobs::list),
+        )
+        .route(
+            "/v1/queues/{queue}/jobs/batch",
+            post(jobs::enqueue_batch).layer(batch.clone()),
+        )
+        .route("/v1/queues/{queue}/claim", post(workers::claim))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/wait", get(jobs::wait))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route(
+            "/v1/jobs/{id}/heartbeat",
+            post(workers::heartbeat).layer(single.clone()),
+        )
+        .route(
+            "/v1/jobs/{id}/complete",
+            post(workers::complete).layer(single.clone()),
+        )
+        .route("/v1/jobs/{id}/fail", post(workers::fail).layer(single))
+        .route("/v1/reports", post(workers::reports).layer(batch))
+}
