@@ -51,6 +51,8 @@ where
 {
     enqueue_assigns_consecutive_seqs(make_store().await).await;
     idempotent_enqueue(make_store().await).await;
+    payloads_are_kept_exactly(make_store().await).await;
+    payload_floats_are_kept_exactly(make_store().await).await;
     fifo_claim_at_concurrency_one(make_store().await).await;
     concurrency_is_never_exceeded(make_store().await).await;
     keys_run_one_at_a_time_in_seq_order(make_store().await).await;
@@ -558,6 +560,137 @@ pub async fn idempotent_enqueue<S: Store>(store: S) {
         after[0].seq
     );
     assert_eq!(after[1].seq, after[0].seq + 1);
+}
+
+/// Sections 3 and 4.1: a payload comes back exactly as accepted (from
+/// `job_get`, a claim and a listing), and an idempotent replay compares
+/// payloads as JSON values, not as text.
+pub async fn payloads_are_kept_exactly<S: Store>(store: S) {
+    let s: &dyn Store = &store;
+    let q = "payloads";
+    let payloads = [
+        Value::Null,
+        json!(true),
+        json!("plain"),
+        json!("unicode ✓ \u{0} \"quoted\" \\ back\nslash"),
+        json!(0),
+        json!(-1),
+        json!(i64::MIN),
+        json!(u64::MAX),
+        json!([
+            0.1,
+            0.30000000000000004,
+            1e300,
+            -2.5e-10,
+            123456.789,
+            5e-324,
+            1.7976931348623157e308
+        ]),
+        json!({ "nested": { "a": [1, { "b": null }], "z": "" }, "empty": {}, "list": [] }),
+    ];
+    let jobs: Vec<NewJob> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| NewJob {
+            payload: p.clone(),
+            ..nj(&format!("p{i}"))
+        })
+        .collect();
+    configure(s, q, conc(100)).await;
+    let stored = enqueue(s, q, jobs, T0).await;
+    let leases = claim(s, q, 100, T0).await;
+    let listed = s
+        .job_list(ListParams {
+            queue: q.into(),
+            state: None,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("job_list");
+    assert_eq!(leases.len(), payloads.len());
+    assert_eq!(listed.len(), payloads.len());
+    for (i, p) in payloads.iter().enumerate() {
+        let id = format!("p{i}");
+        assert_eq!(&stored[i].payload, p, "payload of {id} as enqueued");
+        assert_eq!(
+            &get(s, &id).await.payload,
+            p,
+            "payload of {id} from job_get"
+        );
+        assert_eq!(&leases[i].job.payload, p, "payload of {id} as claimed");
+        assert_eq!(&listed[i].payload, p, "payload of {id} as listed");
+    }
+
+    // Same JSON value, keys written in another order: a replay.
+    let a: Value = serde_json::from_str(r#"{"b": 1, "a": {"y": 2, "x": 3}}"#).expect("json");
+    let b: Value = serde_json::from_str(r#"{"a": {"x": 3, "y": 2}, "b": 1}"#).expect("json");
+    let first = enqueue(
+        s,
+        q,
+        vec![NewJob {
+            payload: a,
+            ..nj("ordered")
+        }],
+        T0,
+    )
+    .await;
+    let replay = try_enqueue(
+        s,
+        q,
+        vec![NewJob {
+            payload: b,
+            ..nj("ordered")
+        }],
+        T0 + 1,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("a replay with reordered object keys was refused: {e:?}"));
+    assert!(!replay[0].created);
+    assert_eq!(replay[0].job.seq, first[0].seq);
+}
+
+/// Sections 3 and 4.1: numbers in a payload come back bit for bit, including
+/// floats that need all 17 significant digits (500 random finite `f64`s).
+pub async fn payload_floats_are_kept_exactly<S: Store>(store: S) {
+    let s: &dyn Store = &store;
+    let q = "payload-floats";
+    let mut rng = XorShift::new(7);
+    let floats: Vec<f64> = (0..500)
+        .map(|_| f64::from_bits(rng.next()))
+        .filter(|f| f.is_finite())
+        .collect();
+    let payload = json!(floats);
+    enqueue(
+        s,
+        q,
+        vec![NewJob {
+            payload: payload.clone(),
+            ..nj("floats")
+        }],
+        T0,
+    )
+    .await;
+    let back = get(s, "floats").await.payload;
+    let back: Vec<f64> = back
+        .as_array()
+        .unwrap_or_else(|| panic!("payload is no longer an array: {back}"))
+        .iter()
+        .map(|v| v.as_f64().expect("a number"))
+        .collect();
+    let changed: Vec<String> = floats
+        .iter()
+        .zip(&back)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .map(|(a, b)| format!("{a:e} came back as {b:e}"))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "{} of {} payload floats changed in storage, e.g. {:?}",
+        changed.len(),
+        floats.len(),
+        &changed[..changed.len().min(3)]
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -41,6 +41,8 @@ macro_rules! conformance_tests {
 conformance_tests!(
     enqueue_assigns_consecutive_seqs,
     idempotent_enqueue,
+    payloads_are_kept_exactly,
+    payload_floats_are_kept_exactly,
     fifo_claim_at_concurrency_one,
     concurrency_is_never_exceeded,
     keys_run_one_at_a_time_in_seq_order,
