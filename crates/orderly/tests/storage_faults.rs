@@ -145,3 +145,136 @@ async fn full_disk_answers_507_keeps_reads_and_recovers_by_itself() {
     let info = client.queue("q").await.unwrap();
     assert_eq!(info.counts.queued, accepted.len() as u64 + 1);
 }
+
+/// An ext4 filesystem on a loop device whose backing file lives on a small
+/// tmpfs: filling the tmpfs makes the block device fail writes, so the
+/// server's next commit gets a real I/O error from the kernel.
+struct FailingDisk {
+    backing: Mount,
+    fs: PathBuf,
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.fs).status();
+        let _ = std::fs::remove_dir_all(&self.fs);
+        let img = self.backing.0.join("fs.img");
+        // Detach the loop device bound to our image, if any is left.
+        let _ = Command::new("losetup")
+            .arg("-d")
+            .arg(img)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn failing_disk(base: &Path) -> Option<FailingDisk> {
+    let backing = mount_tmpfs(&base.join("backing"), "48m")?;
+    let img = backing.0.join("fs.img");
+    let fs = base.join("fs");
+    std::fs::create_dir_all(&fs).ok()?;
+    let run = |cmd: &mut Command| {
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let ok = run(Command::new("truncate").args(["-s", "64M"]).arg(&img))
+        && run(Command::new("mkfs.ext4").arg("-q").arg(&img))
+        && run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&fs));
+    let disk = FailingDisk { backing, fs };
+    ok.then_some(disk)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_error_on_commit_stops_writes_and_turns_healthz_503() {
+    let base = std::env::temp_dir().join(format!("orderly-ioerr-{}", std::process::id()));
+    let Some(disk) = failing_disk(&base) else {
+        eprintln!("SKIPPED: cannot set up a loop-mounted ext4 on tmpfs here (needs root, losetup, mkfs.ext4)");
+        return;
+    };
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_orderly"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(disk.fs.join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start orderly serve");
+    let _server = Server(child);
+    let client = Client::new(format!("http://127.0.0.1:{port}"), None);
+    wait_healthy(&client).await;
+    let first = client
+        .enqueue(
+            "q",
+            &EnqueueRequest {
+                payload: serde_json::json!(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("enqueue before the fault");
+
+    // Fill the tmpfs under the loop device: its writes now fail with EIO.
+    let fill = disk.backing.0.join("fill");
+    let _ = std::fs::write(&fill, vec![0u8; 64 * 1024 * 1024]);
+
+    // Enqueue until a commit hits the fault (ext4 may absorb a few writes in its
+    // page cache, but the fsync of each commit has to reach the device).
+    let mut acknowledged_after_fault = 0;
+    let failure = loop {
+        assert!(
+            acknowledged_after_fault < 50,
+            "commits kept succeeding on a failing device"
+        );
+        let noise: String = (0..20_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        match client
+            .enqueue(
+                "q",
+                &EnqueueRequest {
+                    payload: serde_json::json!({ "noise": noise }),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(_) => acknowledged_after_fault += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(failure.status(), Some(503), "{failure}");
+    assert_eq!(failure.code(), Some("storage_failed"), "{failure}");
+
+    // Fail-stop: unhealthy, and writes stay refused even once the device works again.
+    let unhealthy = client.health().await.expect_err("healthz must not say ok");
+    assert_eq!(unhealthy.status(), Some(503), "{unhealthy}");
+    std::fs::remove_file(&fill).expect("free the backing tmpfs");
+    let later = client
+        .enqueue(
+            "q",
+            &EnqueueRequest {
+                payload: serde_json::json!(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("writes stay stopped after a failed commit");
+    assert_eq!(later.code(), Some("storage_failed"));
+    // Reads still answer.
+    let job = client
+        .job(&first.value.id)
+        .await
+        .expect("read after the fault");
+    assert_eq!(job.seq, first.value.seq);
+}
