@@ -25,6 +25,14 @@ pub fn map_err(e: rusqlite::Error) -> StoreError {
 
 pub(crate) type Res<T> = Result<T, StoreError>;
 
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
 const JOB_COLUMNS: &str =
     "seq, id, queue, key, state, payload, attempt, max_attempts, timeout_ms, \
      enqueued_at, run_at, started_at, finished_at, progress, result, error, cancel_requested, \
@@ -389,13 +397,6 @@ impl WriteCtx {
         let mut next_position = waiting_count(&self.conn, &p.queue)?;
         for new in &p.jobs {
             let payload = to_text(&new.payload);
-            if let Some(existing) = self.existing_for_replay(&p.queue, new, &payload)? {
-                out.push(Enqueued {
-                    job: with_position(&self.conn, existing)?,
-                    created: false,
-                });
-                continue;
-            }
             let seq = self.next_seq;
             self.next_seq += 1;
             let run_at = new.run_at.unwrap_or(p.now).max(p.now);
@@ -409,7 +410,10 @@ impl WriteCtx {
                 Some(k) => !self.has_unfinished_of_key(&p.queue, k)?,
             };
             let max_attempts = new.max_attempts.unwrap_or(config.max_attempts);
-            self.conn
+            // Insert first: ids are almost always new, so the unique index on `id`
+            // is the only lookup; a taken id is then checked for an exact replay.
+            let inserted = self
+                .conn
                 .prepare_cached(
                     "INSERT INTO jobs (seq, id, queue, key, state, head, payload, max_attempts, timeout_ms, enqueued_at, run_at, first_seq)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?1)",
@@ -428,8 +432,19 @@ impl WriteCtx {
                         p.now,
                         run_at
                     ])
-                })
-                .map_err(map_err)?;
+                });
+            if let Err(e) = inserted {
+                if !is_unique_violation(&e) {
+                    return Err(map_err(e));
+                }
+                self.next_seq = seq;
+                let existing = self.existing_for_replay(&p.queue, new, &payload)?;
+                out.push(Enqueued {
+                    job: with_position(&self.conn, existing)?,
+                    created: false,
+                });
+                continue;
+            }
             let job = Job {
                 id: new.id.clone(),
                 queue: p.queue.clone(),
@@ -459,13 +474,13 @@ impl WriteCtx {
         Ok(out)
     }
 
-    /// The stored job when `new` replays it exactly; `IdConflict` when the id is taken otherwise.
+    /// The stored job with `new`'s id when `new` replays it exactly; `IdConflict` otherwise.
     fn existing_for_replay(
         &self,
         queue: &str,
         new: &orderly_core::NewJob,
         payload: &str,
-    ) -> Res<Option<Job>> {
+    ) -> Res<Job> {
         let found: Option<(String, Option<String>, String)> = self
             .conn
             .prepare_cached("SELECT queue, key, payload FROM jobs WHERE id = ?1")
@@ -475,11 +490,15 @@ impl WriteCtx {
             })
             .map_err(map_err)?;
         match found {
-            None => Ok(None),
             Some((q, k, pl)) if q == queue && k == new.key && pl == payload => {
-                job_by_id(&self.conn, &new.id)
+                job_by_id(&self.conn, &new.id)?
+                    .ok_or_else(|| StoreError::Backend(format!("job {:?} vanished", new.id)))
             }
             Some(_) => Err(StoreError::IdConflict { id: new.id.clone() }),
+            None => Err(StoreError::Backend(format!(
+                "id {:?} is taken but no job has it",
+                new.id
+            ))),
         }
     }
 

@@ -26,9 +26,11 @@ use crate::ops::{map_err, WriteCtx};
 pub const MAX_GROUP: usize = 4096;
 
 type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// Runs against the transaction; returns whether it failed (so its savepoint is
-/// rolled back) and the answer to send once the commit's outcome is known.
-type Request = Box<dyn FnOnce(Result<&mut WriteCtx, StoreError>) -> (bool, Answer) + Send>;
+/// Runs against the transaction; returns its error if it failed (so its
+/// savepoint is rolled back) and the answer to send once the commit's outcome
+/// is known.
+type Request =
+    Box<dyn FnOnce(Result<&mut WriteCtx, StoreError>) -> (Option<StoreError>, Answer) + Send>;
 
 /// Shared view of the writer's health.
 #[derive(Default)]
@@ -83,7 +85,7 @@ impl Writer {
         let (reply, answer) = oneshot::channel::<Result<T, StoreError>>();
         let request: Request = Box::new(move |ctx| {
             let result = ctx.and_then(f);
-            let failed = result.is_err();
+            let failed = result.as_ref().err().cloned();
             let answer: Answer = Box::new(move |commit: Result<(), StoreError>| {
                 let _ = reply.send(commit.and(result));
             });
@@ -137,7 +139,11 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
             continue;
         }
         let (failed, answer) = request(Ok(ctx));
-        if failed {
+        if let Some(e) = failed {
+            // An I/O error inside the transaction is as untrustworthy as one on commit.
+            if let StoreError::StorageFailed(reason) = &e {
+                health.fail(reason.clone());
+            }
             let _ = ctx
                 .conn
                 .execute_batch("ROLLBACK TO request; RELEASE request");
@@ -147,8 +153,9 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
         }
         answers.push(answer);
     }
-    let commit = ctx
-        .persist_counters(start)
+    let commit = health
+        .check()
+        .and_then(|()| ctx.persist_counters(start))
         .and_then(|()| ctx.conn.execute_batch("COMMIT").map_err(map_err));
     match commit {
         Ok(()) => answers.into_iter().for_each(|a| a(Ok(()))),
