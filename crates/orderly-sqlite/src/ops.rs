@@ -23,6 +23,22 @@ pub fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// The queries whose plans matter for claim cost; `tests` checks each uses its index.
+pub(crate) mod sql {
+    /// Is any job of this key unfinished? (`jobs_key_line`)
+    pub const KEY_HAS_UNFINISHED: &str = "SELECT 1 FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') LIMIT 1";
+    /// The next unfinished job of a key becomes its head. (`jobs_key_line`)
+    pub const ADVANCE_KEY: &str = "UPDATE jobs SET head = 1 WHERE seq = (
+                    SELECT seq FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running')
+                    ORDER BY seq LIMIT 1)";
+    /// Due scheduled jobs of a queue become queued. (`jobs_due`)
+    pub const PROMOTE_DUE_IN_QUEUE: &str = "UPDATE jobs SET state = 'queued' WHERE queue = ?1 AND state = 'scheduled' AND run_at <= ?2";
+    /// Expired leases of a queue. (`jobs_leases`)
+    pub const EXPIRED_IN_QUEUE: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'running' AND lease_expires_at <= ?2 ORDER BY seq";
+    /// The front of a queue's ready line. (`jobs_ready`)
+    pub const CLAIM_CANDIDATES: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2";
+}
+
 pub(crate) type Res<T> = Result<T, StoreError>;
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -381,9 +397,7 @@ impl WriteCtx {
 
     fn has_unfinished_of_key(&self, queue: &str, key: &str) -> Res<bool> {
         self.conn
-            .prepare_cached(
-                "SELECT 1 FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') LIMIT 1",
-            )
+            .prepare_cached(sql::KEY_HAS_UNFINISHED)
             .and_then(|mut s| s.exists(params![queue, key]))
             .map_err(map_err)
     }
@@ -505,11 +519,7 @@ impl WriteCtx {
     /// Makes the next unfinished job of `key` (if any) its head.
     fn advance_key(&self, queue: &str, key: &str) -> Res<()> {
         self.conn
-            .prepare_cached(
-                "UPDATE jobs SET head = 1 WHERE seq = (
-                    SELECT seq FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running')
-                    ORDER BY seq LIMIT 1)",
-            )
+            .prepare_cached(sql::ADVANCE_KEY)
             .and_then(|mut s| s.execute(params![queue, key]))
             .map_err(map_err)?;
         Ok(())
@@ -571,7 +581,7 @@ impl WriteCtx {
             Some(q) => {
                 let n = self
                     .conn
-                    .prepare_cached("UPDATE jobs SET state = 'queued' WHERE queue = ?1 AND state = 'scheduled' AND run_at <= ?2")
+                    .prepare_cached(sql::PROMOTE_DUE_IN_QUEUE)
                     .and_then(|mut s| s.execute(params![q, now]))
                     .map_err(map_err)?;
                 if n > 0 {
@@ -603,7 +613,7 @@ impl WriteCtx {
         let seqs: Vec<i64> = {
             let (sql, args): (&str, Vec<rusqlite::types::Value>) = match queue {
                 Some(q) => (
-                    "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'running' AND lease_expires_at <= ?2 ORDER BY seq",
+                    sql::EXPIRED_IN_QUEUE,
                     vec![q.to_string().into(), now.into()],
                 ),
                 None => (
@@ -683,7 +693,7 @@ impl WriteCtx {
         let seqs: Vec<i64> = {
             let mut stmt = self
                 .conn
-                .prepare_cached("SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2")
+                .prepare_cached(sql::CLAIM_CANDIDATES)
                 .map_err(map_err)?;
             let rows = stmt
                 .query_map(params![p.queue, capacity], |r| r.get(0))
@@ -900,5 +910,56 @@ impl WriteCtx {
             .execute("DELETE FROM starts WHERE started_at < ?1", [before])
             .map_err(map_err)?;
         Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sql;
+    use rusqlite::Connection;
+
+    fn plan(conn: &Connection, query: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+            .expect("explain");
+        let n = stmt.parameter_count();
+        let args: Vec<rusqlite::types::Value> =
+            (0..n).map(|_| rusqlite::types::Value::Integer(1)).collect();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .expect("plan rows");
+        rows.map(|r| r.expect("plan row"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    /// Claim cost must not grow with the backlog: every query on the claim and
+    /// key-handoff path reads its partial index, never the whole table, and
+    /// the ready line needs no sort.
+    #[test]
+    fn claim_path_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = Connection::open(dir.path().join("plan.db")).expect("open");
+        crate::schema::migrate(&mut conn).expect("migrate");
+        // (query, index, whether the plan may sort: the expired leases of a queue
+        // are at most its running jobs, so sorting them is bounded.)
+        for (query, index, may_sort) in [
+            (sql::CLAIM_CANDIDATES, "jobs_ready", false),
+            (sql::KEY_HAS_UNFINISHED, "jobs_key_line", false),
+            (sql::ADVANCE_KEY, "jobs_key_line", false),
+            (sql::PROMOTE_DUE_IN_QUEUE, "jobs_due", true),
+            (sql::EXPIRED_IN_QUEUE, "jobs_leases", true),
+        ] {
+            let p = plan(&conn, query);
+            assert!(
+                p.contains(index),
+                "{query}\nplan: {p}\nexpected index {index}"
+            );
+            assert!(!p.contains("SCAN jobs"), "{query}\nscans the table: {p}");
+            assert!(
+                may_sort || !p.contains("TEMP B-TREE"),
+                "{query}\nsorts: {p}"
+            );
+        }
     }
 }
