@@ -135,7 +135,16 @@ impl SqliteStore {
                     c
                 }
             };
-            let result = f(&conn);
+            // One read transaction: everything `f` reads (a job and its position,
+            // a queue and its counts) comes from the same snapshot.
+            let result = match conn.unchecked_transaction() {
+                Ok(tx) => {
+                    let r = f(&tx);
+                    let _ = tx.finish();
+                    r
+                }
+                Err(e) => Err(map_err(e)),
+            };
             let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < 8 {
                 pool.push(conn);
