@@ -13,6 +13,9 @@ use crate::error::ApiError;
 /// A JSON body read with a size limit (named in the error) and strict parsing.
 pub struct ApiJson<T>(pub T);
 
+/// Body limit of routes that set none (claims, queue configuration): their bodies are small.
+pub const SMALL_BODY_BYTES: usize = 64 * 1024;
+
 /// The body size limit for the request being served, set per route.
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
@@ -29,7 +32,7 @@ where
             .extensions()
             .get::<BodyLimit>()
             .copied()
-            .unwrap_or(BodyLimit(crate::ServerConfig::DEFAULT_MAX_BODY_BYTES))
+            .unwrap_or(BodyLimit(SMALL_BODY_BYTES))
             .0;
         let body: Body = req.into_body();
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
@@ -50,6 +53,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             StatusCode::BAD_REQUEST,
             codes::INVALID_JSON,
             "request body is empty: send a JSON object",
+        ));
+    }
+    // Serde also reads a struct from a JSON array (fields by position): refuse
+    // anything but an object, so `[…]` is an error and not a silent guess.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+                codes::INVALID_REQUEST
+            } else {
+                codes::INVALID_JSON
+            },
+            "request body must be a JSON object",
         ));
     }
     serde_json::from_slice(bytes).map_err(|e| {

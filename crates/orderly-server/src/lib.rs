@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::system::healthz))
         .merge(api)
         .fallback(routes::system::not_found)
+        .method_not_allowed_fallback(routes::system::method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

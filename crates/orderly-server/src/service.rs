@@ -76,7 +76,7 @@ pub struct Service {
 /// Longest a claim or wait sleeps before looking again even without a wake-up
 /// (covers wake-ups from sources that do not notify, like a delay expiring
 /// between maintenance passes).
-const RECHECK: Duration = Duration::from_millis(1_000);
+const RECHECK: Duration = Duration::from_secs(10);
 
 impl Service {
     /// A service over `store`.

@@ -24,11 +24,11 @@ pub fn api(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/v1/queues/{queue}/jobs",
-            post(jobs::enqueue).layer(single.clone()).get(jobs::list),
+            post(jobs::enqueue).layer(single).get(jobs::list),
         )
         .route(
             "/v1/queues/{queue}/jobs/batch",
-            post(jobs::enqueue_batch).layer(batch.clone()),
+            post(jobs::enqueue_batch).layer(batch),
         )
         .route("/v1/queues/{queue}/claim", post(workers::claim))
         .route("/v1/jobs/{id}", get(jobs::get))
@@ -37,11 +37,11 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route(
             "/v1/jobs/{id}/heartbeat",
-            post(workers::heartbeat).layer(single.clone()),
+            post(workers::heartbeat).layer(single),
         )
         .route(
             "/v1/jobs/{id}/complete",
-            post(workers::complete).layer(single.clone()),
+            post(workers::complete).layer(single),
         )
         .route("/v1/jobs/{id}/fail", post(workers::fail).layer(single))
         .route("/v1/reports", post(workers::reports).layer(batch))
