@@ -962,8 +962,20 @@ pub async fn cancelling_waiting_key_head_passes_the_key<S: Store>(store: S) {
         "cancelled delayed head passes key j",
     )
     .await;
-    complete(s, &l[0], T0 + 3).await;
-    claim_expect(s, q, 10, T0 + 3, &["x3"], "x3 after x1, x2 cancelled").await;
+    claim_expect(s, q, 10, T0 + 2, &[], "x3 waits for running x1").await;
+    let x1 = s.job_cancel("x1", T0 + 3).await.expect("cancel running x1");
+    assert!(x1.cancel_requested);
+    let x1 = fail(s, &l[0], true, T0 + 3).await;
+    assert_eq!(x1.state, JobState::Cancelled);
+    claim_expect(
+        s,
+        q,
+        10,
+        T0 + 3,
+        &["x3"],
+        "x3 after x1 (cancelled while running) and x2 (cancelled waiting)",
+    )
+    .await;
 
     // A queued (not delayed) head, kept waiting by a pause.
     let p = "cancel-paused";
@@ -1497,7 +1509,7 @@ pub async fn fail_outcomes<S: Store>(store: S) {
 pub async fn invalid_operations_and_retry<S: Store>(store: S) {
     let s: &dyn Store = &store;
     let q = "invalid";
-    configure(s, q, conc(1)).await;
+    configure(s, q, conc(3)).await;
     enqueue(
         s,
         q,
@@ -1559,18 +1571,17 @@ pub async fn invalid_operations_and_retry<S: Store>(store: S) {
     let l = claim_expect(
         s,
         q,
-        1,
+        10,
         T0 + 8,
-        &["i3"],
-        "i3 is before the retried i2 in key a",
+        &["i3", "i4"],
+        "the retried i2 is behind i3 in key a; the retried i4 is keyless",
     )
     .await;
     assert_eq!(l[0].job.seq, i3_seq);
+    assert_eq!(l[1].job.attempt, 1, "attempts restart after a retry");
     complete(s, &l[0], T0 + 9).await;
-    let l = claim_expect(s, q, 1, T0 + 9, &["i2"], "the retried i2").await;
+    let l = claim_expect(s, q, 10, T0 + 9, &["i2"], "the retried i2 after i3").await;
     assert_eq!(l[0].job.attempt, 1, "attempts restart after a retry");
-    complete(s, &l[0], T0 + 10).await;
-    claim_expect(s, q, 1, T0 + 10, &["i4"], "the retried i4").await;
 
     expect_not_found(
         s.job_cancel("nope", T0).await,
@@ -2143,7 +2154,7 @@ pub async fn concurrent_claimers<S: Store>(store: S) {
                     }
                 }
                 for l in leases {
-                    if (task + round) % 2 == 0 {
+                    if (task + round) & 1 == 0 {
                         tokio::task::yield_now().await;
                     }
                     lock(&tracker).running -= 1;
@@ -2175,7 +2186,7 @@ pub async fn concurrent_claimers<S: Store>(store: S) {
             panic!("claimer task failed: {e}");
         }
     }
-    let t = lock(&tracker);
+    let t = std::mem::take(&mut *lock(&tracker));
     if let Some(f) = &t.failure {
         panic!("concurrent claimers: {f}");
     }
@@ -2187,7 +2198,6 @@ pub async fn concurrent_claimers<S: Store>(store: S) {
     );
     let mut by_start: Vec<(i64, i64)> =
         t.started.iter().map(|(&seq, &(no, _))| (no, seq)).collect();
-    drop(t);
     by_start.sort();
     let start_order: Vec<i64> = by_start.into_iter().map(|(_, seq)| seq).collect();
     let seq_order: Vec<i64> = jobs.iter().map(|j| j.seq).collect();
@@ -2454,7 +2464,7 @@ pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usi
                     let outcome = if kind < 13 {
                         success(&id)
                     } else {
-                        failure(kind % 2 == 0)
+                        failure(kind & 1 == 0)
                     };
                     let descr = match &outcome {
                         Outcome::Succeeded { .. } => "complete".to_string(),

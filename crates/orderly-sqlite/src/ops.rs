@@ -864,7 +864,8 @@ impl WriteCtx {
         self.conn
             .prepare_cached(
                 "UPDATE jobs SET seq = ?2, state = 'queued', head = ?3, attempt = 0, run_at = ?4,
-                    finished_at = NULL, result = NULL, cancel_requested = 0, requeues = requeues + 1
+                    finished_at = NULL, result = NULL, cancel_requested = 0, requeues = requeues + 1,
+                    started_at = NULL, start_no = NULL, progress = NULL, lease_worker = NULL
                  WHERE seq = ?1",
             )
             .and_then(|mut s| s.execute(params![job.seq, seq, head, now]))
