@@ -146,7 +146,7 @@ async fn enqueue(store: &dyn Store, queue: &str, jobs: Vec<NewJob>, now: Millis)
 
 async fn configure(store: &dyn Store, queue: &str, patch: QueuePatch) -> QueueInfo {
     store
-        .queue_configure(queue, patch)
+        .queue_configure(queue, patch, 0)
         .await
         .unwrap_or_else(|e| panic!("queue_configure({queue:?}) failed: {e:?}"))
 }

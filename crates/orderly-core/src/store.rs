@@ -240,8 +240,12 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError>;
 
     /// Creates or changes a queue; fields left out keep their value.
-    async fn queue_configure(&self, name: &str, patch: QueuePatch)
-        -> Result<QueueInfo, StoreError>;
+    async fn queue_configure(
+        &self,
+        name: &str,
+        patch: QueuePatch,
+        now: Millis,
+    ) -> Result<QueueInfo, StoreError>;
 
     /// Makes due scheduled jobs queued and puts expired leases back in line, in every queue.
     async fn maintenance_run(&self, now: Millis) -> Result<MaintenanceReport, StoreError>;

@@ -540,7 +540,10 @@ impl Service {
                 .map(|e| if e.is_null() { None } else { Some(e) }),
         };
         validate::queue_patch(&patch)?;
-        let info = self.store.queue_configure(name, patch).await?;
+        let info = self
+            .store
+            .queue_configure(name, patch, now_millis())
+            .await?;
         self.wake_queue(name);
         Ok(info)
     }

@@ -261,9 +261,9 @@ impl Store for SqliteStore {
         &self,
         name: &str,
         patch: QueuePatch,
+        now: Millis,
     ) -> Result<QueueInfo, StoreError> {
         let name = name.to_string();
-        let now = now_millis();
         self.writer
             .write(move |ctx| ctx.queue_configure(&name, &patch, now))
             .await
@@ -282,11 +282,4 @@ impl Store for SqliteStore {
     async fn health(&self) -> Result<(), StoreError> {
         self.writer.health.check()
     }
-}
-
-fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
 }
