@@ -26,7 +26,7 @@ use orderly_core::{
 use rusqlite::{Connection, OpenFlags};
 
 use crate::ops::{map_err, WriteCtx};
-use crate::writer::Writer;
+use crate::writer::{Sync, Writer};
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,6 +35,13 @@ pub enum Durability {
     /// Survives a process crash and a machine crash. The default.
     #[default]
     Fsync,
+    /// Commits that accept something a client was promised (enqueue, cancel,
+    /// retry, queue changes) are fsynced before they are answered; commits
+    /// that only record progress (claims, heartbeats, reports) are not, and
+    /// reach the disk with the next fsynced commit or checkpoint. A process
+    /// crash loses nothing; a machine crash loses no accepted job but may
+    /// forget recent starts and completions, so those jobs run again.
+    Accepted,
     /// `synchronous = NORMAL` in WAL mode: commits survive a process crash
     /// but the last ones may be lost if the machine loses power.
     NoFsync,
@@ -87,7 +94,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         let sync = match options.durability {
             Durability::Fsync => "FULL",
-            Durability::NoFsync => "NORMAL",
+            Durability::Accepted | Durability::NoFsync => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", sync)
             .map_err(map_err)?;
@@ -98,7 +105,7 @@ impl SqliteStore {
         schema::migrate(&mut conn).map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         let ctx = WriteCtx::new(conn)?;
-        let (writer, handle) = Writer::start(ctx);
+        let (writer, handle) = Writer::start(ctx, options.durability);
         Ok(SqliteStore {
             writer,
             path,
@@ -176,17 +183,19 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn job_enqueue_many(&self, params: EnqueueParams) -> Result<Vec<Enqueued>, StoreError> {
         self.writer
-            .write(move |ctx| ctx.job_enqueue_many(&params))
+            .write(Sync::Accepting, move |ctx| ctx.job_enqueue_many(&params))
             .await
     }
 
     async fn job_claim(&self, params: ClaimParams) -> Result<Vec<Lease>, StoreError> {
-        self.writer.write(move |ctx| ctx.job_claim(&params)).await
+        self.writer
+            .write(Sync::Progress, move |ctx| ctx.job_claim(&params))
+            .await
     }
 
     async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError> {
         self.writer
-            .write(move |ctx| ctx.job_heartbeat(&params))
+            .write(Sync::Progress, move |ctx| ctx.job_heartbeat(&params))
             .await
     }
 
@@ -195,9 +204,10 @@ impl Store for SqliteStore {
         reports: Vec<ReportParams>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
         // Each report stands alone: a refused one changes nothing, the others apply.
-        let futures = reports
-            .into_iter()
-            .map(|r| self.writer.write(move |ctx| ctx.job_report(&r)));
+        let futures = reports.into_iter().map(|r| {
+            self.writer
+                .write(Sync::Progress, move |ctx| ctx.job_report(&r))
+        });
         let results = futures::future::join_all(futures).await;
         for r in &results {
             if let Err(
@@ -217,7 +227,7 @@ impl Store for SqliteStore {
         claim: ClaimParams,
     ) -> Result<(Job, Vec<Lease>), StoreError> {
         self.writer
-            .write(move |ctx| {
+            .write(Sync::Progress, move |ctx| {
                 let job = ctx.job_report(&report)?;
                 let claim = ClaimParams {
                     queue: job.queue.clone(),
@@ -231,12 +241,16 @@ impl Store for SqliteStore {
 
     async fn job_cancel(&self, id: &str, now: Millis) -> Result<Job, StoreError> {
         let id = id.to_string();
-        self.writer.write(move |ctx| ctx.job_cancel(&id, now)).await
+        self.writer
+            .write(Sync::Accepting, move |ctx| ctx.job_cancel(&id, now))
+            .await
     }
 
     async fn job_retry(&self, id: &str, now: Millis) -> Result<Job, StoreError> {
         let id = id.to_string();
-        self.writer.write(move |ctx| ctx.job_retry(&id, now)).await
+        self.writer
+            .write(Sync::Accepting, move |ctx| ctx.job_retry(&id, now))
+            .await
     }
 
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
@@ -265,17 +279,23 @@ impl Store for SqliteStore {
     ) -> Result<QueueInfo, StoreError> {
         let name = name.to_string();
         self.writer
-            .write(move |ctx| ctx.queue_configure(&name, &patch, now))
+            .write(Sync::Accepting, move |ctx| {
+                ctx.queue_configure(&name, &patch, now)
+            })
             .await
     }
 
     async fn maintenance_run(&self, now: Millis) -> Result<MaintenanceReport, StoreError> {
-        self.writer.write(move |ctx| ctx.maintenance_run(now)).await
+        self.writer
+            .write(Sync::Progress, move |ctx| ctx.maintenance_run(now))
+            .await
     }
 
     async fn retention_purge(&self, finished_before: Millis) -> Result<u64, StoreError> {
         self.writer
-            .write(move |ctx| ctx.retention_purge(finished_before))
+            .write(Sync::Progress, move |ctx| {
+                ctx.retention_purge(finished_before)
+            })
             .await
     }
 

@@ -21,6 +21,7 @@ use orderly_core::StoreError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ops::{map_err, WriteCtx};
+use crate::Durability;
 
 /// Most requests committed in one transaction.
 pub const MAX_GROUP: usize = 4096;
@@ -29,8 +30,26 @@ type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Runs against the transaction; returns its error if it failed (so its
 /// savepoint is rolled back) and the answer to send once the commit's outcome
 /// is known.
-type Request =
+type Run =
     Box<dyn FnOnce(Result<&mut WriteCtx, StoreError>) -> (Option<StoreError>, Answer) + Send>;
+
+/// Whether a write must reach the disk before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// It accepts or settles something a client was promised (an enqueue, a
+    /// cancel, a retry, a queue change): fsynced unless durability is `NoFsync`.
+    Accepting,
+    /// It records progress (a claim, heartbeat, report, maintenance): fsynced
+    /// only under `Durability::Fsync`; otherwise it reaches the disk with the
+    /// next fsynced commit or checkpoint, and a machine crash may forget it
+    /// (the job then runs again: delivery is at least once).
+    Progress,
+}
+
+struct Request {
+    sync: Sync,
+    run: Run,
+}
 
 /// Shared view of the writer's health.
 #[derive(Default)]
@@ -64,26 +83,26 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread on `ctx`; it stops when every handle is dropped,
     /// after finishing the requests already sent.
-    pub fn start(ctx: WriteCtx) -> (Writer, std::thread::JoinHandle<()>) {
+    pub fn start(ctx: WriteCtx, durability: Durability) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Request>(MAX_GROUP * 4);
         let health = Arc::new(Health::default());
         let thread_health = health.clone();
         let handle = std::thread::Builder::new()
             .name("orderly-sqlite-writer".into())
-            .spawn(move || run(ctx, rx, &thread_health))
+            .spawn(move || run(ctx, rx, &thread_health, durability))
             .expect("spawn the SQLite writer thread");
         (Writer { tx, health }, handle)
     }
 
     /// Runs `f` in the next group transaction and returns its result once committed.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn write<T, F>(&self, sync: Sync, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
     {
         self.health.check()?;
         let (reply, answer) = oneshot::channel::<Result<T, StoreError>>();
-        let request: Request = Box::new(move |ctx| {
+        let run: Run = Box::new(move |ctx| {
             let result = ctx.and_then(f);
             let failed = result.as_ref().err().cloned();
             let answer: Answer = Box::new(move |commit: Result<(), StoreError>| {
@@ -92,15 +111,22 @@ impl Writer {
             (failed, answer)
         });
         self.tx
-            .send(request)
+            .send(Request { sync, run })
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Request>, health: &Health) {
+fn run(
+    mut ctx: WriteCtx,
+    mut rx: mpsc::Receiver<Request>,
+    health: &Health,
+    durability: Durability,
+) {
     let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
+    // The connection starts in the mode `SqliteStore::open` set for `durability`.
+    let mut syncing = durability == Durability::Fsync;
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -111,9 +137,28 @@ fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Request>, health: &Health) {
         }
         if let Err(e) = health.check() {
             for r in group.drain(..) {
-                r(Err(e.clone())).1(Err(e.clone()));
+                (r.run)(Err(e.clone())).1(Err(e.clone()));
             }
             continue;
+        }
+        let want_sync = match durability {
+            Durability::Fsync => true,
+            Durability::NoFsync => false,
+            Durability::Accepted => group.iter().any(|r| r.sync == Sync::Accepting),
+        };
+        if want_sync != syncing {
+            let mode = if want_sync { "FULL" } else { "NORMAL" };
+            match ctx.conn.pragma_update(None, "synchronous", mode) {
+                Ok(()) => syncing = want_sync,
+                Err(e) => {
+                    // Never answer an accepting write without the sync it needs.
+                    let e = map_err(e);
+                    for r in group.drain(..) {
+                        (r.run)(Err(e.clone())).1(Err(e.clone()));
+                    }
+                    continue;
+                }
+            }
         }
         commit_group(&mut ctx, &mut group, health);
     }
@@ -127,7 +172,7 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
             health.fail(reason.clone());
         }
         for r in group.drain(..) {
-            r(Err(e.clone())).1(Err(e.clone()));
+            (r.run)(Err(e.clone())).1(Err(e.clone()));
         }
         return;
     }
@@ -135,10 +180,10 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
     for request in group.drain(..) {
         let before = ctx.counters();
         if let Err(e) = ctx.conn.execute_batch("SAVEPOINT request").map_err(map_err) {
-            answers.push(request(Err(e)).1);
+            answers.push((request.run)(Err(e)).1);
             continue;
         }
-        let (failed, answer) = request(Ok(ctx));
+        let (failed, answer) = (request.run)(Ok(ctx));
         if let Some(e) = failed {
             // An I/O error inside the transaction is as untrustworthy as one on commit.
             if let StoreError::StorageFailed(reason) = &e {

@@ -11,6 +11,17 @@ use orderly_sqlite::{Durability, SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// `--durability` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DurabilityArg {
+    /// fsync every commit before answering.
+    Fsync,
+    /// fsync commits that accept jobs; progress rides along.
+    Accepted,
+    /// never fsync.
+    None,
+}
+
 /// `orderly serve` flags.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -29,9 +40,16 @@ pub struct ServeArgs {
     /// Allow a non-loopback --listen address without a token.
     #[arg(long, env = "ORDERLY_INSECURE")]
     pub insecure: bool,
-    /// Do not fsync on commit: acknowledged jobs survive a crash of the process but
-    /// not of the machine. Faster; off by default.
-    #[arg(long, env = "ORDERLY_NO_FSYNC")]
+    /// When commits are fsynced. `fsync` (default): every commit, before it is
+    /// answered. `accepted`: commits that accept jobs (enqueue, cancel, retry,
+    /// queue changes) are fsynced; claims, heartbeats and reports ride along
+    /// with the next fsync, so a machine crash may make recently finished jobs
+    /// run again but never loses an accepted one. `none`: no fsync; survives a
+    /// crash of the process, not of the machine.
+    #[arg(long, env = "ORDERLY_DURABILITY", value_enum, default_value_t = DurabilityArg::Fsync)]
+    pub durability: DurabilityArg,
+    /// Same as `--durability none`.
+    #[arg(long, env = "ORDERLY_NO_FSYNC", conflicts_with = "durability")]
     pub no_fsync: bool,
     /// Largest job payload, in bytes of JSON.
     #[arg(long, env = "ORDERLY_MAX_PAYLOAD_BYTES", default_value_t = ServerConfig::DEFAULT_MAX_PAYLOAD_BYTES)]
@@ -60,12 +78,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let options = SqliteOptions {
         data_dir: args.data_dir.clone(),
-        durability: if args.no_fsync {
-            Durability::NoFsync
-        } else {
-            Durability::Fsync
+        durability: match (args.no_fsync, args.durability) {
+            (true, _) | (_, DurabilityArg::None) => Durability::NoFsync,
+            (_, DurabilityArg::Accepted) => Durability::Accepted,
+            (_, DurabilityArg::Fsync) => Durability::Fsync,
         },
     };
+    let options_durability = options.durability;
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&options))
         .await?
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
@@ -89,10 +108,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     state.spawn_background(&tracker, &cancel);
     tracing::info!(
         "orderly listening on http://{local} (store {db_path}, {})",
-        if args.no_fsync {
-            "no fsync: survives process crashes only"
-        } else {
-            "fsync on every commit"
+        match options_durability {
+            Durability::Fsync => "fsync on every commit",
+            Durability::Accepted => "fsync on every commit that accepts jobs",
+            Durability::NoFsync => "no fsync: survives process crashes only",
         }
     );
     let service = state.service.clone();

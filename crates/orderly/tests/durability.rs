@@ -37,10 +37,21 @@ fn expect_stale(srv: &TestServer, what: &str, r: Result<impl std::fmt::Debug, Cl
 /// and its old lease is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_of_the_server_loses_no_acknowledged_job() {
+    sigkill_during_a_storm(TestServer::start().await).await;
+}
+
+/// The same with `--durability accepted`: claims and reports are not fsynced
+/// on their own, which must change nothing when only the process dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_with_accepted_durability_loses_no_acknowledged_job() {
+    sigkill_during_a_storm(TestServer::start_with_args(None, &["--durability", "accepted"]).await)
+        .await;
+}
+
+async fn sigkill_during_a_storm(mut srv: TestServer) {
     const CLIENTS: usize = 16;
     const Q: &str = "storm";
     const HELD: &str = "held";
-    let mut srv = TestServer::start().await;
     let c = srv.client();
 
     // A job leased (and not reported) when the server dies.

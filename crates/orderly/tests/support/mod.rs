@@ -147,6 +147,7 @@ pub struct TestServer {
     child: Option<Child>,
     log: PathBuf,
     client: Client,
+    extra_args: Vec<String>,
 }
 
 impl TestServer {
@@ -157,6 +158,11 @@ impl TestServer {
 
     /// Starts a server; with a token the API requires it.
     pub async fn start_with(token: Option<&str>) -> Self {
+        Self::start_with_args(token, &[]).await
+    }
+
+    /// Starts a server with extra `orderly serve` flags (kept across restarts).
+    pub async fn start_with_args(token: Option<&str>, extra: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("orderly-e2e-")
             .tempdir()
@@ -171,6 +177,7 @@ impl TestServer {
             token: token.map(Into::into),
             child: None,
             log,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn().await;
         s
@@ -192,6 +199,7 @@ impl TestServer {
         if let Some(t) = &self.token {
             cmd.arg("--token").arg(t);
         }
+        cmd.args(&self.extra_args);
         cmd.stdout(log.try_clone().expect("log fd")).stderr(log);
         self.child = Some(cmd.spawn().expect("spawn orderly serve"));
         let probe = Client::new(self.url(), None);
@@ -363,6 +371,7 @@ impl TestServer {
         if let Some(t) = &self.token {
             cmd.arg("--token").arg(t);
         }
+        cmd.args(&self.extra_args);
         cmd.args(extra).arg("--").args(command);
         cmd.stdout(file.try_clone().expect("log fd")).stderr(file);
         {
