@@ -84,7 +84,8 @@ impl Client {
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()
-            .expect("build HTTP client");
+            // Building fails only if the TLS/DNS backend cannot start; fall back to defaults.
+            .unwrap_or_else(|_| reqwest::Client::new());
         Client {
             http,
             base: base.into().trim_end_matches('/').to_string(),

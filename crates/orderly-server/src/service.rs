@@ -129,7 +129,8 @@ impl Service {
                 validate::job_id(&id)?;
                 id
             }
-            None => uuid::Uuid::new_v4().to_string(),
+            // Time-ordered (v7): new ids land at the end of the id index.
+            None => uuid::Uuid::now_v7().to_string(),
         };
         if let Some(k) = &req.key {
             validate::key(k)?;

@@ -100,8 +100,6 @@ impl SqliteStore {
             .map_err(map_err)?;
         conn.pragma_update(None, "cache_size", -32_000)
             .map_err(map_err)?;
-        conn.pragma_update(None, "temp_store", "MEMORY")
-            .map_err(map_err)?;
         schema::migrate(&mut conn).map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         let ctx = WriteCtx::new(conn)?;

@@ -35,6 +35,19 @@ pub(crate) mod sql {
     pub const PROMOTE_DUE_IN_QUEUE: &str = "UPDATE jobs SET state = 'queued' WHERE queue = ?1 AND state = 'scheduled' AND run_at <= ?2";
     /// Expired leases of a queue. (`jobs_leases`)
     pub const EXPIRED_IN_QUEUE: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'running' AND lease_expires_at <= ?2 ORDER BY seq";
+    /// Due scheduled jobs of every queue become queued. (`jobs_due_all`)
+    pub const PROMOTE_DUE_ALL: &str =
+        "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= ?1 RETURNING queue";
+    /// Expired leases of every queue, in no particular order (sorted by the caller:
+    /// asking SQLite for `ORDER BY seq` made it walk the whole table in `seq` order).
+    /// (`jobs_leases_all`)
+    pub const EXPIRED_ALL: &str =
+        "SELECT seq FROM jobs WHERE state = 'running' AND lease_expires_at <= ?1";
+    /// The next time a maintenance pass has work. (`jobs_due_all`, `jobs_leases_all`)
+    pub const NEXT_DUE: &str = "SELECT min(t) FROM (
+        SELECT min(run_at) AS t FROM jobs WHERE state = 'scheduled'
+        UNION ALL
+        SELECT min(lease_expires_at) AS t FROM jobs WHERE state = 'running')";
     /// The front of a queue's ready line. (`jobs_ready`)
     pub const CLAIM_CANDIDATES: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2";
 }
@@ -593,7 +606,7 @@ impl WriteCtx {
             None => {
                 let mut stmt = self
                     .conn
-                    .prepare_cached("UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= ?1 RETURNING queue")
+                    .prepare_cached(sql::PROMOTE_DUE_ALL)
                     .map_err(map_err)?;
                 let rows = stmt
                     .query_map([now], |r| r.get::<_, String>(0))
@@ -610,16 +623,13 @@ impl WriteCtx {
     /// Handles expired leases (one queue, or all): in place again, or finished.
     /// Returns the queues touched and the jobs that finished.
     fn reap_expired(&mut self, queue: Option<&str>, now: Millis) -> Res<(Vec<String>, Vec<Job>)> {
-        let seqs: Vec<i64> = {
+        let mut seqs: Vec<i64> = {
             let (sql, args): (&str, Vec<rusqlite::types::Value>) = match queue {
                 Some(q) => (
                     sql::EXPIRED_IN_QUEUE,
                     vec![q.to_string().into(), now.into()],
                 ),
-                None => (
-                    "SELECT seq FROM jobs WHERE state = 'running' AND lease_expires_at <= ?1 ORDER BY seq",
-                    vec![now.into()],
-                ),
+                None => (sql::EXPIRED_ALL, vec![now.into()]),
             };
             let mut stmt = self.conn.prepare_cached(sql).map_err(map_err)?;
             let rows = stmt
@@ -627,6 +637,7 @@ impl WriteCtx {
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         };
+        seqs.sort_unstable();
         let mut queues = Vec::new();
         let mut finished = Vec::new();
         for seq in seqs {
@@ -882,14 +893,7 @@ impl WriteCtx {
         woken.dedup();
         let next_due: Option<Millis> = self
             .conn
-            .query_row(
-                "SELECT min(t) FROM (
-                    SELECT min(run_at) AS t FROM jobs WHERE state = 'scheduled'
-                    UNION ALL
-                    SELECT min(lease_expires_at) AS t FROM jobs WHERE state = 'running')",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(sql::NEXT_DUE, [], |r| r.get(0))
             .map_err(map_err)?;
         Ok(MaintenanceReport {
             woken_queues: woken,
@@ -950,6 +954,10 @@ mod tests {
             (sql::ADVANCE_KEY, "jobs_key_line", false),
             (sql::PROMOTE_DUE_IN_QUEUE, "jobs_due", true),
             (sql::EXPIRED_IN_QUEUE, "jobs_leases", true),
+            (sql::PROMOTE_DUE_ALL, "jobs_due_all", false),
+            (sql::EXPIRED_ALL, "jobs_leases_all", false),
+            (sql::NEXT_DUE, "jobs_due_all", false),
+            (sql::NEXT_DUE, "jobs_leases_all", false),
         ] {
             let p = plan(&conn, query);
             assert!(

@@ -176,25 +176,43 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
         }
         return;
     }
+    // A group of one needs no savepoint: if it fails, the whole transaction
+    // is rolled back. (Savepoints are not free: SQLite keeps every page a
+    // savepoint changed in a sub-journal until it is released, which makes a
+    // large batch inside one cost more per row as it grows.)
+    let alone = group.len() == 1;
     let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
     for request in group.drain(..) {
         let before = ctx.counters();
-        if let Err(e) = ctx.conn.execute_batch("SAVEPOINT request").map_err(map_err) {
-            answers.push((request.run)(Err(e)).1);
-            continue;
+        if !alone {
+            if let Err(e) = ctx.conn.execute_batch("SAVEPOINT request").map_err(map_err) {
+                answers.push((request.run)(Err(e)).1);
+                continue;
+            }
         }
         let (failed, answer) = (request.run)(Ok(ctx));
-        if let Some(e) = failed {
-            // An I/O error inside the transaction is as untrustworthy as one on commit.
-            if let StoreError::StorageFailed(reason) = &e {
-                health.fail(reason.clone());
+        match failed {
+            Some(e) => {
+                // An I/O error inside the transaction is as untrustworthy as one on commit.
+                if let StoreError::StorageFailed(reason) = &e {
+                    health.fail(reason.clone());
+                }
+                if alone {
+                    let _ = ctx.conn.execute_batch("ROLLBACK");
+                    ctx.restore(start);
+                    // The answer carries the request's own error.
+                    answer(Ok(()));
+                    return;
+                }
+                let _ = ctx
+                    .conn
+                    .execute_batch("ROLLBACK TO request; RELEASE request");
+                ctx.restore(before);
             }
-            let _ = ctx
-                .conn
-                .execute_batch("ROLLBACK TO request; RELEASE request");
-            ctx.restore(before);
-        } else {
-            let _ = ctx.conn.execute_batch("RELEASE request");
+            None if alone => {}
+            None => {
+                let _ = ctx.conn.execute_batch("RELEASE request");
+            }
         }
         answers.push(answer);
     }
