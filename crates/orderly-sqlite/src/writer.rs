@@ -2,10 +2,10 @@
 //!
 //! Requests arrive on a channel as closures. The thread takes every request
 //! that is waiting (up to [`MAX_GROUP`]), runs them in one `BEGIN IMMEDIATE`
-//! transaction, each inside its own savepoint so one request's error undoes
-//! only its own changes, commits once (one fsync for the whole group), and
-//! only then answers each request. Nobody is told "accepted" before the
-//! commit returned.
+//! transaction, each inside its own savepoint when there are several so one
+//! request's error undoes only its own changes, commits once (one fsync for
+//! the whole group), and only then answers each request. Nobody is told
+//! "accepted" before the commit returned.
 //!
 //! Failure policy:
 //! - a full disk (`SQLITE_FULL`) fails the group with `StorageFull`; the

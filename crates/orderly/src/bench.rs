@@ -14,13 +14,14 @@
 //!   sample enqueues one job and times enqueue call → handler start.
 //!
 //! By default the bench starts its own server (this binary, `serve`) on a free
-//! loopback port with a fresh data directory, fsync on unless `--no-fsync`,
+//! loopback port with a fresh data directory, with `--durability` (default fsync on every commit),
 //! and kills it and removes the directory at the end, also on error or
 //! Ctrl-C. `--isolate` gives every workload its own fresh server, as the
 //! peers' harness resets its store before each run; `--server URL` measures
 //! an existing server instead. Every network call and every wait has a time
 //! limit, so the bench cannot hang.
 
+use crate::serve::DurabilityArg;
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -54,9 +55,12 @@ pub struct BenchArgs {
     #[arg(long, env = "ORDERLY_BENCH_CLIENTS", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=1_024))]
     pub clients: u32,
-    /// Start the bench's server with --no-fsync (not durable against a machine
-    /// crash). Default: fsync on every commit, the server's default.
-    #[arg(long, env = "ORDERLY_BENCH_NO_FSYNC")]
+    /// Durability of the server the bench starts (`orderly serve --durability`):
+    /// `fsync` (the server's default), `accepted` or `none`.
+    #[arg(long, env = "ORDERLY_BENCH_DURABILITY", value_enum, default_value_t = DurabilityArg::Fsync)]
+    pub durability: DurabilityArg,
+    /// Same as `--durability none`.
+    #[arg(long, env = "ORDERLY_BENCH_NO_FSYNC", conflicts_with = "durability")]
     pub no_fsync: bool,
     /// Measure this running server instead of starting one. It gets one fresh
     /// queue per workload (`bench-…`) and keeps their jobs afterwards.
@@ -176,10 +180,13 @@ fn parse_only(list: &[String]) -> anyhow::Result<Vec<Workload>> {
 }
 
 /// Runs `orderly bench`.
-pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(mut a: BenchArgs) -> anyhow::Result<()> {
     let selected = parse_only(&a.only)?;
-    if a.server.is_some() && a.no_fsync {
-        bail!("--no-fsync applies to the server the bench starts; with --server, start that server with --no-fsync yourself");
+    if a.no_fsync {
+        a.durability = DurabilityArg::None;
+    }
+    if a.server.is_some() && a.durability != DurabilityArg::Fsync {
+        bail!("--durability applies to the server the bench starts; with --server, start that server with the durability you want");
     }
     if a.token.as_deref() == Some("") {
         bail!("--token is empty");
@@ -195,19 +202,19 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
         None => {
             let server = tokio::select! {
-                s = LocalServer::start(a.no_fsync, a.token.as_deref()) => s?,
+                s = LocalServer::start(a.durability, a.token.as_deref()) => s?,
                 _ = tokio::signal::ctrl_c() => bail!("interrupted"),
             };
             let client = Client::new(server.url.clone(), a.token.clone());
             let target = Target::Local {
-                fsync: !a.no_fsync,
+                durability: a.durability,
                 isolate: a.isolate,
             };
             (client, Some(server), target)
         }
     };
     let restart = (a.server.is_none() && a.isolate).then(|| Launch {
-        no_fsync: a.no_fsync,
+        durability: a.durability,
         token: a.token.clone(),
     });
     let mut plan = Plan {
@@ -237,8 +244,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
 enum Target {
     /// The server the bench started.
     Local {
-        /// Whether it fsyncs every commit.
-        fsync: bool,
+        /// Its `--durability`.
+        durability: DurabilityArg,
         /// A fresh server per workload.
         isolate: bool,
     },
@@ -248,8 +255,8 @@ enum Target {
 
 /// How to start a fresh server before each workload (`--isolate`).
 struct Launch {
-    /// Start it with `--no-fsync`.
-    no_fsync: bool,
+    /// Its `--durability`.
+    durability: DurabilityArg,
     /// Its bearer token.
     token: Option<String>,
 }
@@ -308,7 +315,7 @@ struct LocalServer {
 
 impl LocalServer {
     /// Starts the server and waits until `/healthz` answers `ok`.
-    async fn start(no_fsync: bool, token: Option<&str>) -> anyhow::Result<LocalServer> {
+    async fn start(durability: DurabilityArg, token: Option<&str>) -> anyhow::Result<LocalServer> {
         let exe = std::env::current_exe()
             .context("cannot find the orderly binary to start a server (use --server URL)")?;
         let port = free_port()?;
@@ -335,9 +342,11 @@ impl LocalServer {
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true);
-        if no_fsync {
-            cmd.arg("--no-fsync");
-        }
+        cmd.arg("--durability").arg(match durability {
+            DurabilityArg::Fsync => "fsync",
+            DurabilityArg::Accepted => "accepted",
+            DurabilityArg::None => "none",
+        });
         // The child reads every flag from ORDERLY_… variables too: only the
         // flags above (and the log filter) may configure it.
         for (key, _) in std::env::vars_os() {
@@ -641,7 +650,7 @@ async fn run_workloads(
             if let Some(old) = local.take() {
                 old.stop().await;
             }
-            let fresh = LocalServer::start(launch.no_fsync, launch.token.as_deref()).await?;
+            let fresh = LocalServer::start(launch.durability, launch.token.as_deref()).await?;
             plan.client = Client::new(fresh.url.clone(), launch.token.clone());
             *local = Some(fresh);
         }
@@ -1312,12 +1321,12 @@ struct Reference {
 fn print_report(plan: &Plan, target: &Target, r: &Results) {
     let n = plan.n as f64;
     let durability = match target {
-        Target::Local { fsync, isolate } => format!(
+        Target::Local { durability, isolate } => format!(
             "{}; {}",
-            if *fsync {
-                "**fsync on** (durable: every acknowledged job is on disk)"
-            } else {
-                "**fsync off** (`--no-fsync`: survives a process crash, not a machine crash)"
+            match durability {
+                DurabilityArg::Fsync => "**fsync on every commit** (`--durability fsync`, the default: every acknowledged job is on disk)",
+                DurabilityArg::Accepted => "**fsync on commits that accept jobs** (`--durability accepted`: every acknowledged job is on disk; claims and reports ride along with the next fsync)",
+                DurabilityArg::None => "**fsync off** (`--durability none`: survives a process crash, not a machine crash)",
             },
             if *isolate {
                 "a fresh server and data directory per workload (`--isolate`)"
