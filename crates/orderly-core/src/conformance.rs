@@ -1969,21 +1969,26 @@ pub async fn retention_purge_deletes_only_old_finished_jobs<S: Store>(store: S) 
     fail(s, &l[2], false, T0 + 30).await;
     s.job_cancel("p5", T0 + 40).await.expect("cancel p5");
     assert_eq!(
-        s.retention_purge(T0 + 10).await.expect("purge"),
+        s.retention_purge(T0 + 10, 100).await.expect("purge"),
         0,
         "p1 finished at the cutoff, not before"
     );
     assert_eq!(
-        s.retention_purge(T0 + 11).await.expect("purge"),
+        s.retention_purge(T0 + 11, 100).await.expect("purge"),
         1,
         "only p1"
     );
     assert_eq!(s.job_get("p1").await.expect("job_get"), None);
     assert_eq!(get(s, "p2").await.state, JobState::Succeeded);
     assert_eq!(
-        s.retention_purge(T0 + 1_000).await.expect("purge"),
-        3,
-        "p2, p3, p5"
+        s.retention_purge(T0 + 1_000, 2).await.expect("purge"),
+        2,
+        "p2 and p3: at most the limit"
+    );
+    assert_eq!(
+        s.retention_purge(T0 + 1_000, 2).await.expect("purge"),
+        1,
+        "then p5"
     );
     for id in ["p2", "p3", "p5"] {
         assert_eq!(s.job_get(id).await.expect("job_get"), None, "{id} purged");

@@ -250,8 +250,12 @@ pub trait Store: Send + Sync + 'static {
     /// Makes due scheduled jobs queued and puts expired leases back in line, in every queue.
     async fn maintenance_run(&self, now: Millis) -> Result<MaintenanceReport, StoreError>;
 
-    /// Deletes jobs that finished before `finished_before`; returns how many.
-    async fn retention_purge(&self, finished_before: Millis) -> Result<u64, StoreError>;
+    /// Deletes at most `limit` jobs that finished before `finished_before`
+    /// (and the start records older than it); returns how many jobs. Callers
+    /// loop until it returns less than `limit`, so one call never holds the
+    /// store for long.
+    async fn retention_purge(&self, finished_before: Millis, limit: u32)
+        -> Result<u64, StoreError>;
 
     /// `Ok` while the store can accept writes.
     async fn health(&self) -> Result<(), StoreError>;

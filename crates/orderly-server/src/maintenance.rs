@@ -69,14 +69,35 @@ pub async fn run_scheduler(service: Arc<Service>, config: Config, cancel: Cancel
     }
 }
 
+/// Jobs deleted per retention transaction.
+const RETENTION_BATCH: u32 = 5_000;
+
 /// Deletes finished jobs older than the retention, until `cancel`.
 pub async fn run_retention(service: Arc<Service>, config: Config, cancel: CancellationToken) {
     loop {
         let cutoff = now_millis() - config.retention.as_millis() as i64;
-        match service.store().retention_purge(cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "retention removed finished jobs"),
-            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+        let mut deleted = 0u64;
+        // Small deletes, one transaction each, so enqueues and claims interleave.
+        loop {
+            match service
+                .store()
+                .retention_purge(cutoff, RETENTION_BATCH)
+                .await
+            {
+                Ok(n) => {
+                    deleted += n;
+                    if n < RETENTION_BATCH as u64 || cancel.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pass failed");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "retention removed finished jobs");
         }
         tokio::select! {
             _ = cancel.cancelled() => return,

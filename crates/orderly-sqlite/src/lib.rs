@@ -289,10 +289,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn retention_purge(&self, finished_before: Millis) -> Result<u64, StoreError> {
+    async fn retention_purge(
+        &self,
+        finished_before: Millis,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
         self.writer
             .write(Sync::Progress, move |ctx| {
-                ctx.retention_purge(finished_before)
+                ctx.retention_purge(finished_before, limit)
             })
             .await
     }

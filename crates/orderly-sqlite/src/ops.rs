@@ -48,6 +48,11 @@ pub(crate) mod sql {
         SELECT min(run_at) AS t FROM jobs WHERE state = 'scheduled'
         UNION ALL
         SELECT min(lease_expires_at) AS t FROM jobs WHERE state = 'running')";
+    /// The next time a queue has a due job or an expiring lease. (`jobs_due`, `jobs_leases`)
+    pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
+        SELECT min(run_at) AS t FROM jobs WHERE queue = ?1 AND state = 'scheduled'
+        UNION ALL
+        SELECT min(lease_expires_at) AS t FROM jobs WHERE queue = ?1 AND state = 'running')";
     /// The front of a queue's ready line. (`jobs_ready`)
     pub const CLAIM_CANDIDATES: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2";
 }
@@ -121,6 +126,26 @@ fn job_by_seq(conn: &Connection, seq: i64) -> Res<Job> {
     conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?1"))
         .and_then(|mut s| s.query_row([seq], job_from_row))
         .map_err(map_err)
+}
+
+/// A job and its private fields, in one read.
+fn job_with_private(conn: &Connection, id: &str) -> Res<Option<(Job, Private)>> {
+    conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS}, head, lease_token, lease_ms, deadline_at FROM jobs WHERE id = ?1"
+    ))
+    .and_then(|mut s| {
+        s.query_row([id], |r| {
+            let private = Private {
+                head: r.get::<_, i64>(20)? != 0,
+                lease_token: r.get(21)?,
+                lease_ms: r.get(22)?,
+                deadline_at: r.get(23)?,
+            };
+            Ok((job_from_row(r)?, private))
+        })
+        .optional()
+    })
+    .map_err(map_err)
 }
 
 fn private_of(conn: &Connection, seq: i64) -> Res<Private> {
@@ -288,6 +313,12 @@ pub struct WriteCtx {
     pub next_start_no: i64,
     /// Queue configs, kept coherent because only this writer changes them.
     configs: HashMap<String, QueueConfig>,
+    /// Per queue, a time no scheduled `run_at` and no running lease expiry of
+    /// the queue is earlier than. While `now` is below it, a claim can skip
+    /// promoting due jobs and reaping leases: there are none. It is lowered by
+    /// every write that sets such a time, recomputed after each promotion and
+    /// reap, and forgotten on rollback (a missing entry means "look").
+    due_floor: HashMap<String, Millis>,
 }
 
 /// Counters to restore when an operation rolls back.
@@ -321,6 +352,7 @@ impl WriteCtx {
             next_seq,
             next_start_no,
             configs: HashMap::new(),
+            due_floor: HashMap::new(),
         })
     }
 
@@ -337,20 +369,48 @@ impl WriteCtx {
         self.next_seq = c.next_seq;
         self.next_start_no = c.next_start_no;
         self.configs.clear();
+        self.due_floor.clear();
     }
 
-    /// Writes the counters to `meta` if they moved since `before`.
-    pub fn persist_counters(&self, before: Counters) -> Res<()> {
-        if before.next_seq != self.next_seq {
-            self.conn
-                .prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'next_seq'")
-                .and_then(|mut s| s.execute([self.next_seq]))
-                .map_err(map_err)?;
+    /// Notes that `queue` now has a scheduled job or a lease expiring at `at`.
+    fn lower_due_floor(&mut self, queue: &str, at: Millis) {
+        if let Some(floor) = self.due_floor.get_mut(queue) {
+            *floor = (*floor).min(at);
         }
-        if before.next_start_no != self.next_start_no {
+    }
+
+    /// Promotes the queue's due jobs and reaps its expired leases, unless its
+    /// due floor says there are none; then records the new floor.
+    fn catch_up_queue(&mut self, queue: &str, now: Millis) -> Res<()> {
+        if self.due_floor.get(queue).is_some_and(|floor| now < *floor) {
+            return Ok(());
+        }
+        self.promote_due(Some(queue), now)?;
+        self.reap_expired(Some(queue), now)?;
+        let next: Option<Millis> = self
+            .conn
+            .prepare_cached(sql::NEXT_DUE_IN_QUEUE)
+            .and_then(|mut s| s.query_row([queue], |r| r.get(0)))
+            .map_err(map_err)?;
+        self.due_floor
+            .insert(queue.to_string(), next.unwrap_or(Millis::MAX));
+        Ok(())
+    }
+
+    /// Writes the counters to `meta`.
+    ///
+    /// Not needed on every commit: on open, the counters start above the
+    /// highest `seq` and start number still stored. Only deleting rows could
+    /// lower those, so retention writes the counters first, in the same
+    /// transaction as its deletes, and a `seq` is never handed out twice.
+    fn persist_counters(&self) -> Res<()> {
+        for (name, value) in [
+            ("next_seq", self.next_seq),
+            ("next_start_no", self.next_start_no),
+        ] {
             self.conn
-                .prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'next_start_no'")
-                .and_then(|mut s| s.execute([self.next_start_no]))
+                .prepare_cached("UPDATE meta SET value = ?2 WHERE name = ?1")
+                .and_then(|mut s| s.execute(params![name, value]))
                 .map_err(map_err)?;
         }
         Ok(())
@@ -472,6 +532,9 @@ impl WriteCtx {
                 });
                 continue;
             }
+            if state == JobState::Scheduled {
+                self.lower_due_floor(&p.queue, run_at);
+            }
             let job = Job {
                 id: new.id.clone(),
                 queue: p.queue.clone(),
@@ -546,46 +609,59 @@ impl WriteCtx {
         now: Millis,
         result: Option<&Value>,
         error: Option<&Value>,
-    ) -> Res<()> {
-        self.conn
-            .prepare_cached(
+    ) -> Res<Job> {
+        let finished = self
+            .conn
+            .prepare_cached(&format!(
                 "UPDATE jobs SET state = ?2, head = 0, finished_at = ?3,
                     result = coalesce(?4, result), error = coalesce(?5, error),
                     lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL
-                 WHERE seq = ?1",
-            )
+                 WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
+            ))
             .and_then(|mut s| {
-                s.execute(params![
-                    job.seq,
-                    state.as_str(),
-                    now,
-                    result.map(to_text),
-                    error.map(to_text)
-                ])
+                s.query_row(
+                    params![
+                        job.seq,
+                        state.as_str(),
+                        now,
+                        result.map(to_text),
+                        error.map(to_text)
+                    ],
+                    job_from_row,
+                )
             })
             .map_err(map_err)?;
         if let Some(key) = &job.key {
             self.advance_key(&job.queue, key)?;
         }
-        Ok(())
+        Ok(finished)
     }
 
     /// Puts a job back to waiting (same seq) after a failed or lost attempt.
-    fn requeue(&self, seq: i64, run_at: Millis, now: Millis, error: &Value) -> Res<()> {
+    fn requeue(&mut self, seq: i64, run_at: Millis, now: Millis, error: &Value) -> Res<Job> {
         let state = if run_at > now {
             JobState::Scheduled
         } else {
             JobState::Queued
         };
-        self.conn
-            .prepare_cached(
+        let job = self
+            .conn
+            .prepare_cached(&format!(
                 "UPDATE jobs SET state = ?2, run_at = ?3, error = ?4,
                     lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL
-                 WHERE seq = ?1",
-            )
-            .and_then(|mut s| s.execute(params![seq, state.as_str(), run_at, to_text(error)]))
+                 WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
+            ))
+            .and_then(|mut s| {
+                s.query_row(
+                    params![seq, state.as_str(), run_at, to_text(error)],
+                    job_from_row,
+                )
+            })
             .map_err(map_err)?;
-        Ok(())
+        if state == JobState::Scheduled {
+            self.lower_due_floor(&job.queue, run_at);
+        }
+        Ok(job)
     }
 
     /// Makes due scheduled jobs queued (one queue, or all); returns the queues touched.
@@ -659,10 +735,11 @@ impl WriteCtx {
                     now,
                     rand::random(),
                 ) {
-                    AfterFailure::Retry { run_at } => self.requeue(seq, run_at, now, &error)?,
+                    AfterFailure::Retry { run_at } => {
+                        self.requeue(seq, run_at, now, &error)?;
+                    }
                     AfterFailure::Finish(state) => {
-                        self.finish(&job, state, now, None, Some(&error))?;
-                        finished.push(job_by_seq(&self.conn, seq)?);
+                        finished.push(self.finish(&job, state, now, None, Some(&error))?);
                     }
                 }
             } else {
@@ -672,10 +749,11 @@ impl WriteCtx {
                 });
                 match rules::after_lease_expiry(job.attempt, job.max_attempts, job.cancel_requested)
                 {
-                    JobState::Queued => self.requeue(seq, now, now, &error)?,
+                    JobState::Queued => {
+                        self.requeue(seq, now, now, &error)?;
+                    }
                     state => {
-                        self.finish(&job, state, now, None, Some(&error))?;
-                        finished.push(job_by_seq(&self.conn, seq)?);
+                        finished.push(self.finish(&job, state, now, None, Some(&error))?);
                     }
                 }
             }
@@ -691,8 +769,7 @@ impl WriteCtx {
         let Some(config) = self.config(&p.queue)? else {
             return Ok(Vec::new());
         };
-        self.promote_due(Some(&p.queue), p.now)?;
-        self.reap_expired(Some(&p.queue), p.now)?;
+        self.catch_up_queue(&p.queue, p.now)?;
         if config.paused {
             return Ok(Vec::new());
         }
@@ -717,7 +794,7 @@ impl WriteCtx {
             let token = uuid::Uuid::new_v4().simple().to_string();
             let start_no = self.next_start_no;
             self.next_start_no += 1;
-            let mut stmt = self
+            let job = self
                 .conn
                 .prepare_cached(&format!(
                     "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?2,
@@ -727,18 +804,19 @@ impl WriteCtx {
                         start_no = ?6
                      WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
                 ))
-                .map_err(map_err)?;
-            let job = stmt
-                .query_row(
-                    params![seq, p.now, token, p.worker, lease_ms as i64, start_no],
-                    job_from_row,
-                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![seq, p.now, token, p.worker, lease_ms as i64, start_no],
+                        job_from_row,
+                    )
+                })
                 .map_err(map_err)?;
             self.conn
                 .prepare_cached("INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                 .and_then(|mut s| s.execute(params![start_no, seq, job.id, job.attempt, p.worker, p.now]))
                 .map_err(map_err)?;
             let expires_at = job.lease_expires_at.unwrap_or(p.now);
+            self.lower_due_floor(&p.queue, expires_at);
             leases.push(Lease {
                 job,
                 token,
@@ -750,8 +828,8 @@ impl WriteCtx {
 
     /// Checks that `token` is the current, unexpired lease of job `id`.
     fn current_lease(&self, id: &str, token: &str, now: Millis) -> Res<(Job, Private)> {
-        let job = job_by_id(&self.conn, id)?.ok_or_else(|| StoreError::JobNotFound(id.into()))?;
-        let private = private_of(&self.conn, job.seq)?;
+        let (job, private) =
+            job_with_private(&self.conn, id)?.ok_or_else(|| StoreError::JobNotFound(id.into()))?;
         let stale = |reason: String| StoreError::StaleLease {
             id: id.into(),
             reason,
@@ -783,6 +861,8 @@ impl WriteCtx {
             .prepare_cached("UPDATE jobs SET lease_expires_at = ?2, progress = coalesce(?3, progress) WHERE seq = ?1")
             .and_then(|mut s| s.execute(params![job.seq, expires_at, p.progress.as_ref().map(to_text)]))
             .map_err(map_err)?;
+        // A renewal only moves the expiry later, but the floor stays exact either way.
+        self.lower_due_floor(&job.queue, expires_at);
         Ok(Heartbeat {
             expires_at,
             cancel_requested: job.cancel_requested,
@@ -792,16 +872,14 @@ impl WriteCtx {
     /// Applies one report.
     pub fn job_report(&mut self, p: &ReportParams) -> Res<Job> {
         let (job, _) = self.current_lease(&p.id, &p.token, p.now)?;
-        match &p.outcome {
-            Outcome::Succeeded { result } => {
-                self.finish(
-                    &job,
-                    JobState::Succeeded,
-                    p.now,
-                    Some(result.as_ref().unwrap_or(&Value::Null)),
-                    None,
-                )?;
-            }
+        let after = match &p.outcome {
+            Outcome::Succeeded { result } => self.finish(
+                &job,
+                JobState::Succeeded,
+                p.now,
+                Some(result.as_ref().unwrap_or(&Value::Null)),
+                None,
+            )?,
             Outcome::Failed { error, retry } => {
                 let config = self.config(&job.queue)?.unwrap_or_default();
                 match rules::after_failure(
@@ -821,8 +899,8 @@ impl WriteCtx {
                     }
                 }
             }
-        }
-        job_by_seq(&self.conn, job.seq).and_then(|j| with_position(&self.conn, j))
+        };
+        with_position(&self.conn, after)
     }
 
     /// Cancels a job (see `Store::job_cancel`).
@@ -903,16 +981,23 @@ impl WriteCtx {
     }
 
     /// Deletes jobs finished before `before`, and starts recorded before it.
-    pub fn retention_purge(&mut self, before: Millis) -> Res<u64> {
+    pub fn retention_purge(&mut self, before: Millis, limit: u32) -> Res<u64> {
+        self.persist_counters()?;
         let n = self
             .conn
-            .execute(
-                "DELETE FROM jobs WHERE finished_at < ?1 AND state IN ('succeeded', 'failed', 'cancelled')",
-                [before],
+            .prepare_cached(
+                "DELETE FROM jobs WHERE seq IN (
+                    SELECT seq FROM jobs WHERE finished_at < ?1
+                        AND state IN ('succeeded', 'failed', 'cancelled') LIMIT ?2)",
             )
+            .and_then(|mut s| s.execute(params![before, limit]))
             .map_err(map_err)?;
         self.conn
-            .execute("DELETE FROM starts WHERE started_at < ?1", [before])
+            .prepare_cached(
+                "DELETE FROM starts WHERE start_no IN (
+                    SELECT start_no FROM starts WHERE started_at < ?1 LIMIT ?2)",
+            )
+            .and_then(|mut s| s.execute(params![before, limit]))
             .map_err(map_err)?;
         Ok(n as u64)
     }
@@ -958,6 +1043,8 @@ mod tests {
             (sql::EXPIRED_ALL, "jobs_leases_all", false),
             (sql::NEXT_DUE, "jobs_due_all", false),
             (sql::NEXT_DUE, "jobs_leases_all", false),
+            (sql::NEXT_DUE_IN_QUEUE, "jobs_due", false),
+            (sql::NEXT_DUE_IN_QUEUE, "jobs_leases", false),
         ] {
             let p = plan(&conn, query);
             assert!(

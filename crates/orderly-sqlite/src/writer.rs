@@ -218,7 +218,6 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
     }
     let commit = health
         .check()
-        .and_then(|()| ctx.persist_counters(start))
         .and_then(|()| ctx.conn.execute_batch("COMMIT").map_err(map_err));
     match commit {
         Ok(()) => answers.into_iter().for_each(|a| a(Ok(()))),

@@ -117,6 +117,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let service = state.service.clone();
     let app = orderly_server::router(state);
     let shutdown = cancel.clone();
+    // Small request/response pairs: send each answer at once (no Nagle delay).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

@@ -137,6 +137,16 @@ struct Slot {
     max_jobs: Option<u64>,
 }
 
+/// Times a report is sent before the worker gives up (the lease then expires
+/// and the job runs again).
+const REPORT_TRIES: u32 = 6;
+
+/// A report to send.
+enum Report {
+    Complete(CompleteRequest),
+    Fail(FailRequest),
+}
+
 enum Ran {
     Exited {
         code: Option<i32>,
@@ -226,7 +236,7 @@ impl Slot {
                     retry: Some(false),
                     claim_next,
                 };
-                self.client.fail(&job.id, &req).await
+                Report::Fail(req)
             }
             Ran::Exited {
                 code: Some(0),
@@ -240,7 +250,7 @@ impl Slot {
                     result: Some(output_value(&stdout)),
                     claim_next,
                 };
-                self.client.complete(&job.id, &req).await
+                Report::Complete(req)
             }
             Ran::Exited {
                 code,
@@ -264,18 +274,38 @@ impl Slot {
                     retry: None,
                     claim_next,
                 };
-                self.client.fail(&job.id, &req).await
+                Report::Fail(req)
             }
         };
-        match report {
-            Ok(r) => r
-                .leases
-                .and_then(|mut l| (!l.is_empty()).then(|| l.remove(0))),
-            Err(e) => {
-                eprintln!("job {}: report refused: {e}", job.id);
-                None
+        // A report lost on the way (server restarting, network blip) is sent
+        // again; one the server refuses (stale lease) is not.
+        let mut wait = Duration::from_millis(200);
+        for attempt in 1..=REPORT_TRIES {
+            let sent = match &report {
+                Report::Complete(req) => self.client.complete(&job.id, req).await,
+                Report::Fail(req) => self.client.fail(&job.id, req).await,
+            };
+            match sent {
+                Ok(r) => {
+                    return r
+                        .leases
+                        .and_then(|mut l| (!l.is_empty()).then(|| l.remove(0)))
+                }
+                Err(e @ ClientError::Transport(_)) if attempt < REPORT_TRIES => {
+                    eprintln!(
+                        "job {}: report not delivered ({e}); retrying in {wait:?}",
+                        job.id
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    eprintln!("job {}: report refused: {e}", job.id);
+                    return None;
+                }
             }
         }
+        None
     }
 
     async fn execute(&self, lease: &LeaseView) -> Ran {

@@ -1,0 +1,101 @@
+//! Reopening a data directory: `seq` and start numbers keep rising across
+//! restarts, even after retention deleted the newest jobs.
+
+use orderly_core::{ClaimParams, EnqueueParams, NewJob, Outcome, QueuePatch, ReportParams, Store};
+use orderly_sqlite::{SqliteOptions, SqliteStore};
+
+fn job(id: &str) -> NewJob {
+    NewJob {
+        id: id.into(),
+        key: None,
+        payload: serde_json::json!({ "id": id }),
+        run_at: None,
+        max_attempts: None,
+        timeout_ms: None,
+    }
+}
+
+async fn enqueue(store: &SqliteStore, ids: &[&str], now: i64) -> Vec<i64> {
+    let params = EnqueueParams {
+        queue: "q".into(),
+        jobs: ids.iter().map(|id| job(id)).collect(),
+        now,
+    };
+    store
+        .job_enqueue_many(params)
+        .await
+        .expect("enqueue")
+        .into_iter()
+        .map(|e| e.job.seq)
+        .collect()
+}
+
+async fn run_all(store: &SqliteStore, now: i64) -> Vec<i64> {
+    let mut starts = Vec::new();
+    loop {
+        let leases = store
+            .job_claim(ClaimParams {
+                queue: "q".into(),
+                worker: "w".into(),
+                max: 10,
+                lease_ms: None,
+                now,
+            })
+            .await
+            .expect("claim");
+        if leases.is_empty() {
+            return starts;
+        }
+        for l in leases {
+            starts.push(l.job.start_no.expect("start_no"));
+            let report = ReportParams {
+                id: l.job.id.clone(),
+                token: l.token,
+                outcome: Outcome::Succeeded { result: None },
+                now,
+            };
+            store.job_report_many(vec![report]).await.expect("report")[0]
+                .as_ref()
+                .expect("accepted");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_survive_a_restart_and_a_purge_of_the_newest_jobs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SqliteOptions::new(dir.path());
+
+    let store = SqliteStore::open(&options).expect("open");
+    store
+        .queue_configure(
+            "q",
+            QueuePatch {
+                concurrency: Some(10),
+                ..Default::default()
+            },
+            0,
+        )
+        .await
+        .expect("configure");
+    assert_eq!(
+        enqueue(&store, &["a", "b", "c"], 1_000).await,
+        vec![1, 2, 3]
+    );
+    assert_eq!(run_all(&store, 1_000).await, vec![1, 2, 3]);
+    store.close();
+
+    // A plain restart continues where it was.
+    let store = SqliteStore::open(&options).expect("reopen");
+    assert_eq!(enqueue(&store, &["d"], 2_000).await, vec![4]);
+    assert_eq!(run_all(&store, 2_000).await, vec![4]);
+    // Retention deletes every job, the newest included.
+    assert_eq!(store.retention_purge(10_000, 100).await.expect("purge"), 4);
+    store.close();
+
+    // Nothing is left to read the highest seq from, yet none is handed out again.
+    let store = SqliteStore::open(&options).expect("reopen after purge");
+    assert_eq!(enqueue(&store, &["e", "f"], 20_000).await, vec![5, 6]);
+    assert_eq!(run_all(&store, 20_000).await, vec![5, 6]);
+    store.close();
+}
