@@ -16,6 +16,16 @@ use serde::Serialize;
 
 pub use orderly_proto as proto;
 
+use std::time::Duration;
+
+/// Time limit of a request that does not long-poll.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Time limit of a long poll that may wait `wait_ms` on the server.
+fn long_poll(wait_ms: u64) -> Duration {
+    REQUEST_TIMEOUT + Duration::from_millis(wait_ms)
+}
+
 /// What a call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -83,6 +93,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
             .build()
             // Building fails only if the TLS/DNS backend cannot start; fall back to defaults.
             .unwrap_or_else(|_| reqwest::Client::new());
@@ -104,7 +115,21 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<(StatusCode, T), ClientError> {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        self.call_within(method, path, body, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Self::call`] with a time limit for the whole exchange (long polls need more).
+    async fn call_within<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .timeout(timeout);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -181,10 +206,11 @@ impl Client {
     /// `GET /v1/jobs/{id}/wait?timeout_ms=`.
     pub async fn wait(&self, id: &str, timeout_ms: u64) -> Result<JobView, ClientError> {
         Ok(self
-            .call::<(), _>(
+            .call_within::<(), _>(
                 Method::GET,
                 &format!("/v1/jobs/{id}/wait?timeout_ms={timeout_ms}"),
                 None,
+                long_poll(timeout_ms),
             )
             .await?
             .1)
@@ -260,10 +286,11 @@ impl Client {
         req: &ClaimRequest,
     ) -> Result<ClaimResponse, ClientError> {
         Ok(self
-            .call(
+            .call_within(
                 Method::POST,
                 &format!("/v1/queues/{queue}/claim"),
                 Some(req),
+                long_poll(req.wait_ms),
             )
             .await?
             .1)
@@ -287,16 +314,28 @@ impl Client {
         id: &str,
         req: &CompleteRequest,
     ) -> Result<ReportResponse, ClientError> {
+        let wait_ms = req.claim_next.as_ref().map_or(0, |c| c.wait_ms);
         Ok(self
-            .call(Method::POST, &format!("/v1/jobs/{id}/complete"), Some(req))
+            .call_within(
+                Method::POST,
+                &format!("/v1/jobs/{id}/complete"),
+                Some(req),
+                long_poll(wait_ms),
+            )
             .await?
             .1)
     }
 
     /// `POST /v1/jobs/{id}/fail`.
     pub async fn fail(&self, id: &str, req: &FailRequest) -> Result<ReportResponse, ClientError> {
+        let wait_ms = req.claim_next.as_ref().map_or(0, |c| c.wait_ms);
         Ok(self
-            .call(Method::POST, &format!("/v1/jobs/{id}/fail"), Some(req))
+            .call_within(
+                Method::POST,
+                &format!("/v1/jobs/{id}/fail"),
+                Some(req),
+                long_poll(wait_ms),
+            )
             .await?
             .1)
     }

@@ -13,6 +13,9 @@ use crate::queue::Backoff;
 /// jitter factor in `[0.8, 1.2)` drawn from `unit` (a number in `[0, 1)`),
 /// and capped again.
 pub fn backoff_delay_ms(backoff: &Backoff, failures: u32, unit: f64) -> u64 {
+    if backoff.initial_ms == 0 {
+        return 0;
+    }
     let exp = failures.saturating_sub(1).min(1_000) as i32;
     let raw = backoff.initial_ms as f64 * backoff.factor.powi(exp);
     let capped = raw.min(backoff.max_ms as f64);
@@ -152,6 +155,16 @@ mod tests {
         assert_eq!(backoff_delay_ms(&b(), 3, 0.5), 4000);
         assert_eq!(backoff_delay_ms(&b(), 30, 0.99), 10_000);
         assert_eq!(backoff_delay_ms(&b(), 1, 0.0), 800);
+        let zero = Backoff {
+            initial_ms: 0,
+            max_ms: 10_000,
+            factor: 100.0,
+        };
+        assert_eq!(
+            backoff_delay_ms(&zero, 500, 0.5),
+            0,
+            "0 × ∞ must not become the cap"
+        );
         assert!(backoff_delay_ms(&b(), 1, 0.999) < 1200);
     }
 

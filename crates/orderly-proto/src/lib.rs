@@ -379,6 +379,10 @@ pub mod codes {
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// Missing or wrong bearer token.
     pub const UNAUTHORIZED: &str = "unauthorized";
+    /// A browser request from a web page of another site, to a server without a token.
+    pub const FORBIDDEN_ORIGIN: &str = "forbidden_origin";
+    /// A feature this release does not have.
+    pub const NOT_SUPPORTED: &str = "not_supported";
     /// No such job.
     pub const JOB_NOT_FOUND: &str = "job_not_found";
     /// No such queue.

@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)
-        .layer(TraceLayer::new_for_http())
+        // Failures are logged once, with their message, where errors become responses.
+        .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }

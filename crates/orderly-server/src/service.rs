@@ -73,10 +73,14 @@ pub struct Service {
     shutdown: tokio_util::sync::CancellationToken,
 }
 
-/// Longest a claim or wait sleeps before looking again even without a wake-up
-/// (covers wake-ups from sources that do not notify, like a delay expiring
-/// between maintenance passes).
+/// Longest a claim sleeps before looking again without a wake-up: a safety
+/// net only, every write that makes a job eligible wakes the queue's claimers.
 const RECHECK: Duration = Duration::from_secs(10);
+
+/// Longest a `/wait` sleeps before reading the job again without a wake-up. A
+/// job that a claim finds finished (its lease expired with no attempts left)
+/// wakes nobody, so this bounds how late `/wait` can answer then. Reads are cheap.
+const WAIT_RECHECK: Duration = Duration::from_secs(1);
 
 impl Service {
     /// A service over `store`.
@@ -153,7 +157,20 @@ impl Service {
                 )
                 .into())
             }
-            (Some(t), None) => Some(parse_time(&at("run_at"), t)?),
+            (Some(t), None) => {
+                let run_at = parse_time(&at("run_at"), t)?;
+                if run_at > now + validate::MAX_DELAY_MS as i64 {
+                    return Err(ValidationError::value(
+                        &at("run_at"),
+                        format!(
+                            "is {t:?}, more than {} days ahead",
+                            validate::MAX_DELAY_MS / 86_400_000
+                        ),
+                    )
+                    .into());
+                }
+                Some(run_at)
+            }
             (None, Some(d)) => {
                 Some(now + validate::range(&at("delay_ms"), d, 0, validate::MAX_DELAY_MS)? as i64)
             }
@@ -200,6 +217,21 @@ impl Service {
             .enumerate()
             .map(|(i, r)| self.new_job(r, batch.then_some(i), now))
             .collect::<Result<Vec<_>, _>>()?;
+        if batch {
+            let mut seen = HashMap::with_capacity(jobs.len());
+            for (i, job) in jobs.iter().enumerate() {
+                if let Some(first) = seen.insert(job.id.as_str(), i) {
+                    return Err(ValidationError::value(
+                        &format!("jobs[{i}].id"),
+                        format!(
+                            "repeats jobs[{first}].id {:?}: the ids of one batch must differ",
+                            job.id
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
         let delayed = jobs.iter().any(|j| j.run_at.is_some_and(|t| t > now));
         let out = self
             .store
@@ -451,7 +483,7 @@ impl Service {
             }
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep_until(deadline.min(now + RECHECK)) => {}
+                _ = tokio::time::sleep_until(deadline.min(now + WAIT_RECHECK)) => {}
                 _ = self.shutdown.cancelled() => {}
             }
         };
@@ -541,6 +573,13 @@ impl Service {
                 .map(|e| if e.is_null() { None } else { Some(e) }),
         };
         validate::queue_patch(&patch)?;
+        if let Some(Some(_)) = &patch.executor {
+            return Err(ValidationError::new(
+                "not_supported",
+                "`executor`: server-side executors are not available in this release; run a pull worker (`orderly worker QUEUE -- COMMAND`)",
+            )
+            .into());
+        }
         let info = self
             .store
             .queue_configure(name, patch, now_millis())

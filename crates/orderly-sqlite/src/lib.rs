@@ -71,8 +71,18 @@ pub struct SqliteStore {
     writer: Writer,
     path: PathBuf,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Bounds the read connections (and blocking threads) in use at once.
+    read_slots: Arc<tokio::sync::Semaphore>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held open while the store is: an exclusive lock on the data directory.
+    _dir_lock: std::fs::File,
 }
+
+/// Most read connections in use at once.
+const MAX_READERS: usize = 8;
+
+/// Name of the lock file in the data directory.
+pub const LOCK_FILE: &str = "orderly.lock";
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "orderly.db";
@@ -86,6 +96,33 @@ impl SqliteStore {
                 options.data_dir.display()
             ))
         })?;
+        // One server per data directory: the writer owns the counters and caches
+        // that keep `seq` unique and claims in order, so a second one must not start.
+        let lock_path = options.data_dir.join(LOCK_FILE);
+        let dir_lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                StoreError::Backend(format!("cannot open {}: {e}", lock_path.display()))
+            })?;
+        match dir_lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Backend(format!(
+                    "another Orderly server is using {} (its lock file {} is held); stop it first",
+                    options.data_dir.display(),
+                    lock_path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot lock {}: {e}",
+                    lock_path.display()
+                )))
+            }
+        }
         let path = options.data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path).map_err(map_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -108,7 +145,9 @@ impl SqliteStore {
             writer,
             path,
             readers: Arc::new(Mutex::new(Vec::new())),
+            read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             writer_thread: Mutex::new(Some(handle)),
+            _dir_lock: dir_lock,
         })
     }
 
@@ -123,9 +162,16 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let slot = self
+            .read_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let pool = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let conn = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let conn = match conn {
                 Some(c) => c,
@@ -151,13 +197,35 @@ impl SqliteStore {
                 Err(e) => Err(map_err(e)),
             };
             let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.len() < 8 {
+            if pool.len() < MAX_READERS {
                 pool.push(conn);
             }
             result
         })
         .await
         .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+
+    /// Fills `position` on waiting jobs that came back from the writer without
+    /// one, on a read connection (counting the line is kept off the writer).
+    async fn positioned(&self, mut jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
+        if !jobs
+            .iter()
+            .any(|j| j.state.is_waiting() && j.position.is_none())
+        {
+            return Ok(jobs);
+        }
+        self.read(move |c| {
+            ops::fill_positions(c, &mut jobs)?;
+            Ok(jobs)
+        })
+        .await
+    }
+
+    /// [`Self::positioned`] for one job.
+    async fn positioned_one(&self, job: Job) -> Result<Job, StoreError> {
+        let mut jobs = self.positioned(vec![job]).await?;
+        jobs.pop().ok_or(StoreError::Closed)
     }
 
     /// Stops the writer after it has committed everything already sent, and waits for it.
@@ -180,9 +248,18 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn job_enqueue_many(&self, params: EnqueueParams) -> Result<Vec<Enqueued>, StoreError> {
-        self.writer
+        let out = self
+            .writer
             .write(Sync::Accepting, move |ctx| ctx.job_enqueue_many(&params))
-            .await
+            .await?;
+        let (jobs, created): (Vec<Job>, Vec<bool>) =
+            out.into_iter().map(|e| (e.job, e.created)).unzip();
+        let jobs = self.positioned(jobs).await?;
+        Ok(jobs
+            .into_iter()
+            .zip(created)
+            .map(|(job, created)| Enqueued { job, created })
+            .collect())
     }
 
     async fn job_claim(&self, params: ClaimParams) -> Result<Vec<Lease>, StoreError> {
@@ -216,7 +293,14 @@ impl Store for SqliteStore {
                 return Err(e.clone());
             }
         }
-        Ok(results)
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            out.push(match r {
+                Ok(job) => Ok(self.positioned_one(job).await?),
+                Err(e) => Err(e),
+            });
+        }
+        Ok(out)
     }
 
     async fn job_report_and_claim(
@@ -224,7 +308,8 @@ impl Store for SqliteStore {
         report: ReportParams,
         claim: ClaimParams,
     ) -> Result<(Job, Vec<Lease>), StoreError> {
-        self.writer
+        let (job, leases) = self
+            .writer
             .write(Sync::Progress, move |ctx| {
                 let job = ctx.job_report(&report)?;
                 let claim = ClaimParams {
@@ -234,7 +319,8 @@ impl Store for SqliteStore {
                 let leases = ctx.job_claim(&claim)?;
                 Ok((job, leases))
             })
-            .await
+            .await?;
+        Ok((self.positioned_one(job).await?, leases))
     }
 
     async fn job_cancel(&self, id: &str, now: Millis) -> Result<Job, StoreError> {
@@ -302,6 +388,12 @@ impl Store for SqliteStore {
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        self.writer.health.check()
+        self.writer.health.check()?;
+        if self.writer.is_stopped() {
+            return Err(StoreError::StorageFailed(
+                "the writer thread stopped".into(),
+            ));
+        }
+        Ok(())
     }
 }

@@ -173,6 +173,42 @@ fn position_of(conn: &Connection, queue: &str, seq: i64) -> Res<u64> {
     .map_err(map_err)
 }
 
+/// Waiting jobs of `queue` strictly between `after` and `before`.
+fn waiting_between(conn: &Connection, queue: &str, after: i64, before: i64) -> Res<u64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM jobs WHERE queue = ?1 AND state IN ('queued', 'scheduled') AND seq > ?2 AND seq < ?3",
+    )
+    .and_then(|mut s| s.query_row(params![queue, after, before], |r| r.get::<_, i64>(0)))
+    .map(|n| n as u64)
+    .map_err(map_err)
+}
+
+/// Sets `position` on every waiting job of `jobs` that has none, in one pass
+/// per queue: the first is counted, each next one is the previous plus one
+/// plus the waiting jobs between them. The index range read is at most the
+/// line up to the last of them, however many jobs there are.
+pub fn fill_positions(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
+    let mut todo: Vec<(String, i64, usize)> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.state.is_waiting() && j.position.is_none())
+        .map(|(i, j)| (j.queue.clone(), j.seq, i))
+        .collect();
+    todo.sort();
+    let mut prev: Option<(&str, i64, u64)> = None;
+    for (queue, seq, i) in &todo {
+        let position = match prev {
+            Some((q, prev_seq, prev_pos)) if q == queue => {
+                prev_pos + 1 + waiting_between(conn, queue, prev_seq, *seq)?
+            }
+            _ => position_of(conn, queue, *seq)?,
+        };
+        jobs[*i].position = Some(position);
+        prev = Some((queue, *seq, position));
+    }
+    Ok(())
+}
+
 fn with_position(conn: &Connection, mut job: Job) -> Res<Job> {
     if job.state.is_waiting() {
         job.position = Some(position_of(conn, &job.queue, job.seq)?);
@@ -285,22 +321,9 @@ pub fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         }
     };
-    // Positions: when every state is listed, the page holds every waiting job in its
-    // seq range, so one count gives the first position and the rest follow by counting.
-    let mut next_position: Option<u64> = None;
-    let mut out = Vec::with_capacity(jobs.len());
-    for mut job in jobs {
-        if job.state.is_waiting() {
-            let pos = match (p.state, next_position) {
-                (None, Some(n)) => n,
-                _ => position_of(conn, &job.queue, job.seq)?,
-            };
-            job.position = Some(pos);
-            next_position = Some(pos + 1);
-        }
-        out.push(job);
-    }
-    Ok(out)
+    let mut jobs = jobs;
+    fill_positions(conn, &mut jobs)?;
+    Ok(jobs)
 }
 
 /// The writer's connection and the counters it owns.
@@ -526,8 +549,10 @@ impl WriteCtx {
                 }
                 self.next_seq = seq;
                 let existing = self.existing_for_replay(&p.queue, new, &payload)?;
+                // Its position is filled in after the commit, on a read connection:
+                // counting the line ahead of an old job is not the writer's work.
                 out.push(Enqueued {
-                    job: with_position(&self.conn, existing)?,
+                    job: existing,
                     created: false,
                 });
                 continue;
@@ -900,7 +925,8 @@ impl WriteCtx {
                 }
             }
         };
-        with_position(&self.conn, after)
+        // A job back in line gets its position after the commit (see `fill_positions`).
+        Ok(after)
     }
 
     /// Cancels a job (see `Store::job_cancel`).
@@ -959,7 +985,10 @@ impl WriteCtx {
             )
             .and_then(|mut s| s.execute(params![job.seq, seq, head, now]))
             .map_err(map_err)?;
-        job_by_seq(&self.conn, seq).and_then(|j| with_position(&self.conn, j))
+        // The highest seq of its queue: every other waiting job is ahead of it.
+        let mut job = job_by_seq(&self.conn, seq)?;
+        job.position = Some(waiting_count(&self.conn, &job.queue)?.saturating_sub(1));
+        Ok(job)
     }
 
     /// One maintenance pass over every queue.

@@ -94,6 +94,12 @@ impl Writer {
         (Writer { tx, health }, handle)
     }
 
+    /// True once the writer thread is gone (it only stops when every handle
+    /// is dropped, or if it panicked).
+    pub fn is_stopped(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Runs `f` in the next group transaction and returns its result once committed.
     pub async fn write<T, F>(&self, sync: Sync, f: F) -> Result<T, StoreError>
     where
@@ -182,7 +188,8 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
     // large batch inside one cost more per row as it grows.)
     let alone = group.len() == 1;
     let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
-    for request in group.drain(..) {
+    let mut requests = group.drain(..);
+    while let Some(request) = requests.next() {
         let before = ctx.counters();
         if !alone {
             if let Err(e) = ctx.conn.execute_batch("SAVEPOINT request").map_err(map_err) {
@@ -196,6 +203,20 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
                 // An I/O error inside the transaction is as untrustworthy as one on commit.
                 if let StoreError::StorageFailed(reason) = &e {
                     health.fail(reason.clone());
+                }
+                // Some errors (a full disk, an I/O error, out of memory) make SQLite
+                // roll back the whole transaction by itself. Then nothing of the
+                // group is left to commit: fail every request of it.
+                if ctx.conn.is_autocommit() {
+                    ctx.restore(start);
+                    answers.push(answer);
+                    for a in answers {
+                        a(Err(e.clone()));
+                    }
+                    for r in requests.by_ref() {
+                        (r.run)(Err(e.clone())).1(Err(e.clone()));
+                    }
+                    return;
                 }
                 if alone {
                     let _ = ctx.conn.execute_batch("ROLLBACK");

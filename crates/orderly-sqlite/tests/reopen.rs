@@ -99,3 +99,20 @@ async fn counters_survive_a_restart_and_a_purge_of_the_newest_jobs() {
     assert_eq!(run_all(&store, 20_000).await, vec![5, 6]);
     store.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SqliteOptions::new(dir.path());
+    let first = SqliteStore::open(&options).expect("open");
+    let second = SqliteStore::open(&options)
+        .err()
+        .expect("a second open must fail");
+    assert!(
+        second.to_string().contains("another Orderly server"),
+        "{second}"
+    );
+    first.close();
+    // Once the first is closed, the directory can be opened again.
+    SqliteStore::open(&options).expect("reopen").close();
+}

@@ -291,7 +291,9 @@ impl Slot {
                         .leases
                         .and_then(|mut l| (!l.is_empty()).then(|| l.remove(0)))
                 }
-                Err(e @ ClientError::Transport(_)) if attempt < REPORT_TRIES => {
+                // Not delivered, or the server could not take it now (a full disk,
+                // a restart): send it again. A 4xx (stale lease…) is final.
+                Err(e) if attempt < REPORT_TRIES && e.status().is_none_or(|s| s >= 500) => {
                     eprintln!(
                         "job {}: report not delivered ({e}); retrying in {wait:?}",
                         job.id
@@ -317,6 +319,8 @@ impl Slot {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group, so a cancel stops what it started too.
+            .process_group(0)
             .env("ORDERLY_JOB_ID", &job.id)
             .env("ORDERLY_QUEUE", &job.queue)
             .env("ORDERLY_SEQ", job.seq.to_string())
@@ -338,18 +342,20 @@ impl Slot {
         };
         let payload = serde_json::to_vec(&job.payload).unwrap_or_default();
         let mut stdin = child.stdin.take();
-        let feed = async move {
+        // Fed beside the heartbeats: a command that does not read its stdin
+        // must not stop the lease from being renewed.
+        tokio::spawn(async move {
             if let Some(s) = stdin.as_mut() {
                 let _ = s.write_all(&payload).await;
                 let _ = s.shutdown().await;
             }
-        };
+        });
+        let group = child.id();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let max = self.max_output;
         let read_out = tokio::spawn(async move { read_bounded(stdout, max, false).await });
         let read_err = tokio::spawn(async move { read_bounded(stderr, 64 * 1024, true).await });
-        feed.await;
         let lease_len = chrono_ms(&lease.expires_at).unwrap_or(30_000).max(300);
         let beat_every = Duration::from_millis(lease_len / 3);
         let mut beat =
@@ -360,11 +366,13 @@ impl Slot {
                 _ = beat.tick() => {
                     match self.client.heartbeat(&job.id, &HeartbeatRequest { token: lease.token.clone(), progress: None }).await {
                         Ok(hb) if hb.cancel_requested => {
+                            kill_group(group).await;
                             let _ = child.kill().await;
                             return Ran::Cancelled;
                         }
                         Ok(_) => {}
                         Err(e @ ClientError::Api { status: 404 | 409, .. }) => {
+                            kill_group(group).await;
                             let _ = child.kill().await;
                             return Ran::LeaseLost(e.to_string());
                         }
@@ -373,14 +381,37 @@ impl Slot {
                 }
             }
         };
-        let stdout = read_out.await.unwrap_or_default();
-        let stderr = read_err.await.unwrap_or_default();
+        // A process the command left behind may hold its pipes open: read what
+        // is there, but do not wait for it for long.
+        let drain = Duration::from_secs(2);
+        let stdout = tokio::time::timeout(drain, read_out)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let stderr = tokio::time::timeout(drain, read_err)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         Ran::Exited {
             code: status.ok().and_then(|s| s.code()),
             stdout,
             stderr,
             elapsed: started.elapsed(),
         }
+    }
+}
+
+/// Sends SIGKILL to the process group `pgid` (the command and what it started).
+async fn kill_group(pgid: Option<u32>) {
+    if let Some(pgid) = pgid {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
     }
 }
 

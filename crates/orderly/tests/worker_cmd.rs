@@ -193,3 +193,91 @@ async fn cancel_of_a_running_job_stops_it() {
         w.log()
     );
 }
+
+/// A cancel stops what the command started too (its process group), not
+/// just the shell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_stops_the_commands_children() {
+    const Q: &str = "tree";
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    srv.configure(
+        Q,
+        QueueConfigRequest {
+            lease_ms: Some(1500),
+            ..Default::default()
+        },
+    )
+    .await;
+    let pid_file = srv.dir().join("child.pid");
+    c.enqueue(Q, &job_req("tree-1", None, json!({})))
+        .await
+        .unwrap();
+    let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+    let w = srv.worker(Q, &[], &["sh", "-c", &script]);
+    srv.wait_for(Duration::from_secs(20), "the child's pid", || {
+        let p = pid_file.clone();
+        async move { std::fs::read_to_string(&p).is_ok_and(|s| s.trim().parse::<u32>().is_ok()) }
+    })
+    .await;
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    c.cancel("tree-1").await.unwrap();
+    let j = finished(&srv, "tree-1", Duration::from_secs(6)).await;
+    ensure!(
+        srv,
+        j.state == "cancelled",
+        "ended {}: {j:?}\n{}",
+        j.state,
+        w.log()
+    );
+    let proc_dir = format!("/proc/{pid}");
+    srv.wait_for(
+        Duration::from_secs(5),
+        "the command's child to be gone",
+        || {
+            let d = proc_dir.clone();
+            async move {
+                // Gone, or a zombie waiting for its reaper.
+                std::fs::read_to_string(format!("{d}/stat"))
+                    .map(|s| s.split_whitespace().nth(2) == Some("Z"))
+                    .unwrap_or(true)
+            }
+        },
+    )
+    .await;
+}
+
+/// A command that never reads its stdin, given a payload larger than a pipe
+/// holds, still has its lease renewed and finishes once (attempt 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_that_ignores_a_large_payload_keeps_its_lease() {
+    const Q: &str = "deaf";
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    srv.configure(
+        Q,
+        QueueConfigRequest {
+            lease_ms: Some(1000),
+            ..Default::default()
+        },
+    )
+    .await;
+    let big = "x".repeat(300_000);
+    c.enqueue(Q, &job_req("deaf-1", None, json!({ "blob": big })))
+        .await
+        .unwrap();
+    let w = srv.worker(Q, &["--max-jobs", "1"], &["sleep", "2.5"]);
+    let j = finished(&srv, "deaf-1", Duration::from_secs(20)).await;
+    ensure!(
+        srv,
+        j.state == "succeeded" && j.attempt == 1,
+        "ended {} at attempt {}: {j:?}\n{}",
+        j.state,
+        j.attempt,
+        w.log()
+    );
+}

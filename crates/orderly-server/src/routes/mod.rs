@@ -14,7 +14,9 @@ use crate::AppState;
 
 /// The API router, without authentication (see [`crate::router`]).
 pub fn api(state: &AppState) -> Router<AppState> {
-    let single = Extension(BodyLimit(state.config.max_payload_bytes + 64 * 1024));
+    let single = Extension(BodyLimit(
+        state.config.max_payload_bytes.saturating_add(64 * 1024),
+    ));
     let batch = Extension(BodyLimit(state.config.max_body_bytes));
     Router::new()
         .route("/v1/queues", get(queues::list))

@@ -47,16 +47,33 @@ pub async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// Requires `Authorization: Bearer <token>` when the server has a token.
+/// Guards the API. With a token: requires `Authorization: Bearer <token>`.
+/// Without one (a loopback server): refuses requests that a web page of
+/// another site makes the browser send (they carry a non-loopback `Origin`),
+/// so a page cannot enqueue jobs into a local server behind the user's back.
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(expected) = &state.config.token else {
-        return next.run(req).await;
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .map(|v| v.to_str().unwrap_or("?"));
+        return match origin {
+            Some(o) if !is_loopback_origin(o) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                codes::FORBIDDEN_ORIGIN,
+                format!("requests from web pages of {o} are refused: this server has no token, so only local pages may call it"),
+            )
+            .into_response(),
+            _ => next.run(req).await,
+        };
     };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => next.run(req).await,
         Some(_) => ApiError::new(
@@ -72,6 +89,21 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         )
         .into_response(),
     }
+}
+
+/// `http://localhost:3000`, `http://127.0.0.1`, `http://[::1]:8080`…
+fn is_loopback_origin(origin: &str) -> bool {
+    let Some((_, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => rest.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
