@@ -157,20 +157,9 @@ impl Service {
                 )
                 .into())
             }
-            (Some(t), None) => {
-                let run_at = parse_time(&at("run_at"), t)?;
-                if run_at > now + validate::MAX_DELAY_MS as i64 {
-                    return Err(ValidationError::value(
-                        &at("run_at"),
-                        format!(
-                            "is {t:?}, more than {} days ahead",
-                            validate::MAX_DELAY_MS / 86_400_000
-                        ),
-                    )
-                    .into());
-                }
-                Some(run_at)
-            }
+            // An absolute time may be far ahead (a yearly job); a relative delay over a
+            // year is more likely a unit mistake (microseconds for milliseconds).
+            (Some(t), None) => Some(parse_time(&at("run_at"), t)?),
             (None, Some(d)) => {
                 Some(now + validate::range(&at("delay_ms"), d, 0, validate::MAX_DELAY_MS)? as i64)
             }
