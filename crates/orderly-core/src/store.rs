@@ -14,7 +14,8 @@
 //! - before claiming, a queue's due scheduled jobs become queued and its
 //!   expired leases are put back in place, so time never lets a later job
 //!   overtake an earlier one;
-//! - a method returns only after its effect is durably committed.
+//! - a method returns only after its effect is committed, and durably so
+//!   as far as the backend's durability setting promises (by default, fsynced).
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -185,7 +186,8 @@ pub struct ListParams {
 pub struct MaintenanceReport {
     /// Queues where jobs became eligible (due jobs, expired leases).
     pub woken_queues: Vec<String>,
-    /// Jobs that finished (lease expired with no attempts left).
+    /// Jobs that finished: a lease or timeout with no attempts left, or a
+    /// job whose cancel was asked while it ran.
     pub finished: Vec<Job>,
     /// Earliest future time at which another pass has work (a `run_at` or a lease expiry).
     pub next_due: Option<Millis>,

@@ -275,32 +275,59 @@ impl Service {
 
     async fn claim_waiting(
         &self,
-        mut params: ClaimParams,
+        params: ClaimParams,
         wait_ms: u64,
     ) -> Result<Vec<Lease>, ServiceError> {
+        let queue = params.queue.clone();
+        self.long_poll(&self.queue_waiters, &queue, wait_ms, RECHECK, || {
+            let mut params = params.clone();
+            async move {
+                params.now = now_millis();
+                let leases = self.store.job_claim(params).await?;
+                let done = !leases.is_empty();
+                Ok((leases, done))
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it says it is done, `wait_ms` passed, or the
+    /// server shuts down; between attempts, sleeps until `name` is woken in
+    /// `waiters` (or `recheck` passed). It registers for the wake-up before
+    /// each attempt, so a wake-up that comes while it looks is not missed.
+    async fn long_poll<T, F, Fut>(
+        &self,
+        waiters: &Waiters,
+        name: &str,
+        wait_ms: u64,
+        recheck: Duration,
+        mut attempt: F,
+    ) -> Result<T, ServiceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(T, bool), ServiceError>>,
+    {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-        let notify = self.queue_waiters.get(&params.queue);
+        let notify = waiters.get(name);
         let result = loop {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            params.now = now_millis();
-            let leases = match self.store.job_claim(params.clone()).await {
-                Ok(l) => l,
-                Err(e) => break Err(e.into()),
+            let (value, done) = match attempt().await {
+                Ok(v) => v,
+                Err(e) => break Err(e),
             };
             let now = tokio::time::Instant::now();
-            if !leases.is_empty() || now >= deadline || self.shutdown.is_cancelled() {
-                break Ok(leases);
+            if done || now >= deadline || self.shutdown.is_cancelled() {
+                break Ok(value);
             }
-            let until = deadline.min(now + RECHECK);
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep_until(until) => {}
+                _ = tokio::time::sleep_until(deadline.min(now + recheck)) => {}
                 _ = self.shutdown.cancelled() => {}
             }
         };
-        self.queue_waiters.release(&params.queue, notify);
+        waiters.release(name, notify);
         result
     }
 
@@ -456,28 +483,12 @@ impl Service {
     pub async fn wait(&self, id: &str, timeout_ms: u64) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
         validate::range("timeout_ms", timeout_ms, 0, validate::MAX_WAIT_MS)?;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
-        let notify = self.job_waiters.get(id);
-        let result = loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let job = match self.job(id).await {
-                Ok(j) => j,
-                Err(e) => break Err(e),
-            };
-            let now = tokio::time::Instant::now();
-            if job.state.is_finished() || now >= deadline || self.shutdown.is_cancelled() {
-                break Ok(job);
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep_until(deadline.min(now + WAIT_RECHECK)) => {}
-                _ = self.shutdown.cancelled() => {}
-            }
-        };
-        self.job_waiters.release(id, notify);
-        result
+        self.long_poll(&self.job_waiters, id, timeout_ms, WAIT_RECHECK, || async {
+            let job = self.job(id).await?;
+            let done = job.state.is_finished();
+            Ok((job, done))
+        })
+        .await
     }
 
     /// A page of a queue's jobs.

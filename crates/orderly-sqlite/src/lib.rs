@@ -66,7 +66,8 @@ impl SqliteOptions {
     }
 }
 
-/// The SQLite store. Cheap to clone through `Arc`.
+/// The SQLite store. Share it behind an `Arc`; it holds an exclusive lock on
+/// its data directory until dropped or closed.
 pub struct SqliteStore {
     writer: Writer,
     path: PathBuf,

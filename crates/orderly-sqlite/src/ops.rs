@@ -339,8 +339,8 @@ pub struct WriteCtx {
     /// Per queue, a time no scheduled `run_at` and no running lease expiry of
     /// the queue is earlier than. While `now` is below it, a claim can skip
     /// promoting due jobs and reaping leases: there are none. It is lowered by
-    /// every write that sets such a time, recomputed after each promotion and
-    /// reap, and forgotten on rollback (a missing entry means "look").
+    /// every write that sets such a time, recomputed when a claim has looked
+    /// (`catch_up_queue`), and forgotten on rollback (a missing entry means "look").
     due_floor: HashMap<String, Millis>,
 }
 
@@ -886,7 +886,7 @@ impl WriteCtx {
             .prepare_cached("UPDATE jobs SET lease_expires_at = ?2, progress = coalesce(?3, progress) WHERE seq = ?1")
             .and_then(|mut s| s.execute(params![job.seq, expires_at, p.progress.as_ref().map(to_text)]))
             .map_err(map_err)?;
-        // A renewal only moves the expiry later, but the floor stays exact either way.
+        // A renewal only moves the expiry later; lowering keeps the floor a lower bound regardless.
         self.lower_due_floor(&job.queue, expires_at);
         Ok(Heartbeat {
             expires_at,

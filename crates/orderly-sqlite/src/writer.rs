@@ -8,8 +8,10 @@
 //! "accepted" before the commit returned.
 //!
 //! Failure policy:
-//! - a full disk (`SQLITE_FULL`) fails the group with `StorageFull`; the
-//!   thread goes on, so writes resume by themselves once space is freed;
+//! - a full disk (`SQLITE_FULL`) fails the request that hit it with
+//!   `StorageFull` (the whole group if SQLite rolled the transaction back,
+//!   or if the commit itself hit it); the thread goes on, so writes resume
+//!   by themselves once space is freed;
 //! - an I/O error on commit (a failed fsync) is not retried: the writer
 //!   fails stop, answers every later request with `StorageFailed`, and the
 //!   store reports unhealthy. After a failed fsync the page cache may hold

@@ -44,7 +44,7 @@ pub struct EnqueueArgs {
     #[arg(long, short = 'f')]
     pub file: Option<PathBuf>,
     /// Jobs per batch request with --file (each batch is atomic).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "ORDERLY_BATCH_SIZE", default_value_t = 1000)]
     pub batch_size: usize,
 }
 
@@ -137,7 +137,7 @@ async fn enqueue_file(
                 jobs: std::mem::take(&mut batch),
             };
             let out = client.enqueue_batch(queue, &req).await.with_context(|| {
-                format!("batch after {accepted} accepted jobs failed (nothing of this batch was enqueued; jobs with ids can be re-sent safely)")
+                format!("batch after {accepted} accepted jobs failed: if the server refused it, nothing of it was enqueued; if the connection broke, it may have been. Jobs with ids can be re-sent safely either way")
             })?;
             let n = out.value.len() as u64;
             accepted += n;
@@ -176,7 +176,7 @@ pub struct JobsArgs {
     #[arg(long)]
     pub after: Option<i64>,
     /// Most jobs to show.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, env = "ORDERLY_LIMIT", default_value_t = 50)]
     pub limit: u32,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -244,7 +244,19 @@ pub struct JobArgs {
 pub async fn job(a: JobArgs) -> anyhow::Result<()> {
     let client = a.server.client();
     let job = match a.wait {
-        Some(d) => client.wait(&a.id, d.as_millis() as u64).await?,
+        Some(d) => {
+            // The server holds one wait at most 5 minutes: ask again until done or out of time.
+            let until = std::time::Instant::now() + d;
+            loop {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                let step = left.as_millis().min(300_000) as u64;
+                let job = client.wait(&a.id, step).await?;
+                let finished = ["succeeded", "failed", "cancelled"].contains(&job.state.as_str());
+                if finished || std::time::Instant::now() >= until {
+                    break job;
+                }
+            }
+        }
         None => client.job(&a.id).await?,
     };
     println!("{}", serde_json::to_string_pretty(&job)?);

@@ -38,16 +38,16 @@ pub struct WorkerArgs {
     )]
     pub concurrency: u32,
     /// Lease to ask for (default: the queue's). Heartbeats renew it every third of it.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ORDERLY_WORKER_LEASE", value_parser = humantime::parse_duration)]
     pub lease: Option<Duration>,
     /// Worker name shown on jobs (default: host-pid).
     #[arg(long, env = "ORDERLY_WORKER_NAME")]
     pub name: Option<String>,
     /// Most bytes of stdout kept as the result.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, env = "ORDERLY_WORKER_MAX_OUTPUT_BYTES", default_value_t = 64 * 1024)]
     pub max_output_bytes: usize,
     /// Exit after this many jobs (default: run until interrupted).
-    #[arg(long)]
+    #[arg(long, env = "ORDERLY_WORKER_MAX_JOBS")]
     pub max_jobs: Option<u64>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
