@@ -128,13 +128,23 @@ fn job_by_seq(conn: &Connection, seq: i64) -> Res<Job> {
         .map_err(map_err)
 }
 
+/// Which job to read.
+enum By<'a> {
+    Id(&'a str),
+    Seq(i64),
+}
+
 /// A job and its private fields, in one read.
-fn job_with_private(conn: &Connection, id: &str) -> Res<Option<(Job, Private)>> {
+fn job_with_private(conn: &Connection, by: By<'_>) -> Res<Option<(Job, Private)>> {
+    let (column, value): (&str, rusqlite::types::Value) = match by {
+        By::Id(id) => ("id", id.to_string().into()),
+        By::Seq(seq) => ("seq", seq.into()),
+    };
     conn.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS}, head, lease_token, lease_ms, deadline_at FROM jobs WHERE id = ?1"
+        "SELECT {JOB_COLUMNS}, head, lease_token, lease_ms, deadline_at FROM jobs WHERE {column} = ?1"
     ))
     .and_then(|mut s| {
-        s.query_row([id], |r| {
+        s.query_row([value], |r| {
             let private = Private {
                 head: r.get::<_, i64>(20)? != 0,
                 lease_token: r.get(21)?,
@@ -146,21 +156,6 @@ fn job_with_private(conn: &Connection, id: &str) -> Res<Option<(Job, Private)>> 
         .optional()
     })
     .map_err(map_err)
-}
-
-fn private_of(conn: &Connection, seq: i64) -> Res<Private> {
-    conn.prepare_cached("SELECT head, lease_token, lease_ms, deadline_at FROM jobs WHERE seq = ?1")
-        .and_then(|mut s| {
-            s.query_row([seq], |r| {
-                Ok(Private {
-                    head: r.get::<_, i64>(0)? != 0,
-                    lease_token: r.get(1)?,
-                    lease_ms: r.get(2)?,
-                    deadline_at: r.get(3)?,
-                })
-            })
-        })
-        .map_err(map_err)
 }
 
 /// Waiting jobs of `queue` ahead of `seq`.
@@ -742,8 +737,8 @@ impl WriteCtx {
         let mut queues = Vec::new();
         let mut finished = Vec::new();
         for seq in seqs {
-            let job = job_by_seq(&self.conn, seq)?;
-            let private = private_of(&self.conn, seq)?;
+            let (job, private) = job_with_private(&self.conn, By::Seq(seq))?
+                .ok_or_else(|| StoreError::Backend(format!("job seq {seq} vanished")))?;
             let timed_out = private.deadline_at.is_some_and(|d| d <= now);
             if timed_out {
                 let error = serde_json::json!({
@@ -853,8 +848,8 @@ impl WriteCtx {
 
     /// Checks that `token` is the current, unexpired lease of job `id`.
     fn current_lease(&self, id: &str, token: &str, now: Millis) -> Res<(Job, Private)> {
-        let (job, private) =
-            job_with_private(&self.conn, id)?.ok_or_else(|| StoreError::JobNotFound(id.into()))?;
+        let (job, private) = job_with_private(&self.conn, By::Id(id))?
+            .ok_or_else(|| StoreError::JobNotFound(id.into()))?;
         let stale = |reason: String| StoreError::StaleLease {
             id: id.into(),
             reason,
@@ -931,10 +926,11 @@ impl WriteCtx {
 
     /// Cancels a job (see `Store::job_cancel`).
     pub fn job_cancel(&mut self, id: &str, now: Millis) -> Res<Job> {
-        let job = job_by_id(&self.conn, id)?.ok_or_else(|| StoreError::JobNotFound(id.into()))?;
+        let (job, private) = job_with_private(&self.conn, By::Id(id))?
+            .ok_or_else(|| StoreError::JobNotFound(id.into()))?;
         match job.state {
             JobState::Scheduled | JobState::Queued => {
-                let head = private_of(&self.conn, job.seq)?.head;
+                let head = private.head;
                 self.conn
                     .prepare_cached("UPDATE jobs SET state = 'cancelled', head = 0, finished_at = ?2 WHERE seq = ?1")
                     .and_then(|mut s| s.execute(params![job.seq, now]))
