@@ -43,6 +43,7 @@ impl Default for Config {
 /// Promotes due jobs and reaps expired leases until `cancel`, sleeping until
 /// the next due time (at most `max_idle`) or until woken by a delayed enqueue.
 pub async fn run_scheduler(service: Arc<Service>, config: Config, cancel: CancellationToken) {
+    let mut last_failure: Option<(String, std::time::Instant)> = None;
     loop {
         let now = now_millis();
         let mut sleep_for = config.max_idle;
@@ -59,7 +60,20 @@ pub async fn run_scheduler(service: Arc<Service>, config: Config, cancel: Cancel
                     sleep_for = sleep_for.min(until);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "maintenance pass failed"),
+            Err(e) => {
+                // Once a minute is enough to say the same thing (a full disk, a failed store).
+                let message = e.to_string();
+                let repeated =
+                    last_failure
+                        .as_ref()
+                        .is_some_and(|(m, at): &(String, std::time::Instant)| {
+                            *m == message && at.elapsed() < Duration::from_secs(60)
+                        });
+                if !repeated {
+                    tracing::warn!(error = %message, "maintenance pass failed");
+                    last_failure = Some((message, std::time::Instant::now()));
+                }
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -75,7 +89,8 @@ const RETENTION_BATCH: u32 = 5_000;
 /// Deletes finished jobs older than the retention, until `cancel`.
 pub async fn run_retention(service: Arc<Service>, config: Config, cancel: CancellationToken) {
     loop {
-        let cutoff = now_millis() - config.retention.as_millis() as i64;
+        let retention = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_millis().saturating_sub(retention);
         let mut deleted = 0u64;
         // Small deletes, one transaction each, so enqueues and claims interleave.
         loop {

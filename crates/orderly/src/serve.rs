@@ -62,6 +62,9 @@ pub struct ServeArgs {
     pub retention: Duration,
 }
 
+/// Longest a graceful shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.database_url.is_some() {
         bail!("--database-url (PostgreSQL) is not available in this release; use the embedded store (--data-dir)");
@@ -124,9 +127,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            tracing::info!("shutting down: finishing requests in flight");
+            tracing::info!(
+                "shutting down: finishing requests in flight (at most {SHUTDOWN_GRACE:?})"
+            );
             service.shutdown();
             shutdown.cancel();
+            // Every acknowledged job is already committed: a request still
+            // streaming in after the grace period is simply not accepted.
+            tokio::spawn(async {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; exiting");
+                std::process::exit(0);
+            });
         })
         .await
         .context("server failed")?;
