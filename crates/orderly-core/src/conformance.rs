@@ -1651,13 +1651,46 @@ pub async fn report_and_claim<S: Store>(store: S) {
     assert_eq!(next[0].job.attempt, 1);
     assert_eq!(next[0].job.started_at, Some(T0 + 1));
 
-    expect_stale(
-        s.job_report_and_claim(
+    // The same report sent again (its answer was lost on the way) changes
+    // nothing and hands back the lease the first answer carried, not a new one.
+    let (again, same_next) = s
+        .job_report_and_claim(
             rep(&l1[0], &l1[0].token, success("r1"), T0 + 2),
             claim_p(T0 + 2, 5),
         )
+        .await
+        .expect("a repeated report is answered");
+    assert_eq!(again, j, "a repeated report changes nothing");
+    assert_eq!(
+        same_next, next,
+        "a repeated report returns the lease already held"
+    );
+    let plain = s
+        .job_report_many(vec![rep(&l1[0], &l1[0].token, success("r1"), T0 + 2)])
+        .await
+        .expect("report");
+    assert_eq!(
+        plain[0].as_ref().ok(),
+        Some(&j),
+        "a repeated plain report changes nothing"
+    );
+    let other = s
+        .job_report_many(vec![rep(&l1[0], &l1[0].token, failure(true), T0 + 2)])
+        .await
+        .expect("report");
+    expect_stale(
+        other.into_iter().next().expect("one result"),
+        "a failure sent with the token of a success",
+    );
+    expect_stale(
+        s.job_heartbeat(HeartbeatParams {
+            id: "r1".into(),
+            token: l1[0].token.clone(),
+            progress: None,
+            now: T0 + 2,
+        })
         .await,
-        "report_and_claim on a finished job",
+        "heartbeat on a finished job",
     );
     expect_stale(
         s.job_report_and_claim(

@@ -208,6 +208,10 @@ pub trait Store: Send + Sync + 'static {
     async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError>;
 
     /// Applies reports, each independently, in order; one result per report.
+    /// A report repeated with the token of the report that already moved the
+    /// job on (its answer was lost) changes nothing and returns the job as
+    /// that report left it; any other report on a lease that is not current
+    /// is `StaleLease`.
     async fn job_report_many(
         &self,
         reports: Vec<ReportParams>,
@@ -216,7 +220,9 @@ pub trait Store: Send + Sync + 'static {
     /// Reports one attempt and, in the same transaction, claims the next jobs
     /// (one round trip per job for a serial queue). If the report is refused,
     /// nothing is claimed and the report's error is returned. The claim is
-    /// made on the reported job's queue, whatever `claim.queue` says.
+    /// made on the reported job's queue, whatever `claim.queue` says. A
+    /// repeated report returns the unexpired leases `claim.worker` already
+    /// holds in that queue (what the lost answer carried) before claiming more.
     async fn job_report_and_claim(
         &self,
         report: ReportParams,

@@ -281,8 +281,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
         // Each report stands alone: a refused one changes nothing, the others apply.
         let futures = reports.into_iter().map(|r| {
-            self.writer
-                .write(Sync::Progress, move |ctx| ctx.job_report(&r))
+            self.writer.write(Sync::Progress, move |ctx| {
+                ctx.job_report(&r).map(|(job, _)| job)
+            })
         });
         let results = futures::future::join_all(futures).await;
         for r in &results {
@@ -312,11 +313,19 @@ impl Store for SqliteStore {
         let (job, leases) = self
             .writer
             .write(Sync::Progress, move |ctx| {
-                let job = ctx.job_report(&report)?;
+                let (job, repeated) = ctx.job_report(&report)?;
                 let claim = ClaimParams {
                     queue: job.queue.clone(),
                     ..claim
                 };
+                // A repeated report gets back the leases its first answer carried
+                // (still held by the worker), rather than claiming more.
+                if repeated {
+                    let held = ctx.held_leases(&claim.queue, &claim.worker, claim.now)?;
+                    if !held.is_empty() {
+                        return Ok((job, held));
+                    }
+                }
                 let leases = ctx.job_claim(&claim)?;
                 Ok((job, leases))
             })

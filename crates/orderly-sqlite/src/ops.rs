@@ -889,9 +889,32 @@ impl WriteCtx {
         })
     }
 
-    /// Applies one report.
-    pub fn job_report(&mut self, p: &ReportParams) -> Res<Job> {
-        let (job, _) = self.current_lease(&p.id, &p.token, p.now)?;
+    /// Applies one report; the flag is true when it repeats the report that
+    /// already moved the job on (same token, same outcome): then nothing changes and the job
+    /// is returned as that report left it, so a worker whose answer was lost
+    /// on the way can send its report again.
+    pub fn job_report(&mut self, p: &ReportParams) -> Res<(Job, bool)> {
+        // The outcome's kind is part of what is remembered: a success sent again
+        // is a repeat, a failure sent with the token of a success is not.
+        let remembered = match p.outcome {
+            Outcome::Succeeded { .. } => format!("succeeded:{}", p.token),
+            Outcome::Failed { .. } => format!("failed:{}", p.token),
+        };
+        let job = match self.current_lease(&p.id, &p.token, p.now) {
+            Ok((job, _)) => job,
+            Err(e @ StoreError::StaleLease { .. }) => {
+                let repeated = self
+                    .conn
+                    .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1 AND reported_token = ?2")
+                    .and_then(|mut s| s.exists(params![p.id, remembered]))
+                    .map_err(map_err)?;
+                return match (repeated, job_by_id(&self.conn, &p.id)?) {
+                    (true, Some(job)) => Ok((job, true)),
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let after = match &p.outcome {
             Outcome::Succeeded { result } => self.finish(
                 &job,
@@ -920,8 +943,44 @@ impl WriteCtx {
                 }
             }
         };
+        self.conn
+            .prepare_cached("UPDATE jobs SET reported_token = ?2 WHERE seq = ?1")
+            .and_then(|mut s| s.execute(params![after.seq, remembered]))
+            .map_err(map_err)?;
         // A job back in line gets its position after the commit (see `fill_positions`).
-        Ok(after)
+        Ok((after, false))
+    }
+
+    /// The unexpired leases `worker` holds in `queue`, in `seq` order: what a
+    /// repeated report-and-claim hands back instead of claiming again.
+    pub fn held_leases(&self, queue: &str, worker: &str, now: Millis) -> Res<Vec<Lease>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS}, lease_token FROM jobs
+                 WHERE queue = ?1 AND state = 'running' AND lease_expires_at > ?3 AND lease_worker = ?2
+                 ORDER BY seq"
+            ))
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![queue, worker, now], |r| {
+                let job = job_from_row(r)?;
+                let token: Option<String> = r.get(20)?;
+                Ok((job, token))
+            })
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (job, token) = row.map_err(map_err)?;
+            if let (Some(token), Some(expires_at)) = (token, job.lease_expires_at) {
+                out.push(Lease {
+                    job,
+                    token,
+                    expires_at,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Cancels a job (see `Store::job_cancel`).
@@ -975,7 +1034,7 @@ impl WriteCtx {
         self.conn
             .prepare_cached(
                 "UPDATE jobs SET seq = ?2, state = 'queued', head = ?3, attempt = 0, run_at = ?4,
-                    finished_at = NULL, result = NULL, cancel_requested = 0, requeues = requeues + 1,
+                    finished_at = NULL, result = NULL, cancel_requested = 0, requeues = requeues + 1, reported_token = NULL,
                     started_at = NULL, start_no = NULL, progress = NULL, lease_worker = NULL
                  WHERE seq = ?1",
             )

@@ -14,7 +14,11 @@
 use rusqlite::Connection;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// v2: the token of the report that last moved a job on, so that the same
+/// report sent again is recognised (and answered) instead of refused.
+const V2: &str = "ALTER TABLE jobs ADD COLUMN reported_token TEXT;";
 
 const V1: &str = r#"
 CREATE TABLE meta (
@@ -106,6 +110,12 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(V1)?;
         tx.pragma_update(None, "user_version", 1)?;
+        tx.commit()?;
+    }
+    if version < 2 {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(V2)?;
+        tx.pragma_update(None, "user_version", 2)?;
         tx.commit()?;
     }
     Ok(())

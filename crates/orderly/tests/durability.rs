@@ -473,16 +473,35 @@ async fn stale_worker_cannot_report_after_its_lease_expired() {
         "after B's complete: {:?}",
         done.job
     );
-    // And B's (now finished) lease is stale too.
-    expect_stale(
-        &srv,
-        "B's second complete",
-        c.complete(
+    // B sending its report again (as after a lost answer) changes nothing:
+    // the answer is the job as B's first report left it.
+    let again = c
+        .complete(
             "only",
             &CompleteRequest {
                 token: b.token.clone(),
                 result: None,
                 claim_next: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| srv.fail(format!("B's repeated complete: {e}")));
+    ensure!(
+        srv,
+        again.job == done.job,
+        "a repeated report changed the job: {:?} then {:?}",
+        done.job,
+        again.job
+    );
+    // But B's finished lease cannot be renewed.
+    expect_stale(
+        &srv,
+        "B's heartbeat after its complete",
+        c.heartbeat(
+            "only",
+            &HeartbeatRequest {
+                token: b.token.clone(),
+                progress: None,
             },
         )
         .await,
