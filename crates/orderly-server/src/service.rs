@@ -51,6 +51,21 @@ impl Waiters {
         }
     }
 
+    /// Wakes at most `n` waiters of `name` (one each, in the order they
+    /// started waiting). A waiter that is woken but gone passes its wake-up
+    /// on to the next (tokio's `Notified` does so when dropped).
+    fn wake_some(&self, name: &str, n: usize) {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(notify) = map.get(name) {
+            for _ in 0..n.min(MAX_WAKE_ONE_BY_ONE) {
+                notify.notify_one();
+            }
+            if n > MAX_WAKE_ONE_BY_ONE {
+                notify.notify_waiters();
+            }
+        }
+    }
+
     /// Forgets `name`'s notifier if only the map holds it.
     fn release(&self, name: &str, notify: Arc<Notify>) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,6 +87,9 @@ pub struct Service {
     /// Fired on shutdown: long polls answer at once with what they have.
     shutdown: tokio_util::sync::CancellationToken,
 }
+
+/// Above this many jobs, an enqueue wakes every claimer at once.
+const MAX_WAKE_ONE_BY_ONE: usize = 1_024;
 
 /// Longest a claim sleeps before looking again without a wake-up: a safety
 /// net only, every write that makes a job eligible wakes the queue's claimers.
@@ -106,9 +124,16 @@ impl Service {
         &self.store
     }
 
-    /// Wakes claimers of `queue`.
+    /// Wakes every claimer of `queue` (when it is not known how many jobs
+    /// became eligible: maintenance, a configuration change).
     pub fn wake_queue(&self, queue: &str) {
         self.queue_waiters.wake(queue);
+    }
+
+    /// Wakes as many claimers of `queue` as there are jobs that may now start,
+    /// so one new job does not send every idle worker of the queue to the store.
+    fn wake_claimers(&self, queue: &str, jobs: usize) {
+        self.queue_waiters.wake_some(queue, jobs);
     }
 
     /// Wakes waiters of a finished job.
@@ -230,8 +255,12 @@ impl Service {
                 now,
             })
             .await?;
-        if out.iter().any(|e| e.created) {
-            self.wake_queue(queue);
+        let ready = out
+            .iter()
+            .filter(|e| e.created && e.job.state == JobState::Queued)
+            .count();
+        if ready > 0 {
+            self.wake_claimers(queue, ready);
         }
         if delayed {
             self.maintenance_wake.notify_one();
@@ -351,8 +380,8 @@ impl Service {
     }
 
     fn after_report(&self, job: &Job) {
-        // A report frees capacity (and maybe a key): claimers of the queue may go.
-        self.wake_queue(&job.queue);
+        // A report frees one slot (and maybe passes a key on): one more job may start.
+        self.wake_claimers(&job.queue, 1);
         self.job_finished(job);
         if job.state == JobState::Scheduled {
             self.maintenance_wake.notify_one();
@@ -527,7 +556,8 @@ impl Service {
     pub async fn cancel(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
         let job = self.store.job_cancel(id, now_millis()).await?;
-        self.wake_queue(&job.queue);
+        // Cancelling a key's first job lets the next one of the key go.
+        self.wake_claimers(&job.queue, 1);
         self.job_finished(&job);
         Ok(job)
     }
@@ -536,7 +566,7 @@ impl Service {
     pub async fn retry(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
         let job = self.store.job_retry(id, now_millis()).await?;
-        self.wake_queue(&job.queue);
+        self.wake_claimers(&job.queue, 1);
         Ok(job)
     }
 
