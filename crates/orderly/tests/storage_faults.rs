@@ -50,6 +50,27 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
     ok.then(|| Mount(dir.to_path_buf()))
 }
 
+/// Starts `orderly serve` on a free port with its data in `data`; waits until healthy.
+async fn serve(data: &Path) -> (Server, Client) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_orderly"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start orderly serve");
+    let server = Server(child);
+    let client = Client::new(format!("http://127.0.0.1:{port}"), None);
+    wait_healthy(&client).await;
+    (server, client)
+}
+
 async fn wait_healthy(client: &Client) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while client.health().await.is_err() {
@@ -68,23 +89,7 @@ async fn full_disk_answers_507_keeps_reads_and_recovers_by_itself() {
     // Fill most of the disk with a file we can delete later to free space.
     let filler = mount.0.join("filler");
     std::fs::write(&filler, vec![0u8; 2 * 1024 * 1024]).expect("write filler");
-    let port = free_port();
-    let data = mount.0.join("data");
-    let child = Command::new(env!("CARGO_BIN_EXE_orderly"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start orderly serve");
-    let _server = Server(child);
-    let client = Client::new(format!("http://127.0.0.1:{port}"), None);
-    wait_healthy(&client).await;
+    let (_server, client) = serve(&mount.0.join("data")).await;
 
     // Enqueue 20 KB jobs until the disk is full.
     let payload = serde_json::json!({ "blob": "x".repeat(20_000) });
@@ -197,22 +202,7 @@ async fn io_error_on_commit_stops_writes_and_turns_healthz_503() {
         eprintln!("SKIPPED: cannot set up a loop-mounted ext4 on tmpfs here (needs root, losetup, mkfs.ext4)");
         return;
     };
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_orderly"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(disk.fs.join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start orderly serve");
-    let _server = Server(child);
-    let client = Client::new(format!("http://127.0.0.1:{port}"), None);
-    wait_healthy(&client).await;
+    let (_server, client) = serve(&disk.fs.join("data")).await;
     let first = client
         .enqueue(
             "q",

@@ -48,14 +48,7 @@ pub async fn complete(
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<ReportResponse>, ApiError> {
     let outcome = Outcome::Succeeded { result: req.result };
-    let (job, leases) = state
-        .service
-        .report(&id, req.token, outcome, req.claim_next)
-        .await?;
-    Ok(Json(ReportResponse {
-        job: job_view(job),
-        leases: leases.map(|l| l.into_iter().map(lease_view).collect()),
-    }))
+    report(&state, &id, req.token, outcome, req.claim_next).await
 }
 
 /// `POST /v1/jobs/{id}/fail`.
@@ -68,10 +61,18 @@ pub async fn fail(
         error: req.error,
         retry: req.retry.unwrap_or(true),
     };
-    let (job, leases) = state
-        .service
-        .report(&id, req.token, outcome, req.claim_next)
-        .await?;
+    report(&state, &id, req.token, outcome, req.claim_next).await
+}
+
+/// Reports one outcome and shapes the answer of `complete` and `fail`.
+async fn report(
+    state: &AppState,
+    id: &str,
+    token: String,
+    outcome: Outcome,
+    claim_next: Option<ClaimRequest>,
+) -> Result<Json<ReportResponse>, ApiError> {
+    let (job, leases) = state.service.report(id, token, outcome, claim_next).await?;
     Ok(Json(ReportResponse {
         job: job_view(job),
         leases: leases.map(|l| l.into_iter().map(lease_view).collect()),
