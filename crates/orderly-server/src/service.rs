@@ -5,8 +5,9 @@
 //! [`Notify`] (registered *before* it looks, so a job committed in between is
 //! not missed), and every write that can make a job eligible (enqueue, a
 //! report freeing capacity or a key, cancel, retry, configure, maintenance)
-//! notifies the queue. `GET /v1/jobs/{id}/wait` waits on the job's own
-//! `Notify` the same way.
+//! notifies the queue: as many claimers as jobs may now start when that is
+//! known (an enqueue of n ready jobs wakes n), all of them otherwise.
+//! `GET /v1/jobs/{id}/wait` waits on the job's own `Notify` the same way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
