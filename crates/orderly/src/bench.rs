@@ -1056,7 +1056,6 @@ async fn latency(plan: &Plan, queue: &str) -> anyhow::Result<Latency> {
     // As the peers' harness: let the worker settle into its long poll.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let bar = progress(plan.samples, "latency");
-    let mut rng = XorShift::seeded();
     let mut lat_ms = Vec::with_capacity(plan.samples as usize);
     let mut lost = 0;
     let result: anyhow::Result<()> = async {
@@ -1106,7 +1105,7 @@ async fn latency(plan: &Plan, queue: &str) -> anyhow::Result<Latency> {
                 }
             }
             bar.inc(1);
-            tokio::time::sleep(Duration::from_micros(rng.between(2_000, 10_000))).await;
+            tokio::time::sleep(Duration::from_micros(rand::random_range(2_000..10_000))).await;
         }
         Ok(())
     }
@@ -1167,38 +1166,6 @@ async fn latency_worker(
         }
     }
     Ok(())
-}
-
-/// A small xorshift64* generator: enough to spread W3's pauses.
-struct XorShift(u64);
-
-impl XorShift {
-    /// Seeded from the clock.
-    fn seeded() -> XorShift {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15);
-        XorShift(nanos | 1)
-    }
-
-    /// Next value.
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform-ish in `lo..hi` (`lo` when the range is empty).
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo {
-            return lo;
-        }
-        lo + self.next() % (hi - lo)
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1553,9 +1520,10 @@ mod tests {
     /// The merge-sort count equals the quadratic count.
     #[test]
     fn inversions_match_brute_force() {
-        let mut rng = XorShift(42);
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
         for len in 0..70 {
-            let v: Vec<usize> = (0..len).map(|_| rng.between(0, 20) as usize).collect();
+            let v: Vec<usize> = (0..len).map(|_| rng.random_range(0..20)).collect();
             assert_eq!(inversions(&v), brute(&v), "{v:?}");
         }
         assert_eq!(inversions(&[3, 2, 1, 0]), 6);
