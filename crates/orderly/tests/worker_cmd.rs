@@ -11,6 +11,14 @@ use serde_json::json;
 use support::proto::{JobView, QueueConfigRequest};
 use support::{job_req, TestServer};
 
+/// A queue configuration with only the lease length set.
+fn lease(ms: u64) -> QueueConfigRequest {
+    QueueConfigRequest {
+        lease_ms: Some(ms),
+        ..Default::default()
+    }
+}
+
 /// Waits (long polls, bounded) until the job is finished; returns it.
 async fn finished(srv: &TestServer, id: &str, timeout: Duration) -> JobView {
     let until = Instant::now() + timeout;
@@ -145,14 +153,7 @@ async fn cancel_of_a_running_job_stops_it() {
     const Q: &str = "slow";
     let srv = TestServer::start().await;
     let c = srv.client();
-    srv.configure(
-        Q,
-        QueueConfigRequest {
-            lease_ms: Some(1500),
-            ..Default::default()
-        },
-    )
-    .await;
+    srv.configure(Q, lease(1500)).await;
     c.enqueue(Q, &job_req("slow-1", None, json!({})))
         .await
         .unwrap();
@@ -201,14 +202,7 @@ async fn cancel_stops_the_commands_children() {
     const Q: &str = "tree";
     let srv = TestServer::start().await;
     let c = srv.client();
-    srv.configure(
-        Q,
-        QueueConfigRequest {
-            lease_ms: Some(1500),
-            ..Default::default()
-        },
-    )
-    .await;
+    srv.configure(Q, lease(1500)).await;
     let pid_file = srv.dir().join("child.pid");
     c.enqueue(Q, &job_req("tree-1", None, json!({})))
         .await
@@ -258,14 +252,7 @@ async fn a_command_that_ignores_a_large_payload_keeps_its_lease() {
     const Q: &str = "deaf";
     let srv = TestServer::start().await;
     let c = srv.client();
-    srv.configure(
-        Q,
-        QueueConfigRequest {
-            lease_ms: Some(1000),
-            ..Default::default()
-        },
-    )
-    .await;
+    srv.configure(Q, lease(1000)).await;
     let big = "x".repeat(300_000);
     c.enqueue(Q, &job_req("deaf-1", None, json!({ "blob": big })))
         .await
