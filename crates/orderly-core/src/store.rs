@@ -114,6 +114,10 @@ pub struct Lease {
     pub token: String,
     /// When the lease expires unless renewed.
     pub expires_at: Millis,
+    /// How long the lease runs from the moment it was granted, by the
+    /// store's clock: workers schedule heartbeats from this, never by
+    /// comparing `expires_at` with their own clock.
+    pub lease_ms: u64,
 }
 
 /// Renew a lease and optionally record progress.
@@ -134,6 +138,8 @@ pub struct HeartbeatParams {
 pub struct Heartbeat {
     /// New expiry.
     pub expires_at: Millis,
+    /// How long the renewed lease runs from now, by the store's clock.
+    pub lease_ms: u64,
     /// Someone asked to cancel the job: the worker should stop and report.
     pub cancel_requested: bool,
 }
@@ -267,4 +273,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// `Ok` while the store can accept writes.
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// Finishes every write already sent, then stops: later calls answer
+    /// `Closed`. Returns once the backend's resources (threads,
+    /// connections) are released. Calling it again is harmless.
+    async fn close(&self);
 }

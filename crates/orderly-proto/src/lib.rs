@@ -134,8 +134,12 @@ pub struct LeaseView {
     pub job: JobView,
     /// Token to send with heartbeats and reports.
     pub token: String,
-    /// Lease expiry unless renewed.
+    /// Lease expiry unless renewed (the server's clock).
     pub expires_at: String,
+    /// How long the lease runs from the moment it was granted: heartbeat
+    /// well within it (a third is a good pace). Use this, not `expires_at`
+    /// minus your own clock, which may differ from the server's.
+    pub lease_ms: u64,
 }
 
 /// Answer to a claim.
@@ -159,8 +163,10 @@ pub struct HeartbeatRequest {
 /// Answer to a heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeartbeatResponse {
-    /// New lease expiry.
+    /// New lease expiry (the server's clock).
     pub expires_at: String,
+    /// How long the renewed lease runs from now.
+    pub lease_ms: u64,
     /// Stop and report: someone cancelled the job.
     pub cancel_requested: bool,
 }

@@ -59,6 +59,7 @@ pub fn job_view(j: Job) -> JobView {
 pub fn lease_view(l: Lease) -> LeaseView {
     LeaseView {
         expires_at: rfc3339(l.expires_at),
+        lease_ms: l.lease_ms,
         token: l.token,
         job: job_view(l.job),
     }

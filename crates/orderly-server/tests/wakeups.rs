@@ -85,6 +85,10 @@ impl Store for CountingStore {
     async fn health(&self) -> Result<(), StoreError> {
         self.inner.health().await
     }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,8 +75,9 @@ pub struct SqliteStore {
     /// Bounds the read connections (and blocking threads) in use at once.
     read_slots: Arc<tokio::sync::Semaphore>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Held open while the store is: an exclusive lock on the data directory.
-    _dir_lock: std::fs::File,
+    /// Held open while the store is: an exclusive lock on the data directory
+    /// (released by `close`).
+    dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 /// Most read connections in use at once.
@@ -148,7 +149,7 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             writer_thread: Mutex::new(Some(handle)),
-            _dir_lock: dir_lock,
+            dir_lock: Mutex::new(Some(dir_lock)),
         })
     }
 
@@ -229,20 +230,29 @@ impl SqliteStore {
         jobs.pop().ok_or(StoreError::Closed)
     }
 
-    /// Stops the writer after it has committed everything already sent, and waits for it.
-    pub fn close(self) {
-        let SqliteStore {
-            writer,
-            writer_thread,
-            ..
-        } = self;
-        drop(writer);
-        let handle = writer_thread
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
+    /// Stops the writer after it has committed everything already sent,
+    /// waits for its thread, and releases the data directory's lock.
+    async fn shut(&self) {
+        self.writer.stop().await;
+        let handle = self
+            .writer_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(h) = handle {
-            let _ = h.join();
+            if tokio::task::spawn_blocking(move || h.join()).await.is_err() {
+                tracing::error!("the SQLite writer thread panicked");
+            }
         }
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.read_slots.close();
+        self.dir_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 
@@ -405,5 +415,9 @@ impl Store for SqliteStore {
             ));
         }
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.shut().await;
     }
 }

@@ -841,6 +841,7 @@ impl WriteCtx {
                 job,
                 token,
                 expires_at,
+                lease_ms: (expires_at - p.now).max(0) as u64,
             });
         }
         Ok(leases)
@@ -885,6 +886,7 @@ impl WriteCtx {
         self.lower_due_floor(&job.queue, expires_at);
         Ok(Heartbeat {
             expires_at,
+            lease_ms: (expires_at - p.now).max(0) as u64,
             cancel_requested: job.cancel_requested,
         })
     }
@@ -973,10 +975,13 @@ impl WriteCtx {
         for row in rows {
             let (job, token) = row.map_err(map_err)?;
             if let (Some(token), Some(expires_at)) = (token, job.lease_expires_at) {
+                let started_at = job.started_at.unwrap_or(now);
                 out.push(Lease {
                     job,
                     token,
                     expires_at,
+                    // As granted: from the start this lease was issued at.
+                    lease_ms: (expires_at - started_at).max(0) as u64,
                 });
             }
         }

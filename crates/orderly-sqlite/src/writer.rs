@@ -53,6 +53,14 @@ struct Request {
     run: Run,
 }
 
+/// What the writer's channel carries.
+enum Message {
+    /// A write to commit.
+    Write(Request),
+    /// Commit what came before, then stop.
+    Stop,
+}
+
 /// Shared view of the writer's health.
 #[derive(Default)]
 pub struct Health {
@@ -77,7 +85,7 @@ impl Health {
 /// Handle to send work to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Message>,
     /// The writer's health.
     pub health: Arc<Health>,
 }
@@ -86,7 +94,7 @@ impl Writer {
     /// Starts the writer thread on `ctx`; it stops when every handle is dropped,
     /// after finishing the requests already sent.
     pub fn start(ctx: WriteCtx, durability: Durability) -> (Writer, std::thread::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel::<Request>(MAX_GROUP * 4);
+        let (tx, rx) = mpsc::channel::<Message>(MAX_GROUP * 4);
         let health = Arc::new(Health::default());
         let thread_health = health.clone();
         let handle = std::thread::Builder::new()
@@ -94,6 +102,12 @@ impl Writer {
             .spawn(move || run(ctx, rx, &thread_health, durability))
             .expect("spawn the SQLite writer thread");
         (Writer { tx, health }, handle)
+    }
+
+    /// Asks the thread to stop once it has committed every write sent
+    /// before this call; writes sent after it answer `Closed`.
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Message::Stop).await;
     }
 
     /// True once the writer thread is gone (it only stops when every handle
@@ -119,7 +133,7 @@ impl Writer {
             (failed, answer)
         });
         self.tx
-            .send(Request { sync, run })
+            .send(Message::Write(Request { sync, run }))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -128,18 +142,26 @@ impl Writer {
 
 fn run(
     mut ctx: WriteCtx,
-    mut rx: mpsc::Receiver<Request>,
+    mut rx: mpsc::Receiver<Message>,
     health: &Health,
     durability: Durability,
 ) {
     let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
     // The connection starts in the mode `SqliteStore::open` set for `durability`.
     let mut syncing = durability == Durability::Fsync;
-    while let Some(first) = rx.blocking_recv() {
-        group.push(first);
+    let mut stopping = false;
+    while !stopping {
+        match rx.blocking_recv() {
+            Some(Message::Write(first)) => group.push(first),
+            Some(Message::Stop) | None => break,
+        }
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(r) => group.push(r),
+                Ok(Message::Write(r)) => group.push(r),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -170,7 +192,8 @@ fn run(
         }
         commit_group(&mut ctx, &mut group, health);
     }
-    tracing::debug!("SQLite writer drained its channel and stops");
+    // Writes sent after the stop are refused when `rx` drops: they answer `Closed`.
+    tracing::debug!("SQLite writer committed everything sent before it stopped");
 }
 
 fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {

@@ -83,7 +83,7 @@ async fn counters_survive_a_restart_and_a_purge_of_the_newest_jobs() {
         vec![1, 2, 3]
     );
     assert_eq!(run_all(&store, 1_000).await, vec![1, 2, 3]);
-    store.close();
+    store.close().await;
 
     // A plain restart continues where it was.
     let store = SqliteStore::open(&options).expect("reopen");
@@ -91,13 +91,13 @@ async fn counters_survive_a_restart_and_a_purge_of_the_newest_jobs() {
     assert_eq!(run_all(&store, 2_000).await, vec![4]);
     // Retention deletes every job, the newest included.
     assert_eq!(store.retention_purge(10_000, 100).await.expect("purge"), 4);
-    store.close();
+    store.close().await;
 
     // Nothing is left to read the highest seq from, yet none is handed out again.
     let store = SqliteStore::open(&options).expect("reopen after purge");
     assert_eq!(enqueue(&store, &["e", "f"], 20_000).await, vec![5, 6]);
     assert_eq!(run_all(&store, 20_000).await, vec![5, 6]);
-    store.close();
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +112,7 @@ async fn a_second_store_on_the_same_directory_is_refused() {
         second.to_string().contains("another Orderly server"),
         "{second}"
     );
-    first.close();
+    first.close().await;
     // Once the first is closed, the directory can be opened again.
-    SqliteStore::open(&options).expect("reopen").close();
+    SqliteStore::open(&options).expect("reopen").close().await;
 }

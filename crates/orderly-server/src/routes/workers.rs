@@ -37,6 +37,7 @@ pub async fn heartbeat(
         .await?;
     Ok(Json(HeartbeatResponse {
         expires_at: rfc3339(hb.expires_at),
+        lease_ms: hb.lease_ms,
         cancel_requested: hb.cancel_requested,
     }))
 }
