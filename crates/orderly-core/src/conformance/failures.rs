@@ -1,0 +1,183 @@
+//! Failure contract tests: failure outcomes, operations the state does not
+//! allow, and retry of failed and cancelled jobs (contract sections 4 and 5).
+
+use crate::job::{JobState, NewJob};
+use crate::queue::QueuePatch;
+use crate::store::{HeartbeatParams, Store, StoreError};
+
+use super::{
+    claim_expect, complete, conc, configure, enqueue, expect_invalid_state, expect_not_found, fail,
+    get, keyed, nj, queue_info, report, success, FLAT_BACKOFF, T0,
+};
+
+/// Section 5: `retry: false` fails for good; a retry waits `now + backoff`;
+/// the last attempt's failure is final.
+pub async fn fail_outcomes<S: Store>(store: S) {
+    let s: &dyn Store = &store;
+    let q = "fail";
+    configure(
+        s,
+        q,
+        QueuePatch {
+            concurrency: Some(1),
+            max_attempts: Some(2),
+            backoff: Some(FLAT_BACKOFF),
+            ..QueuePatch::default()
+        },
+    )
+    .await;
+    let f3 = NewJob {
+        max_attempts: Some(1),
+        ..nj("f3")
+    };
+    enqueue(s, q, vec![nj("f1"), nj("f2"), f3], T0).await;
+    let l = claim_expect(s, q, 1, T0, &["f1"], "f1").await;
+    let f1 = fail(s, &l[0], false, T0 + 1).await;
+    assert_eq!(f1.state, JobState::Failed, "retry=false fails for good");
+    assert_eq!(f1.finished_at, Some(T0 + 1));
+    assert_eq!(f1.attempt, 1);
+    assert_eq!(f1.position, None);
+    assert_eq!(get(s, "f1").await, f1, "job_get shows the reported job");
+
+    let l = claim_expect(s, q, 1, T0 + 2, &["f2"], "f2").await;
+    let f2 = fail(s, &l[0], true, T0 + 10).await;
+    assert_eq!(
+        f2.state,
+        JobState::Scheduled,
+        "a retry waits for its backoff"
+    );
+    assert!(
+        (T0 + 810..=T0 + 1_010).contains(&f2.run_at),
+        "retry run_at T0+{} not in now+[800, 1000]",
+        f2.run_at - T0
+    );
+    assert_eq!(f2.position, Some(0));
+    assert_eq!(f2.finished_at, None);
+    assert_eq!(f2.lease_expires_at, None);
+    let due = f2.run_at;
+    let l = claim_expect(s, q, 1, due - 1, &["f3"], "f2 not due yet: keyless f3 goes").await;
+    let f3 = fail(s, &l[0], true, due - 1).await;
+    assert_eq!(
+        f3.state,
+        JobState::Failed,
+        "a job's own max_attempts=1 is final"
+    );
+    let l = claim_expect(s, q, 1, due, &["f2"], "f2 due").await;
+    assert_eq!(l[0].job.attempt, 2);
+    let f2 = fail(s, &l[0], true, due + 1).await;
+    assert_eq!(f2.state, JobState::Failed, "no attempts left: failed");
+    assert_eq!(f2.attempt, 2);
+    assert_eq!(f2.finished_at, Some(due + 1));
+    let counts = queue_info(s, q).await.counts;
+    assert_eq!(counts.failed, 3);
+}
+
+/// Sections 4 and 5: operations the state does not allow are refused;
+/// retry puts failed and cancelled jobs back in line with a new, higher seq;
+/// unknown ids and queues are reported as such.
+pub async fn invalid_operations_and_retry<S: Store>(store: S) {
+    let s: &dyn Store = &store;
+    let q = "invalid";
+    configure(s, q, conc(3)).await;
+    enqueue(
+        s,
+        q,
+        vec![nj("i1"), keyed("i2", "a"), keyed("i3", "a"), nj("i4")],
+        T0,
+    )
+    .await;
+    let l = claim_expect(s, q, 1, T0, &["i1"], "i1").await;
+    expect_invalid_state(
+        s.job_retry("i1", T0).await,
+        JobState::Running,
+        "retry of running",
+    );
+    complete(s, &l[0], T0 + 1).await;
+    expect_invalid_state(
+        s.job_cancel("i1", T0 + 2).await,
+        JobState::Succeeded,
+        "cancel of succeeded",
+    );
+    expect_invalid_state(
+        s.job_retry("i1", T0 + 2).await,
+        JobState::Succeeded,
+        "retry of succeeded",
+    );
+    expect_invalid_state(
+        s.job_retry("i4", T0 + 2).await,
+        JobState::Queued,
+        "retry of queued",
+    );
+
+    let l = claim_expect(s, q, 1, T0 + 3, &["i2"], "i2").await;
+    fail(s, &l[0], false, T0 + 4).await;
+    let i3_seq = get(s, "i3").await.seq;
+    let i4_seq = get(s, "i4").await.seq;
+    let r = s.job_retry("i2", T0 + 5).await.expect("retry failed i2");
+    assert_eq!(r.id, "i2");
+    assert!(
+        r.seq > i4_seq,
+        "a retried job gets a new, higher seq ({} vs {i4_seq})",
+        r.seq
+    );
+    assert_eq!(r.state, JobState::Queued);
+    assert_eq!(r.attempt, 0);
+    assert_eq!(r.finished_at, None);
+    assert_eq!(r.position, Some(2), "i3 and i4 are ahead of the retried i2");
+    assert_eq!(get(s, "i2").await.seq, r.seq);
+    expect_invalid_state(
+        s.job_retry("i2", T0 + 6).await,
+        JobState::Queued,
+        "retry of a retried job",
+    );
+
+    let i4 = s.job_cancel("i4", T0 + 6).await.expect("cancel i4");
+    assert_eq!(i4.state, JobState::Cancelled);
+    let r4 = s.job_retry("i4", T0 + 7).await.expect("retry cancelled i4");
+    assert!(r4.seq > r.seq);
+    assert_eq!((r4.state, r4.attempt), (JobState::Queued, 0));
+
+    let l = claim_expect(
+        s,
+        q,
+        10,
+        T0 + 8,
+        &["i3", "i4"],
+        "the retried i2 is behind i3 in key a; the retried i4 is keyless",
+    )
+    .await;
+    assert_eq!(l[0].job.seq, i3_seq);
+    assert_eq!(l[1].job.attempt, 1, "attempts restart after a retry");
+    complete(s, &l[0], T0 + 9).await;
+    let l = claim_expect(s, q, 10, T0 + 9, &["i2"], "the retried i2 after i3").await;
+    assert_eq!(l[0].job.attempt, 1, "attempts restart after a retry");
+
+    expect_not_found(
+        s.job_cancel("nope", T0).await,
+        "nope",
+        "cancel of unknown id",
+    );
+    expect_not_found(s.job_retry("nope", T0).await, "nope", "retry of unknown id");
+    expect_not_found(
+        report(s, "nope", "token", success("nope"), T0).await,
+        "nope",
+        "report on unknown id",
+    );
+    expect_not_found(
+        s.job_heartbeat(HeartbeatParams {
+            id: "nope".into(),
+            token: "token".into(),
+            progress: None,
+            now: T0,
+        })
+        .await,
+        "nope",
+        "heartbeat of unknown id",
+    );
+    assert_eq!(s.job_get("nope").await.expect("job_get"), None);
+    match s.queue_get("never").await {
+        Err(StoreError::QueueNotFound(n)) if n == "never" => {}
+        other => panic!("queue_get of an unknown queue: expected QueueNotFound, got {other:?}"),
+    }
+    claim_expect(s, "never", 5, T0, &[], "claim on a queue never used").await;
+}
