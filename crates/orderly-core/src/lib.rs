@@ -26,7 +26,7 @@ pub mod conformance;
 pub use job::{Job, JobState, Millis, NewJob};
 pub use queue::{Backoff, QueueConfig, QueueInfo, QueuePatch, StateCounts};
 pub use store::{
-    ClaimParams, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Lease, ListParams,
-    MaintenanceReport, Outcome, ReportParams, Store, StoreError,
+    Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Lease,
+    ListParams, MaintenanceReport, Outcome, ReportParams, StateChange, Store, StoreError,
 };
 pub use validate::ValidationError;

@@ -73,11 +73,7 @@ impl Model {
                 seq,
                 queue: queue.to_string(),
                 key: key.map(str::to_string),
-                state: if run_at > now {
-                    JobState::Scheduled
-                } else {
-                    JobState::Queued
-                },
+                state: rules::waiting_state(run_at, now),
                 run_at: run_at.max(now),
                 attempt: 0,
                 max_attempts,
@@ -174,11 +170,7 @@ impl Model {
             0.5,
         ) {
             AfterFailure::Retry { run_at } => {
-                j.state = if run_at > now {
-                    JobState::Scheduled
-                } else {
-                    JobState::Queued
-                };
+                j.state = rules::waiting_state(run_at, now);
                 j.run_at = run_at;
             }
             AfterFailure::Finish(state) => j.state = state,

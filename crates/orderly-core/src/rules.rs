@@ -2,11 +2,212 @@
 //! and how long a retry waits.
 //!
 //! These functions take plain values and return decisions; stores call them
-//! inside their transactions, and the [`crate::model`] uses them too, so the
-//! rule is written once.
+//! inside their transactions and apply what they return, and the
+//! [`crate::model`] uses them too, so each rule is written once. Time (`now`)
+//! and randomness (`jitter`, a number in `[0, 1)` drawn by the caller) come in
+//! as inputs: the same inputs give the same decision in every backend.
+
+use serde_json::{json, Value};
 
 use crate::job::{JobState, Millis};
 use crate::queue::Backoff;
+use crate::store::Outcome;
+
+/// The state a job waits in until `run_at`: `scheduled` while `run_at` is
+/// ahead of `now`, `queued` once it is due.
+pub fn waiting_state(run_at: Millis, now: Millis) -> JobState {
+    if run_at > now {
+        JobState::Scheduled
+    } else {
+        JobState::Queued
+    }
+}
+
+/// What an attempt's end leads to, for a store to apply as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// Back in line in its own place (same `seq`): `state` is
+    /// [`waiting_state`] of `run_at`; `error` is the attempt's error.
+    Wait {
+        /// `scheduled` or `queued`.
+        state: JobState,
+        /// When it may start again.
+        run_at: Millis,
+        /// The error of the attempt that ended.
+        error: Value,
+    },
+    /// Finished for good.
+    Finish {
+        /// `succeeded`, `failed` or `cancelled`.
+        state: JobState,
+        /// The result to keep (success only).
+        result: Option<Value>,
+        /// The error to keep; `None` for a success, which clears any earlier
+        /// attempt's error (the attempt history keeps those).
+        error: Option<Value>,
+    },
+}
+
+impl Next {
+    /// The state the job moves to.
+    pub fn state(&self) -> JobState {
+        match self {
+            Next::Wait { state, .. } | Next::Finish { state, .. } => *state,
+        }
+    }
+
+    /// The outcome word recorded in the attempt history.
+    pub fn attempt_outcome(&self) -> &'static str {
+        match self {
+            Next::Wait { .. } => "failed",
+            Next::Finish { state, .. } => match state {
+                JobState::Succeeded => "succeeded",
+                JobState::Cancelled => "cancelled",
+                _ => "failed",
+            },
+        }
+    }
+
+    /// The error recorded for the attempt, if it did not succeed.
+    pub fn attempt_error(&self) -> Option<&Value> {
+        match self {
+            Next::Wait { error, .. } => Some(error),
+            Next::Finish { error, .. } => error.as_ref(),
+        }
+    }
+}
+
+/// The facts about a running attempt that decide what follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptFacts<'a> {
+    /// Number of the attempt (1 for the first run).
+    pub attempt: u32,
+    /// Starts allowed.
+    pub max_attempts: u32,
+    /// Someone asked to cancel the job while it ran.
+    pub cancel_requested: bool,
+    /// The job's per-attempt time limit.
+    pub timeout_ms: Option<u64>,
+    /// The worker that held the lease.
+    pub worker: Option<&'a str>,
+}
+
+fn failed_next(
+    a: &AttemptFacts<'_>,
+    error: Value,
+    retry: bool,
+    backoff: &Backoff,
+    now: Millis,
+    jitter: f64,
+) -> Next {
+    match after_failure(
+        a.attempt,
+        a.max_attempts,
+        retry,
+        a.cancel_requested,
+        backoff,
+        now,
+        jitter,
+    ) {
+        AfterFailure::Retry { run_at } => Next::Wait {
+            state: waiting_state(run_at, now),
+            run_at,
+            error,
+        },
+        AfterFailure::Finish(state) => Next::Finish {
+            state,
+            result: None,
+            error: Some(error),
+        },
+    }
+}
+
+/// What a worker's report on a current lease leads to.
+pub fn after_report(
+    a: &AttemptFacts<'_>,
+    outcome: &Outcome,
+    backoff: &Backoff,
+    now: Millis,
+    jitter: f64,
+) -> Next {
+    match outcome {
+        Outcome::Succeeded { result } => Next::Finish {
+            state: JobState::Succeeded,
+            result: Some(result.clone().unwrap_or(Value::Null)),
+            error: None,
+        },
+        Outcome::Failed { error, retry } => {
+            failed_next(a, error.clone(), *retry, backoff, now, jitter)
+        }
+    }
+}
+
+/// What a lease that ran out leads to. `timed_out` is true when the
+/// attempt's deadline (`timeout_ms` from its start) passed: that is a failed
+/// attempt and follows the retry policy with backoff. Otherwise the worker
+/// stopped renewing: the job goes back to its original place at once (no
+/// backoff) so it is the next to start, unless it has no attempts left or a
+/// cancel was asked. The error says which, in words and as a `reason`.
+pub fn after_lease_lost(
+    a: &AttemptFacts<'_>,
+    timed_out: bool,
+    backoff: &Backoff,
+    now: Millis,
+    jitter: f64,
+) -> Next {
+    if timed_out {
+        let error = json!({
+            "message": format!("attempt {} timed out after {} ms", a.attempt, a.timeout_ms.unwrap_or(0)),
+            "reason": "timeout"
+        });
+        return failed_next(a, error, true, backoff, now, jitter);
+    }
+    let error = json!({
+        "message": format!(
+            "lease of attempt {} expired: the worker {} stopped reporting",
+            a.attempt,
+            a.worker.unwrap_or("?")
+        ),
+        "reason": "lease_expired"
+    });
+    match after_lease_expiry(a.attempt, a.max_attempts, a.cancel_requested) {
+        JobState::Queued => Next::Wait {
+            state: JobState::Queued,
+            run_at: now,
+            error,
+        },
+        state => Next::Finish {
+            state,
+            result: None,
+            error: Some(error),
+        },
+    }
+}
+
+/// What a cancel asks of a job in `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelDecision {
+    /// A waiting job: cancelled now (and its key passes on).
+    CancelNow,
+    /// A running job: flag it; its worker sees the request on its next heartbeat.
+    RequestStop,
+    /// Already finished: nothing to cancel.
+    Refuse,
+}
+
+/// Decides what a cancel does to a job in `state`.
+pub fn after_cancel(state: JobState) -> CancelDecision {
+    match state {
+        JobState::Scheduled | JobState::Queued => CancelDecision::CancelNow,
+        JobState::Running => CancelDecision::RequestStop,
+        _ => CancelDecision::Refuse,
+    }
+}
+
+/// Whether a job in `state` may be put back in line by a retry.
+pub fn may_retry(state: JobState) -> bool {
+    matches!(state, JobState::Failed | JobState::Cancelled)
+}
 
 /// Delay before retry number `failures` (1 for the first retry):
 /// `initial_ms * factor^(failures-1)` capped at `max_ms`, then scaled by a
@@ -189,6 +390,57 @@ mod tests {
         );
         assert_eq!(after_lease_expiry(1, 3, false), JobState::Queued);
         assert_eq!(after_lease_expiry(3, 3, false), JobState::Failed);
+    }
+
+    #[test]
+    fn decisions_carry_state_time_and_error() {
+        let a = AttemptFacts {
+            attempt: 1,
+            max_attempts: 3,
+            cancel_requested: false,
+            timeout_ms: Some(50),
+            worker: Some("w"),
+        };
+        let ok = after_report(&a, &Outcome::Succeeded { result: None }, &b(), 1_000, 0.5);
+        assert_eq!(
+            ok,
+            Next::Finish {
+                state: JobState::Succeeded,
+                result: Some(Value::Null),
+                error: None
+            }
+        );
+        let failed = Outcome::Failed {
+            error: json!("boom"),
+            retry: true,
+        };
+        assert_eq!(
+            after_report(&a, &failed, &b(), 1_000, 0.5),
+            Next::Wait {
+                state: JobState::Scheduled,
+                run_at: 2_000,
+                error: json!("boom")
+            }
+        );
+        let zero = Backoff {
+            initial_ms: 0,
+            ..b()
+        };
+        assert_eq!(
+            after_report(&a, &failed, &zero, 1_000, 0.5).state(),
+            JobState::Queued,
+            "a retry with no delay is due at once"
+        );
+        let lost = after_lease_lost(&a, false, &b(), 1_000, 0.5);
+        assert_eq!(lost.state(), JobState::Queued);
+        assert_eq!(lost.attempt_error().unwrap()["reason"], "lease_expired");
+        let timed_out = after_lease_lost(&a, true, &b(), 1_000, 0.5);
+        assert_eq!(timed_out.state(), JobState::Scheduled);
+        assert_eq!(timed_out.attempt_error().unwrap()["reason"], "timeout");
+        assert_eq!(after_cancel(JobState::Queued), CancelDecision::CancelNow);
+        assert_eq!(after_cancel(JobState::Running), CancelDecision::RequestStop);
+        assert_eq!(after_cancel(JobState::Failed), CancelDecision::Refuse);
+        assert!(may_retry(JobState::Cancelled) && !may_retry(JobState::Succeeded));
     }
 
     #[test]

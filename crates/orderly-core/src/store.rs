@@ -22,10 +22,15 @@ use serde_json::Value;
 
 use crate::job::{Job, JobState, Millis, NewJob};
 use crate::queue::{QueueInfo, QueuePatch};
+use crate::validate::ValidationError;
 
 /// Errors a store reports. The service layer maps them to its own errors.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
+    /// The request breaks a rule the store enforces (e.g. two jobs of one
+    /// batch with the same id); nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
     /// No job has this id.
     #[error("job {0:?} not found")]
     JobNotFound(String),
@@ -62,12 +67,100 @@ pub enum StoreError {
     /// A write failed in a way that cannot be trusted (e.g. fsync); the store stopped accepting writes.
     #[error("storage failed and stopped accepting writes: {0}")]
     StorageFailed(String),
+    /// The database is briefly out of reach (a restart, a failover, a
+    /// network blip); nothing was written, and a retry later may succeed.
+    #[error("storage is unavailable, nothing was written: {0}")]
+    Unavailable(String),
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
+    /// A stored row cannot be read back as written (an unknown state, JSON
+    /// that does not parse): the data is damaged, and is never guessed at.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
     /// Anything else from the backend.
     #[error("storage error: {0}")]
     Backend(String),
+}
+
+/// One job's move from one state to another, as committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    /// The job.
+    pub id: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its ordering key.
+    pub key: Option<String>,
+    /// Its `seq` after the change (a retry gives a new one).
+    pub seq: i64,
+    /// The state before; `None` for a job that did not exist.
+    pub from: Option<JobState>,
+    /// The state after.
+    pub to: JobState,
+    /// When the change was made (the operation's `now`).
+    pub at: Millis,
+}
+
+/// What a write changed: every job that moved between states, in the order
+/// the store moved them. Wake-ups, events and metrics all come from here,
+/// whichever operation (an enqueue, a report, a claim that caught a queue up,
+/// a maintenance pass) made the change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// The moves, in order.
+    pub jobs: Vec<StateChange>,
+}
+
+impl Changes {
+    /// True when nothing moved.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Appends `other`'s moves.
+    pub fn extend(&mut self, other: Changes) {
+        self.jobs.extend(other.jobs);
+    }
+
+    /// Per queue, how many jobs these changes may have let start: one for
+    /// each job that became `queued`, and one for each running or waiting
+    /// job that stopped being so (it freed a slot, or passed its key on).
+    /// More than can start is harmless (a woken claimer finds nothing);
+    /// fewer would leave work waiting.
+    pub fn startable(&self) -> std::collections::BTreeMap<&str, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for c in &self.jobs {
+            let became_ready = c.to == JobState::Queued;
+            let stopped = c
+                .from
+                .is_some_and(|f| (f == JobState::Running || f.is_waiting()) && c.to.is_finished())
+                || (c.from == Some(JobState::Running) && c.to.is_waiting());
+            if became_ready || stopped {
+                *out.entry(c.queue.as_str()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// The jobs that finished.
+    pub fn finished(&self) -> impl Iterator<Item = &StateChange> {
+        self.jobs.iter().filter(|c| c.to.is_finished())
+    }
+
+    /// True when some job now waits for a time (`scheduled`).
+    pub fn scheduled(&self) -> bool {
+        self.jobs.iter().any(|c| c.to == JobState::Scheduled)
+    }
+}
+
+/// The value a write returns, with what it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed<T> {
+    /// What the operation answers.
+    pub value: T,
+    /// What it changed.
+    pub changes: Changes,
 }
 
 /// Enqueue jobs into one queue, atomically and in order.
@@ -103,6 +196,9 @@ pub struct ClaimParams {
     pub lease_ms: Option<u64>,
     /// Current time.
     pub now: Millis,
+    /// A number in `[0, 1)` for the backoff jitter of any attempt this
+    /// claim's catch-up ends (a timed-out lease), drawn by the caller.
+    pub jitter: f64,
 }
 
 /// A claimed job and the token that proves the claim.
@@ -172,6 +268,8 @@ pub struct ReportParams {
     pub outcome: Outcome,
     /// Current time.
     pub now: Millis,
+    /// A number in `[0, 1)` for the retry's backoff jitter, drawn by the caller.
+    pub jitter: f64,
 }
 
 /// List a queue's jobs by `seq`.
@@ -187,59 +285,63 @@ pub struct ListParams {
     pub limit: u32,
 }
 
-/// What a maintenance pass did.
+/// What a maintenance pass found beyond what it changed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MaintenanceReport {
-    /// Queues where jobs became eligible (due jobs, expired leases).
-    pub woken_queues: Vec<String>,
-    /// Jobs that finished: a lease or timeout with no attempts left, or a
-    /// job whose cancel was asked while it ran.
-    pub finished: Vec<Job>,
     /// Earliest future time at which another pass has work (a `run_at` or a lease expiry).
     pub next_due: Option<Millis>,
 }
 
 /// Storage for jobs and queues. See the module docs for the invariants.
+///
+/// Every write that moves jobs between states returns [`Committed`]: its
+/// answer and the [`Changes`] it made, so the caller learns of every job a
+/// write started, finished, put back or made due, whichever operation did it.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Enqueues jobs atomically in order; replays of an existing id with the
     /// same queue, key and payload return the stored job (`created: false`),
-    /// anything else under an existing id fails the whole call with `IdConflict`.
-    async fn job_enqueue_many(&self, params: EnqueueParams) -> Result<Vec<Enqueued>, StoreError>;
+    /// anything else under an existing id fails the whole call with
+    /// `IdConflict`. Two jobs of one batch with the same id are `Invalid`.
+    async fn job_enqueue_many(
+        &self,
+        params: EnqueueParams,
+    ) -> Result<Committed<Vec<Enqueued>>, StoreError>;
 
     /// Claims up to `max` eligible jobs in `seq` order (see module docs).
-    async fn job_claim(&self, params: ClaimParams) -> Result<Vec<Lease>, StoreError>;
+    async fn job_claim(&self, params: ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError>;
 
     /// Renews a lease.
     async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError>;
 
-    /// Applies reports, each independently, in order; one result per report.
-    /// A report repeated with the token of the report that already moved the
-    /// job on (its answer was lost) changes nothing and returns the job as
-    /// that report left it; any other report on a lease that is not current
-    /// is `StaleLease`.
+    /// Applies reports, each independently, in order; one result per report,
+    /// each committed or refused on its own (a storage failure on one does not
+    /// undo or hide the others). A report repeated with the token of the
+    /// report that already moved the job on (its answer was lost) changes
+    /// nothing and returns the job as it is; any other report on a lease that
+    /// is not current is `StaleLease`.
     async fn job_report_many(
         &self,
         reports: Vec<ReportParams>,
-    ) -> Result<Vec<Result<Job, StoreError>>, StoreError>;
+    ) -> Vec<Result<Committed<Job>, StoreError>>;
 
     /// Reports one attempt and, in the same transaction, claims the next jobs
     /// (one round trip per job for a serial queue). If the report is refused,
     /// nothing is claimed and the report's error is returned. The claim is
     /// made on the reported job's queue, whatever `claim.queue` says. A
-    /// repeated report returns the unexpired leases `claim.worker` already
-    /// holds in that queue (what the lost answer carried) before claiming more.
+    /// repeated report answers with exactly the leases the first one's commit
+    /// issued, those still current, and claims anew only if none is.
     async fn job_report_and_claim(
         &self,
         report: ReportParams,
         claim: ClaimParams,
-    ) -> Result<(Job, Vec<Lease>), StoreError>;
+    ) -> Result<Committed<(Job, Vec<Lease>)>, StoreError>;
 
     /// Cancels a waiting job now, or asks a running one to stop.
-    async fn job_cancel(&self, id: &str, now: Millis) -> Result<Job, StoreError>;
+    async fn job_cancel(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError>;
 
     /// Puts a failed or cancelled job back in line with a new `seq`.
-    async fn job_retry(&self, id: &str, now: Millis) -> Result<Job, StoreError>;
+    async fn job_retry(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError>;
 
     /// One job, with its `position` when waiting.
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError>;
@@ -261,8 +363,14 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<QueueInfo, StoreError>;
 
-    /// Makes due scheduled jobs queued and puts expired leases back in line, in every queue.
-    async fn maintenance_run(&self, now: Millis) -> Result<MaintenanceReport, StoreError>;
+    /// Makes due scheduled jobs queued and puts expired leases back in line,
+    /// in every queue; `jitter` (in `[0, 1)`) is for the backoff of timed-out
+    /// attempts.
+    async fn maintenance_run(
+        &self,
+        now: Millis,
+        jitter: f64,
+    ) -> Result<Committed<MaintenanceReport>, StoreError>;
 
     /// Deletes at most `limit` jobs that finished before `finished_before`
     /// (and the start records older than it); returns how many jobs. Callers

@@ -70,6 +70,23 @@ fn shown(s: &str) -> String {
     format!("{out:?}")
 }
 
+/// The ids of one batch must differ: a batch is accepted whole, in order, and
+/// one id cannot name two jobs of it. `ids` are in batch order.
+pub fn distinct_batch_ids<'a>(
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ValidationError> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, id) in ids.into_iter().enumerate() {
+        if let Some(first) = seen.insert(id, i) {
+            return Err(ValidationError::value(
+                &format!("jobs[{i}].id"),
+                format!("repeats jobs[{first}].id {id:?}: the ids of one batch must differ"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A queue name: 1–100 bytes of `[A-Za-z0-9._-]`.
 pub fn queue_name(name: &str) -> Result<(), ValidationError> {
     let ok = !name.is_empty()

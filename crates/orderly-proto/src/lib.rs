@@ -407,6 +407,10 @@ pub mod codes {
     pub const STORAGE_FULL: &str = "storage_full";
     /// Storage failed; the server stopped accepting writes.
     pub const STORAGE_FAILED: &str = "storage_failed";
+    /// The database is briefly out of reach: nothing was written, retry later.
+    pub const STORAGE_UNAVAILABLE: &str = "storage_unavailable";
+    /// A stored row could not be read back as written.
+    pub const CORRUPT_DATA: &str = "corrupt_data";
     /// Server shutting down.
     pub const SHUTTING_DOWN: &str = "shutting_down";
     /// Any other internal error.

@@ -1,8 +1,16 @@
-//! Conversions between domain values and wire types.
+//! Conversions between domain values and wire types: the one place the
+//! HTTP layer maps requests to the service's domain types and answers back.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use orderly_core::{Job, Lease, Millis, QueueInfo, ValidationError};
-use orderly_proto::{BackoffView, CountsView, JobView, LeaseView, QueueView};
+use orderly_core::{
+    Backoff, Job, JobState, Lease, Millis, Outcome, QueueInfo, QueuePatch, ValidationError,
+};
+use orderly_proto::{
+    BackoffView, ClaimRequest, CountsView, EnqueueRequest, JobView, LeaseView, QueueConfigRequest,
+    QueueView, ReportItem,
+};
+
+use crate::service;
 
 /// Current time in milliseconds since the epoch.
 pub fn now_millis() -> Millis {
@@ -88,5 +96,98 @@ pub fn queue_view(q: QueueInfo) -> QueueView {
             failed: c.failed,
             cancelled: c.cancelled,
         },
+    }
+}
+
+/// An enqueue request (one job, or item `index` of a batch) as the service takes it.
+pub fn job_request(
+    req: EnqueueRequest,
+    index: Option<usize>,
+) -> Result<service::JobRequest, ValidationError> {
+    let field = match index {
+        Some(i) => format!("jobs[{i}].run_at"),
+        None => "run_at".to_string(),
+    };
+    let run_at = req
+        .run_at
+        .as_deref()
+        .map(|t| parse_time(&field, t))
+        .transpose()?;
+    Ok(service::JobRequest {
+        id: req.id,
+        key: req.key,
+        payload: req.payload,
+        run_at,
+        delay_ms: req.delay_ms,
+        max_attempts: req.max_attempts,
+        timeout_ms: req.timeout_ms,
+    })
+}
+
+/// A claim as the service takes it.
+pub fn claim_request(req: ClaimRequest) -> service::ClaimRequest {
+    service::ClaimRequest {
+        worker: req.worker,
+        max: req.max,
+        wait_ms: req.wait_ms,
+        lease_ms: req.lease_ms,
+    }
+}
+
+/// Item `index` of `POST /v1/reports`, or why it cannot be read.
+pub fn report_request(
+    index: usize,
+    item: ReportItem,
+) -> Result<service::ReportRequest, ValidationError> {
+    let outcome = match item.outcome.as_str() {
+        "succeeded" => Outcome::Succeeded {
+            result: item.result,
+        },
+        "failed" => Outcome::Failed {
+            error: item.error.unwrap_or(serde_json::Value::Null),
+            retry: item.retry.unwrap_or(true),
+        },
+        other => {
+            return Err(ValidationError::value(
+                &format!("reports[{index}].outcome"),
+                format!("is {other:?}: use \"succeeded\" or \"failed\""),
+            ))
+        }
+    };
+    Ok(service::ReportRequest {
+        id: item.id,
+        token: item.token,
+        outcome,
+    })
+}
+
+/// A `state` filter of a listing.
+pub fn state_filter(state: Option<&str>) -> Result<Option<JobState>, ValidationError> {
+    match state {
+        None | Some("") => Ok(None),
+        Some(s) => JobState::parse(s).map(Some).ok_or_else(|| {
+            ValidationError::value(
+                "state",
+                format!("is {s:?}: use scheduled, queued, running, succeeded, failed or cancelled"),
+            )
+        }),
+    }
+}
+
+/// A queue configuration change; `executor: null` clears the executor.
+pub fn queue_patch(req: QueueConfigRequest) -> QueuePatch {
+    QueuePatch {
+        concurrency: req.concurrency,
+        max_attempts: req.max_attempts,
+        backoff: req.backoff.map(|b| Backoff {
+            initial_ms: b.initial_ms,
+            max_ms: b.max_ms,
+            factor: b.factor,
+        }),
+        lease_ms: req.lease_ms,
+        paused: req.paused,
+        executor: req
+            .executor
+            .map(|e| if e.is_null() { None } else { Some(e) }),
     }
 }

@@ -63,6 +63,7 @@ impl From<ServiceError> for ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE)
             }
             ServiceError::Store(s) => match s {
+                StoreError::Invalid(v) => (StatusCode::BAD_REQUEST, v.code),
                 StoreError::JobNotFound(_) => (StatusCode::NOT_FOUND, codes::JOB_NOT_FOUND),
                 StoreError::QueueNotFound(_) => (StatusCode::NOT_FOUND, codes::QUEUE_NOT_FOUND),
                 StoreError::IdConflict { .. } => (StatusCode::CONFLICT, codes::ID_CONFLICT),
@@ -74,6 +75,10 @@ impl From<ServiceError> for ApiError {
                 StoreError::StorageFailed(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, codes::STORAGE_FAILED)
                 }
+                StoreError::Unavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, codes::STORAGE_UNAVAILABLE)
+                }
+                StoreError::Corrupt(_) => (StatusCode::INTERNAL_SERVER_ERROR, codes::CORRUPT_DATA),
                 StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, codes::SHUTTING_DOWN),
                 StoreError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL),
             },

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod maintenance;
 pub mod routes;
 pub mod service;
+mod waiters;
 
 use std::sync::Arc;
 

@@ -47,15 +47,9 @@ pub async fn run_scheduler(service: Arc<Service>, config: Config, cancel: Cancel
     loop {
         let now = now_millis();
         let mut sleep_for = config.max_idle;
-        match service.store().maintenance_run(now).await {
-            Ok(report) => {
-                for q in &report.woken_queues {
-                    service.wake_queue(q);
-                }
-                for job in &report.finished {
-                    service.job_finished(job);
-                }
-                if let Some(next) = report.next_due {
+        match service.maintain().await {
+            Ok(next_due) => {
+                if let Some(next) = next_due {
                     let until = Duration::from_millis((next - now).max(1) as u64);
                     sleep_for = sleep_for.min(until);
                 }

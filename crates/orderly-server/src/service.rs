@@ -1,28 +1,34 @@
 //! The service layer: validates requests, calls the store once, and wakes
-//! whoever waits on the result.
+//! whoever waits on what the store changed.
 //!
-//! Wake-ups are in-process: a claim that finds nothing waits on its queue's
-//! [`Notify`] (registered *before* it looks, so a job committed in between is
-//! not missed), and every write that can make a job eligible (enqueue, a
-//! report freeing capacity or a key, cancel, retry, configure, maintenance)
-//! notifies the queue: as many claimers as jobs may now start when that is
-//! known (an enqueue of n ready jobs wakes n), all of them otherwise.
-//! `GET /v1/jobs/{id}/wait` waits on the job's own `Notify` the same way.
+//! It takes and returns domain types (`orderly_core`); the HTTP layer maps
+//! wire types to and from them (`crate::convert`), so an in-process caller
+//! (the embedded library, an executor) uses the same operations.
+//!
+//! Wake-ups are in-process and come from one place, [`Service::wake_for`],
+//! fed with the [`Changes`] every store write returns, whichever path made
+//! them (an enqueue, a report, a claim that caught its queue up, a
+//! maintenance pass): each job that may now start wakes one claimer of its
+//! queue, each finished job wakes its `/wait`ers, and a job that now waits
+//! for a time wakes the scheduler. A claim that finds nothing waits on its
+//! queue's notifier, registered *before* it looks, so a job committed in
+//! between is not missed.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orderly_core::validate::{self, ValidationError};
 use orderly_core::{
-    ClaimParams, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job, JobState, Lease,
-    ListParams, NewJob, Outcome, QueueInfo, QueuePatch, ReportParams, Store, StoreError,
+    Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job,
+    JobState, Lease, ListParams, Millis, NewJob, Outcome, QueueInfo, QueuePatch, ReportParams,
+    Store, StoreError,
 };
-use orderly_proto::{ClaimRequest, EnqueueRequest, QueueConfigRequest, ReportItem};
+use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::Notify;
 
-use crate::convert::{now_millis, parse_time};
+use crate::convert::now_millis;
 use crate::error::ServiceError;
+use crate::waiters::Waiters;
 
 /// Limits the service enforces.
 #[derive(Debug, Clone)]
@@ -31,50 +37,47 @@ pub struct Limits {
     pub max_payload_bytes: usize,
 }
 
-/// Per-name notifiers that are dropped when nobody waits on them.
-#[derive(Default)]
-struct Waiters {
-    map: Mutex<HashMap<String, Arc<Notify>>>,
+/// A job to enqueue, as a client describes it (times already parsed).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobRequest {
+    /// Client-chosen id; generated when `None`.
+    pub id: Option<String>,
+    /// Ordering key.
+    pub key: Option<String>,
+    /// The job's input.
+    pub payload: Value,
+    /// Not before this time.
+    pub run_at: Option<Millis>,
+    /// Not before this many milliseconds from now (exclusive with `run_at`).
+    pub delay_ms: Option<u64>,
+    /// Starts allowed (overrides the queue's).
+    pub max_attempts: Option<u32>,
+    /// Per-attempt time limit.
+    pub timeout_ms: Option<u64>,
 }
 
-impl Waiters {
-    fn get(&self, name: &str) -> Arc<Notify> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(name.to_string())
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone()
-    }
+/// A worker's request for work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// Worker name (shown on the job; not an identity).
+    pub worker: String,
+    /// Most leases to take.
+    pub max: u32,
+    /// Longest wait for work when none is eligible.
+    pub wait_ms: u64,
+    /// Lease length; the queue's when `None`.
+    pub lease_ms: Option<u64>,
+}
 
-    fn wake(&self, name: &str) {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get(name) {
-            n.notify_waiters();
-        }
-    }
-
-    /// Wakes at most `n` waiters of `name` (one each, in the order they
-    /// started waiting). A waiter that is woken but gone passes its wake-up
-    /// on to the next (tokio's `Notified` does so when dropped).
-    fn wake_some(&self, name: &str, n: usize) {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(notify) = map.get(name) {
-            for _ in 0..n.min(MAX_WAKE_ONE_BY_ONE) {
-                notify.notify_one();
-            }
-            if n > MAX_WAKE_ONE_BY_ONE {
-                notify.notify_waiters();
-            }
-        }
-    }
-
-    /// Forgets `name`'s notifier if only the map holds it.
-    fn release(&self, name: &str, notify: Arc<Notify>) {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        drop(notify);
-        if map.get(name).is_some_and(|n| Arc::strong_count(n) == 1) {
-            map.remove(name);
-        }
-    }
+/// One report of `POST /v1/reports`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRequest {
+    /// Job id.
+    pub id: String,
+    /// Lease token.
+    pub token: String,
+    /// How the attempt ended.
+    pub outcome: Outcome,
 }
 
 /// The operations of the API, independent of HTTP.
@@ -89,17 +92,13 @@ pub struct Service {
     shutdown: tokio_util::sync::CancellationToken,
 }
 
-/// Above this many jobs, an enqueue wakes every claimer at once.
-const MAX_WAKE_ONE_BY_ONE: usize = 1_024;
-
 /// Longest a claim sleeps before looking again without a wake-up: a safety
-/// net only, every write that makes a job eligible wakes the queue's claimers.
+/// net only, every change that makes a job eligible wakes the queue's claimers.
 const RECHECK: Duration = Duration::from_secs(10);
 
-/// Longest a `/wait` sleeps before reading the job again without a wake-up. A
-/// job that a claim finds finished (its lease expired with no attempts left)
-/// wakes nobody, so this bounds how late `/wait` can answer then. Reads are cheap.
-const WAIT_RECHECK: Duration = Duration::from_secs(1);
+/// Longest a `/wait` sleeps before reading the job again without a wake-up:
+/// a safety net only, every change that finishes a job wakes its waiters.
+const WAIT_RECHECK: Duration = Duration::from_secs(10);
 
 impl Service {
     /// A service over `store`.
@@ -125,30 +124,30 @@ impl Service {
         &self.store
     }
 
-    /// Wakes every claimer of `queue` (when it is not known how many jobs
-    /// became eligible: maintenance, a configuration change).
-    pub fn wake_queue(&self, queue: &str) {
-        self.queue_waiters.wake(queue);
-    }
-
-    /// Wakes as many claimers of `queue` as there are jobs that may now start,
-    /// so one new job does not send every idle worker of the queue to the store.
-    fn wake_claimers(&self, queue: &str, jobs: usize) {
-        self.queue_waiters.wake_some(queue, jobs);
-    }
-
-    /// Wakes waiters of a finished job.
-    pub fn job_finished(&self, job: &Job) {
-        if job.state.is_finished() {
-            self.job_waiters.wake(&job.id);
+    /// Wakes whoever waits on what `changes` did (see the module docs).
+    pub fn wake_for(&self, changes: &Changes) {
+        for (queue, n) in changes.startable() {
+            self.queue_waiters.wake_some(queue, n);
         }
+        for c in changes.finished() {
+            self.job_waiters.wake_all(&c.id);
+        }
+        if changes.scheduled() {
+            self.maintenance_wake.notify_one();
+        }
+    }
+
+    /// [`Self::wake_for`] on a write's changes, passing its value on.
+    fn woken<T>(&self, committed: Committed<T>) -> T {
+        self.wake_for(&committed.changes);
+        committed.value
     }
 
     fn new_job(
         &self,
-        req: EnqueueRequest,
+        req: JobRequest,
         index: Option<usize>,
-        now: i64,
+        now: Millis,
     ) -> Result<NewJob, ServiceError> {
         let at = |field: &str| match index {
             Some(i) => format!("jobs[{i}].{field}"),
@@ -175,7 +174,7 @@ impl Service {
                 self.limits.max_payload_bytes
             )));
         }
-        let run_at = match (&req.run_at, req.delay_ms) {
+        let run_at = match (req.run_at, req.delay_ms) {
             (Some(_), Some(_)) => {
                 return Err(ValidationError::value(
                     &at("run_at"),
@@ -185,7 +184,7 @@ impl Service {
             }
             // An absolute time may be far ahead (a yearly job); a relative delay over a
             // year is more likely a unit mistake (microseconds for milliseconds).
-            (Some(t), None) => Some(parse_time(&at("run_at"), t)?),
+            (Some(t), None) => Some(t),
             (None, Some(d)) => {
                 Some(now + validate::range(&at("delay_ms"), d, 0, validate::MAX_DELAY_MS)? as i64)
             }
@@ -211,7 +210,7 @@ impl Service {
     pub async fn enqueue(
         &self,
         queue: &str,
-        reqs: Vec<EnqueueRequest>,
+        reqs: Vec<JobRequest>,
         batch: bool,
     ) -> Result<Vec<Enqueued>, ServiceError> {
         validate::queue_name(queue)?;
@@ -232,22 +231,6 @@ impl Service {
             .enumerate()
             .map(|(i, r)| self.new_job(r, batch.then_some(i), now))
             .collect::<Result<Vec<_>, _>>()?;
-        if batch {
-            let mut seen = HashMap::with_capacity(jobs.len());
-            for (i, job) in jobs.iter().enumerate() {
-                if let Some(first) = seen.insert(job.id.as_str(), i) {
-                    return Err(ValidationError::value(
-                        &format!("jobs[{i}].id"),
-                        format!(
-                            "repeats jobs[{first}].id {:?}: the ids of one batch must differ",
-                            job.id
-                        ),
-                    )
-                    .into());
-                }
-            }
-        }
-        let delayed = jobs.iter().any(|j| j.run_at.is_some_and(|t| t > now));
         let out = self
             .store
             .job_enqueue_many(EnqueueParams {
@@ -256,17 +239,7 @@ impl Service {
                 now,
             })
             .await?;
-        let ready = out
-            .iter()
-            .filter(|e| e.created && e.job.state == JobState::Queued)
-            .count();
-        if ready > 0 {
-            self.wake_claimers(queue, ready);
-        }
-        if delayed {
-            self.maintenance_wake.notify_one();
-        }
-        Ok(out)
+        Ok(self.woken(out))
     }
 
     fn claim_params(
@@ -294,6 +267,7 @@ impl Service {
             max: req.max,
             lease_ms: req.lease_ms,
             now: 0,
+            jitter: 0.0,
         })
     }
 
@@ -313,7 +287,11 @@ impl Service {
             let mut params = params.clone();
             async move {
                 params.now = now_millis();
-                let leases = self.store.job_claim(params).await?;
+                params.jitter = rand::random();
+                let out = self.store.job_claim(params).await?;
+                // A claim that caught its queue up may have made more jobs
+                // ready than it took, or finished some: tell their waiters.
+                let leases = self.woken(out);
                 let done = !leases.is_empty();
                 Ok((leases, done))
             }
@@ -366,7 +344,7 @@ impl Service {
         &self,
         id: &str,
         token: String,
-        progress: Option<serde_json::Value>,
+        progress: Option<Value>,
     ) -> Result<Heartbeat, ServiceError> {
         validate::job_id(id)?;
         Ok(self
@@ -378,15 +356,6 @@ impl Service {
                 now: now_millis(),
             })
             .await?)
-    }
-
-    fn after_report(&self, job: &Job) {
-        // A report frees one slot (and maybe passes a key on): one more job may start.
-        self.wake_claimers(&job.queue, 1);
-        self.job_finished(job);
-        if job.state == JobState::Scheduled {
-            self.maintenance_wake.notify_one();
-        }
     }
 
     /// Reports an attempt's outcome, optionally claiming the next jobs in the same transaction.
@@ -403,23 +372,24 @@ impl Service {
             token,
             outcome,
             now: now_millis(),
+            jitter: rand::random(),
         };
         match claim_next {
             None => {
-                let mut results = self.store.job_report_many(vec![report]).await?;
-                let job = results.pop().unwrap_or(Err(StoreError::Closed))?;
-                self.after_report(&job);
-                Ok((job, None))
+                let mut results = self.store.job_report_many(vec![report]).await;
+                let out = results.pop().unwrap_or(Err(StoreError::Closed))?;
+                Ok((self.woken(out), None))
             }
             Some(next) => {
                 // The queue is the reported job's; the store fills it in.
                 let mut params = self.claim_params(None, &next)?;
                 params.now = report.now;
-                let (job, leases) = self
+                params.jitter = report.jitter;
+                let out = self
                     .store
                     .job_report_and_claim(report, params.clone())
                     .await?;
-                self.after_report(&job);
+                let (job, leases) = self.woken(out);
                 if !leases.is_empty() || next.wait_ms == 0 {
                     return Ok((job, Some(leases)));
                 }
@@ -430,10 +400,13 @@ impl Service {
         }
     }
 
-    /// Applies many reports; one result per item.
+    /// Applies many reports; one result per item, in order. Items the
+    /// caller could not read are passed as their error and answered in their
+    /// slot; each report commits or fails on its own, and the waiters of
+    /// every committed one are woken.
     pub async fn report_many(
         &self,
-        items: Vec<ReportItem>,
+        items: Vec<Result<ReportRequest, ValidationError>>,
     ) -> Result<Vec<Result<Job, ServiceError>>, ServiceError> {
         if items.len() > validate::MAX_BATCH_JOBS {
             return Err(ValidationError::value(
@@ -449,54 +422,35 @@ impl Service {
         let now = now_millis();
         let mut slots: Vec<Option<Result<Job, ServiceError>>> = Vec::with_capacity(items.len());
         let mut params = Vec::new();
-        for (i, item) in items.into_iter().enumerate() {
-            let parsed = (|| {
-                validate::job_id(&item.id)?;
-                let outcome = match item.outcome.as_str() {
-                    "succeeded" => Outcome::Succeeded {
-                        result: item.result,
-                    },
-                    "failed" => Outcome::Failed {
-                        error: item.error.unwrap_or(serde_json::Value::Null),
-                        retry: item.retry.unwrap_or(true),
-                    },
-                    other => {
-                        return Err(ValidationError::value(
-                            &format!("reports[{i}].outcome"),
-                            format!("is {other:?}: use \"succeeded\" or \"failed\""),
-                        ))
-                    }
-                };
-                Ok(ReportParams {
-                    id: item.id,
-                    token: item.token,
-                    outcome,
-                    now,
-                })
-            })();
-            match parsed {
-                Ok(p) => {
+        for item in items {
+            match item.and_then(|r| {
+                validate::job_id(&r.id)?;
+                Ok(r)
+            }) {
+                Ok(r) => {
                     slots.push(None);
-                    params.push(p);
+                    params.push(ReportParams {
+                        id: r.id,
+                        token: r.token,
+                        outcome: r.outcome,
+                        now,
+                        jitter: rand::random(),
+                    });
                 }
                 Err(e) => slots.push(Some(Err(e.into()))),
             }
         }
-        let mut results = self.store.job_report_many(params).await?.into_iter();
-        let out = slots
+        let mut results = self.store.job_report_many(params).await.into_iter();
+        Ok(slots
             .into_iter()
             .map(|s| match s {
                 Some(r) => r,
                 None => match results.next().unwrap_or(Err(StoreError::Closed)) {
-                    Ok(job) => {
-                        self.after_report(&job);
-                        Ok(job)
-                    }
+                    Ok(out) => Ok(self.woken(out)),
                     Err(e) => Err(e.into()),
                 },
             })
-            .collect();
-        Ok(out)
+            .collect())
     }
 
     /// One job.
@@ -525,22 +479,11 @@ impl Service {
     pub async fn list(
         &self,
         queue: &str,
-        state: Option<&str>,
+        state: Option<JobState>,
         after: Option<i64>,
         limit: Option<u32>,
     ) -> Result<Vec<Job>, ServiceError> {
         validate::queue_name(queue)?;
-        let state = match state {
-            None | Some("") => None,
-            Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-                ValidationError::value(
-                    "state",
-                    format!(
-                        "is {s:?}: use scheduled, queued, running, succeeded, failed or cancelled"
-                    ),
-                )
-            })?),
-        };
         let limit = validate::range("limit", limit.unwrap_or(100), 1, validate::MAX_LIST_LIMIT)?;
         Ok(self
             .store
@@ -556,19 +499,15 @@ impl Service {
     /// Cancels a job.
     pub async fn cancel(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let job = self.store.job_cancel(id, now_millis()).await?;
-        // Cancelling a key's first job lets the next one of the key go.
-        self.wake_claimers(&job.queue, 1);
-        self.job_finished(&job);
-        Ok(job)
+        let out = self.store.job_cancel(id, now_millis()).await?;
+        Ok(self.woken(out))
     }
 
     /// Puts a failed or cancelled job back in line.
     pub async fn retry(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let job = self.store.job_retry(id, now_millis()).await?;
-        self.wake_claimers(&job.queue, 1);
-        Ok(job)
+        let out = self.store.job_retry(id, now_millis()).await?;
+        Ok(self.woken(out))
     }
 
     /// One queue.
@@ -586,23 +525,9 @@ impl Service {
     pub async fn configure(
         &self,
         name: &str,
-        req: QueueConfigRequest,
+        patch: QueuePatch,
     ) -> Result<QueueInfo, ServiceError> {
         validate::queue_name(name)?;
-        let patch = QueuePatch {
-            concurrency: req.concurrency,
-            max_attempts: req.max_attempts,
-            backoff: req.backoff.map(|b| orderly_core::Backoff {
-                initial_ms: b.initial_ms,
-                max_ms: b.max_ms,
-                factor: b.factor,
-            }),
-            lease_ms: req.lease_ms,
-            paused: req.paused,
-            executor: req
-                .executor
-                .map(|e| if e.is_null() { None } else { Some(e) }),
-        };
         validate::queue_patch(&patch)?;
         if let Some(Some(_)) = &patch.executor {
             return Err(ValidationError::new(
@@ -615,7 +540,18 @@ impl Service {
             .store
             .queue_configure(name, patch, now_millis())
             .await?;
-        self.wake_queue(name);
+        // More capacity, or a queue resumed: it is not known how many may start.
+        self.queue_waiters.wake_all(name);
         Ok(info)
+    }
+
+    /// One maintenance pass: makes due jobs ready and puts expired leases
+    /// back, waking whoever waits on them; returns when the next pass has work.
+    pub async fn maintain(&self) -> Result<Option<Millis>, ServiceError> {
+        let out = self
+            .store
+            .maintenance_run(now_millis(), rand::random())
+            .await?;
+        Ok(self.woken(out).next_due)
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use orderly_core::{
-    ClaimParams, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job, Lease, ListParams,
-    MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store, StoreError,
+    ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job, Lease,
+    ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store, StoreError,
 };
 use orderly_server::{router, AppState, ServerConfig};
 use orderly_sqlite::{SqliteOptions, SqliteStore};
@@ -27,10 +27,13 @@ struct CountingStore {
 
 #[async_trait]
 impl Store for CountingStore {
-    async fn job_enqueue_many(&self, p: EnqueueParams) -> Result<Vec<Enqueued>, StoreError> {
+    async fn job_enqueue_many(
+        &self,
+        p: EnqueueParams,
+    ) -> Result<Committed<Vec<Enqueued>>, StoreError> {
         self.inner.job_enqueue_many(p).await
     }
-    async fn job_claim(&self, p: ClaimParams) -> Result<Vec<Lease>, StoreError> {
+    async fn job_claim(&self, p: ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError> {
         self.claims.fetch_add(1, Ordering::SeqCst);
         self.inner.job_claim(p).await
     }
@@ -40,20 +43,20 @@ impl Store for CountingStore {
     async fn job_report_many(
         &self,
         r: Vec<ReportParams>,
-    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+    ) -> Vec<Result<Committed<Job>, StoreError>> {
         self.inner.job_report_many(r).await
     }
     async fn job_report_and_claim(
         &self,
         r: ReportParams,
         c: ClaimParams,
-    ) -> Result<(Job, Vec<Lease>), StoreError> {
+    ) -> Result<Committed<(Job, Vec<Lease>)>, StoreError> {
         self.inner.job_report_and_claim(r, c).await
     }
-    async fn job_cancel(&self, id: &str, now: Millis) -> Result<Job, StoreError> {
+    async fn job_cancel(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
         self.inner.job_cancel(id, now).await
     }
-    async fn job_retry(&self, id: &str, now: Millis) -> Result<Job, StoreError> {
+    async fn job_retry(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
         self.inner.job_retry(id, now).await
     }
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
@@ -76,8 +79,12 @@ impl Store for CountingStore {
     ) -> Result<QueueInfo, StoreError> {
         self.inner.queue_configure(name, patch, now).await
     }
-    async fn maintenance_run(&self, now: Millis) -> Result<MaintenanceReport, StoreError> {
-        self.inner.maintenance_run(now).await
+    async fn maintenance_run(
+        &self,
+        now: Millis,
+        jitter: f64,
+    ) -> Result<Committed<MaintenanceReport>, StoreError> {
+        self.inner.maintenance_run(now, jitter).await
     }
     async fn retention_purge(&self, before: Millis, limit: u32) -> Result<u64, StoreError> {
         self.inner.retention_purge(before, limit).await

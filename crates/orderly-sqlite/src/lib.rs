@@ -8,25 +8,41 @@
 //! - Reads (`job_get`, listings, queues) use a small pool of read-only
 //!   connections on blocking threads, so they never wait for the writer and
 //!   keep working when the disk is full.
-//! - [`schema`]: tables, partial indexes and migrations; [`ops`]: each store
-//!   operation as SQL.
+//! - `schema`: tables, partial indexes and migrations; `sql`: the queries
+//!   whose plans decide what claims and maintenance cost, with the test that
+//!   checks each reads its index; `rows`: decoding rows by column name;
+//!   `read`: the reads; `write`: the writes, one file per family; `ctx`: the
+//!   writer's connection, counters and caches.
+//!
+//! Everything but [`SqliteStore`] and its options is private: other crates
+//! reach storage only through the `Store` trait.
 
-pub mod ops;
-pub mod schema;
-pub mod writer;
+mod ctx;
+mod read;
+mod rows;
+mod schema;
+mod sql;
+mod write;
+mod writer;
+
+/// The schema version this build writes (`PRAGMA user_version`); older data
+/// directories are migrated on open.
+pub use schema::SCHEMA_VERSION;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use orderly_core::{
-    ClaimParams, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job, Lease, ListParams,
-    MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store, StoreError,
+    ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job, Lease,
+    ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
-use crate::ops::{map_err, WriteCtx};
-use crate::writer::{Sync, Writer};
+use crate::ctx::WriteCtx;
+use crate::rows::map_err;
+use crate::write::report::Reported;
+use crate::writer::{CommitKind, Writer};
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,7 +60,7 @@ pub enum Durability {
     Accepted,
     /// `synchronous = NORMAL` in WAL mode: commits survive a process crash
     /// but the last ones may be lost if the machine loses power.
-    NoFsync,
+    None,
 }
 
 /// Options to open a store.
@@ -133,7 +149,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         let sync = match options.durability {
             Durability::Fsync => "FULL",
-            Durability::Accepted | Durability::NoFsync => "NORMAL",
+            Durability::Accepted | Durability::None => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", sync)
             .map_err(map_err)?;
@@ -141,7 +157,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         schema::migrate(&mut conn).map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let ctx = WriteCtx::new(conn)?;
+        let ctx = WriteCtx::new(conn, options.durability)?;
         let (writer, handle) = Writer::start(ctx, options.durability);
         Ok(SqliteStore {
             writer,
@@ -218,7 +234,7 @@ impl SqliteStore {
             return Ok(jobs);
         }
         self.read(move |c| {
-            ops::fill_positions(c, &mut jobs)?;
+            read::fill_positions(c, &mut jobs)?;
             Ok(jobs)
         })
         .await
@@ -258,121 +274,123 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn job_enqueue_many(&self, params: EnqueueParams) -> Result<Vec<Enqueued>, StoreError> {
+    async fn job_enqueue_many(
+        &self,
+        params: EnqueueParams,
+    ) -> Result<Committed<Vec<Enqueued>>, StoreError> {
         let out = self
             .writer
-            .write(Sync::Accepting, move |ctx| ctx.job_enqueue_many(&params))
+            .write(CommitKind::Accepting, move |ctx| {
+                ctx.job_enqueue_many(&params)
+            })
             .await?;
         let (jobs, created): (Vec<Job>, Vec<bool>) =
-            out.into_iter().map(|e| (e.job, e.created)).unzip();
+            out.value.into_iter().map(|e| (e.job, e.created)).unzip();
         let jobs = self.positioned(jobs).await?;
-        Ok(jobs
-            .into_iter()
-            .zip(created)
-            .map(|(job, created)| Enqueued { job, created })
-            .collect())
+        Ok(Committed {
+            value: jobs
+                .into_iter()
+                .zip(created)
+                .map(|(job, created)| Enqueued { job, created })
+                .collect(),
+            changes: out.changes,
+        })
     }
 
-    async fn job_claim(&self, params: ClaimParams) -> Result<Vec<Lease>, StoreError> {
+    async fn job_claim(&self, params: ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError> {
         self.writer
-            .write(Sync::Progress, move |ctx| ctx.job_claim(&params))
+            .write(CommitKind::Progress, move |ctx| ctx.job_claim(&params))
             .await
     }
 
     async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError> {
-        self.writer
-            .write(Sync::Progress, move |ctx| ctx.job_heartbeat(&params))
-            .await
+        Ok(self
+            .writer
+            .write(CommitKind::Progress, move |ctx| ctx.job_heartbeat(&params))
+            .await?
+            .value)
     }
 
     async fn job_report_many(
         &self,
         reports: Vec<ReportParams>,
-    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+    ) -> Vec<Result<Committed<Job>, StoreError>> {
         // Each report stands alone: a refused one changes nothing, the others apply.
-        let futures = reports.into_iter().map(|r| {
-            self.writer.write(Sync::Progress, move |ctx| {
-                ctx.job_report(&r).map(|(job, _)| job)
+        let futures = reports.into_iter().map(|r| async move {
+            let out = self
+                .writer
+                .write(CommitKind::Progress, move |ctx| {
+                    ctx.job_report(&r).map(|r| match r {
+                        Reported::Applied(job) | Reported::Repeated(job, _) => job,
+                    })
+                })
+                .await?;
+            // The report is committed: a failure to read its position now
+            // must not make it look refused, so the job goes without one.
+            let job = match self.positioned_one(out.value.clone()).await {
+                Ok(job) => job,
+                Err(_) => out.value,
+            };
+            Ok(Committed {
+                value: job,
+                changes: out.changes,
             })
         });
-        let results = futures::future::join_all(futures).await;
-        for r in &results {
-            if let Err(
-                e
-                @ (StoreError::StorageFailed(_) | StoreError::StorageFull(_) | StoreError::Closed),
-            ) = r
-            {
-                return Err(e.clone());
-            }
-        }
-        let mut out = Vec::with_capacity(results.len());
-        for r in results {
-            out.push(match r {
-                Ok(job) => Ok(self.positioned_one(job).await?),
-                Err(e) => Err(e),
-            });
-        }
-        Ok(out)
+        futures::future::join_all(futures).await
     }
 
     async fn job_report_and_claim(
         &self,
         report: ReportParams,
         claim: ClaimParams,
-    ) -> Result<(Job, Vec<Lease>), StoreError> {
-        let (job, leases) = self
+    ) -> Result<Committed<(Job, Vec<Lease>)>, StoreError> {
+        let out = self
             .writer
-            .write(Sync::Progress, move |ctx| {
-                let (job, repeated) = ctx.job_report(&report)?;
-                let claim = ClaimParams {
-                    queue: job.queue.clone(),
-                    ..claim
-                };
-                // A repeated report gets back the leases its first answer carried
-                // (still held by the worker), rather than claiming more.
-                if repeated {
-                    let held = ctx.held_leases(&claim.queue, &claim.worker, claim.now)?;
-                    if !held.is_empty() {
-                        return Ok((job, held));
-                    }
-                }
-                let leases = ctx.job_claim(&claim)?;
-                Ok((job, leases))
+            .write(CommitKind::Progress, move |ctx| {
+                ctx.job_report_and_claim(&report, &claim)
             })
             .await?;
-        Ok((self.positioned_one(job).await?, leases))
+        let (job, leases) = out.value;
+        let job = match self.positioned_one(job.clone()).await {
+            Ok(job) => job,
+            Err(_) => job,
+        };
+        Ok(Committed {
+            value: (job, leases),
+            changes: out.changes,
+        })
     }
 
-    async fn job_cancel(&self, id: &str, now: Millis) -> Result<Job, StoreError> {
+    async fn job_cancel(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
         let id = id.to_string();
         self.writer
-            .write(Sync::Accepting, move |ctx| ctx.job_cancel(&id, now))
+            .write(CommitKind::Accepting, move |ctx| ctx.job_cancel(&id, now))
             .await
     }
 
-    async fn job_retry(&self, id: &str, now: Millis) -> Result<Job, StoreError> {
+    async fn job_retry(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
         let id = id.to_string();
         self.writer
-            .write(Sync::Accepting, move |ctx| ctx.job_retry(&id, now))
+            .write(CommitKind::Accepting, move |ctx| ctx.job_retry(&id, now))
             .await
     }
 
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let id = id.to_string();
-        self.read(move |c| ops::job_get(c, &id)).await
+        self.read(move |c| read::job_get(c, &id)).await
     }
 
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError> {
-        self.read(move |c| ops::job_list(c, &params)).await
+        self.read(move |c| read::job_list(c, &params)).await
     }
 
     async fn queue_get(&self, name: &str) -> Result<QueueInfo, StoreError> {
         let name = name.to_string();
-        self.read(move |c| ops::queue_info(c, &name)).await
+        self.read(move |c| read::queue_info(c, &name)).await
     }
 
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
-        self.read(ops::queue_list).await
+        self.read(read::queue_list).await
     }
 
     async fn queue_configure(
@@ -382,16 +400,24 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<QueueInfo, StoreError> {
         let name = name.to_string();
-        self.writer
-            .write(Sync::Accepting, move |ctx| {
+        Ok(self
+            .writer
+            .write(CommitKind::Accepting, move |ctx| {
                 ctx.queue_configure(&name, &patch, now)
             })
-            .await
+            .await?
+            .value)
     }
 
-    async fn maintenance_run(&self, now: Millis) -> Result<MaintenanceReport, StoreError> {
+    async fn maintenance_run(
+        &self,
+        now: Millis,
+        jitter: f64,
+    ) -> Result<Committed<MaintenanceReport>, StoreError> {
         self.writer
-            .write(Sync::Progress, move |ctx| ctx.maintenance_run(now))
+            .write(CommitKind::Progress, move |ctx| {
+                ctx.maintenance_run(now, jitter)
+            })
             .await
     }
 
@@ -400,11 +426,13 @@ impl Store for SqliteStore {
         finished_before: Millis,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        self.writer
-            .write(Sync::Progress, move |ctx| {
+        Ok(self
+            .writer
+            .write(CommitKind::Progress, move |ctx| {
                 ctx.retention_purge(finished_before, limit)
             })
-            .await
+            .await?
+            .value)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

@@ -14,7 +14,18 @@
 use rusqlite::Connection;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// v3: the leases a report's commit issued (so that report sent again gets
+/// exactly those back), and each attempt's end in its start record (the
+/// attempt history: when it ended, how, and its error).
+const V3: &str = r#"
+ALTER TABLE jobs ADD COLUMN reported_leases TEXT;
+ALTER TABLE starts ADD COLUMN ended_at INTEGER;
+ALTER TABLE starts ADD COLUMN outcome TEXT;
+ALTER TABLE starts ADD COLUMN error TEXT;
+CREATE INDEX starts_job ON starts (job_id, start_no);
+"#;
 
 /// v2: the token of the report that last moved a job on, so that the same
 /// report sent again is recognised (and answered) instead of refused.
@@ -104,7 +115,7 @@ END;
 "#;
 
 /// Brings the database at `conn` up to [`SCHEMA_VERSION`].
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -112,11 +123,13 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", 1)?;
         tx.commit()?;
     }
-    if version < 2 {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(V2)?;
-        tx.pragma_update(None, "user_version", 2)?;
-        tx.commit()?;
+    for (to, sql) in [(2, V2), (3, V3)] {
+        if version < to {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", to)?;
+            tx.commit()?;
+        }
     }
     Ok(())
 }

@@ -15,14 +15,21 @@
 //! - an I/O error on commit (a failed fsync) is not retried: the writer
 //!   fails stop, answers every later request with `StorageFailed`, and the
 //!   store reports unhealthy. After a failed fsync the page cache may hold
-//!   data the disk does not, so retrying could acknowledge lost writes.
+//!   data the disk does not, so retrying could acknowledge lost writes;
+//! - a savepoint that cannot be rolled back (a failed `ROLLBACK TO`) would
+//!   leave a failed request's partial writes in the group: the whole group
+//!   is rolled back and the writer fails stop, as for an I/O error.
+//!
+//! Each request's [`Changes`] (the jobs it moved) are handed back with its
+//! answer, and only once it committed.
 
 use std::sync::{Arc, Mutex};
 
-use orderly_core::StoreError;
+use orderly_core::{Changes, Committed, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ops::{map_err, WriteCtx};
+use crate::ctx::WriteCtx;
+use crate::rows::map_err;
 use crate::Durability;
 
 /// Most requests committed in one transaction.
@@ -37,9 +44,9 @@ type Run =
 
 /// Whether a write must reach the disk before it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sync {
+pub(crate) enum CommitKind {
     /// It accepts or settles something a client was promised (an enqueue, a
-    /// cancel, a retry, a queue change): fsynced unless durability is `NoFsync`.
+    /// cancel, a retry, a queue change): fsynced unless durability is `None`.
     Accepting,
     /// It records progress (a claim, heartbeat, report, maintenance): fsynced
     /// only under `Durability::Fsync`; otherwise it reaches the disk with the
@@ -49,7 +56,7 @@ pub enum Sync {
 }
 
 struct Request {
-    sync: Sync,
+    kind: CommitKind,
     run: Run,
 }
 
@@ -63,7 +70,7 @@ enum Message {
 
 /// Shared view of the writer's health.
 #[derive(Default)]
-pub struct Health {
+pub(crate) struct Health {
     failed: Mutex<Option<String>>,
 }
 
@@ -84,7 +91,7 @@ impl Health {
 
 /// Handle to send work to the writer thread.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     tx: mpsc::Sender<Message>,
     /// The writer's health.
     pub health: Arc<Health>,
@@ -116,16 +123,24 @@ impl Writer {
         self.tx.is_closed()
     }
 
-    /// Runs `f` in the next group transaction and returns its result once committed.
-    pub async fn write<T, F>(&self, sync: Sync, f: F) -> Result<T, StoreError>
+    /// Runs `f` in the next group transaction and returns its result, with
+    /// what it changed, once committed.
+    pub async fn write<T, F>(&self, kind: CommitKind, f: F) -> Result<Committed<T>, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
     {
         self.health.check()?;
-        let (reply, answer) = oneshot::channel::<Result<T, StoreError>>();
+        let (reply, answer) = oneshot::channel::<Result<Committed<T>, StoreError>>();
         let run: Run = Box::new(move |ctx| {
-            let result = ctx.and_then(f);
+            let result = ctx.and_then(|ctx| {
+                ctx.changes = Changes::default();
+                let value = f(ctx)?;
+                Ok(Committed {
+                    value,
+                    changes: std::mem::take(&mut ctx.changes),
+                })
+            });
             let failed = result.as_ref().err().cloned();
             let answer: Answer = Box::new(move |commit: Result<(), StoreError>| {
                 let _ = reply.send(commit.and(result));
@@ -133,7 +148,7 @@ impl Writer {
             (failed, answer)
         });
         self.tx
-            .send(Message::Write(Request { sync, run }))
+            .send(Message::Write(Request { kind, run }))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -173,8 +188,8 @@ fn run(
         }
         let want_sync = match durability {
             Durability::Fsync => true,
-            Durability::NoFsync => false,
-            Durability::Accepted => group.iter().any(|r| r.sync == Sync::Accepting),
+            Durability::None => false,
+            Durability::Accepted => group.iter().any(|r| r.kind == CommitKind::Accepting),
         };
         if want_sync != syncing {
             let mode = if want_sync { "FULL" } else { "NORMAL" };
@@ -190,13 +205,68 @@ fn run(
                 }
             }
         }
-        commit_group(&mut ctx, &mut group, health);
+        commit_group(&mut ctx, &mut group, health, syncing);
+    }
+    if health.check().is_ok() {
+        if let Err(e) = close_cleanly(&mut ctx) {
+            tracing::warn!(error = %e, "could not record the counters on close; they are recovered on open");
+        }
     }
     // Writes sent after the stop are refused when `rx` drops: they answer `Closed`.
     tracing::debug!("SQLite writer committed everything sent before it stopped");
 }
 
-fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
+/// The last commit: the exact counters, fsynced, so a restart continues
+/// without a gap in `seq` or start numbers.
+fn close_cleanly(ctx: &mut WriteCtx) -> Result<(), StoreError> {
+    ctx.conn
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(map_err)?;
+    ctx.conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+    let written = ctx.persist_exact_counters();
+    match written.and_then(|()| ctx.conn.execute_batch("COMMIT").map_err(map_err)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = ctx.conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Makes everything committed so far durable now, for a commit that was not
+/// fsynced but raised a counter reservation (see `ctx`): in WAL mode one
+/// fsynced commit syncs the log, and with it every commit before it.
+fn sync_now(ctx: &mut WriteCtx) -> Result<(), StoreError> {
+    let synced = (|| {
+        ctx.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(map_err)?;
+        ctx.conn
+            .execute_batch(
+                "BEGIN IMMEDIATE; UPDATE meta SET value = value WHERE name = 'next_seq'; COMMIT",
+            )
+            .map_err(map_err)
+    })();
+    if synced.is_err() && !ctx.conn.is_autocommit() {
+        let _ = ctx.conn.execute_batch("ROLLBACK");
+    }
+    let restored = ctx
+        .conn
+        .pragma_update(None, "synchronous", "NORMAL")
+        .map_err(map_err);
+    synced.and(restored)
+}
+
+fn fail_group(answers: Vec<Answer>, rest: std::vec::Drain<'_, Request>, e: &StoreError) {
+    for a in answers {
+        a(Err(e.clone()));
+    }
+    for r in rest {
+        (r.run)(Err(e.clone())).1(Err(e.clone()));
+    }
+}
+
+fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, syncing: bool) {
     let start = ctx.counters();
     if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err) {
         if let StoreError::StorageFailed(reason) = &e {
@@ -234,25 +304,34 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
                 // group is left to commit: fail every request of it.
                 if ctx.conn.is_autocommit() {
                     ctx.restore(start);
+                    ctx.clear_needs_sync();
                     answers.push(answer);
-                    for a in answers {
-                        a(Err(e.clone()));
-                    }
-                    for r in requests.by_ref() {
-                        (r.run)(Err(e.clone())).1(Err(e.clone()));
-                    }
+                    fail_group(answers, requests, &e);
                     return;
                 }
                 if alone {
                     let _ = ctx.conn.execute_batch("ROLLBACK");
                     ctx.restore(start);
+                    ctx.clear_needs_sync();
                     // The answer carries the request's own error.
                     answer(Ok(()));
                     return;
                 }
-                let _ = ctx
+                if let Err(undo) = ctx
                     .conn
-                    .execute_batch("ROLLBACK TO request; RELEASE request");
+                    .execute_batch("ROLLBACK TO request; RELEASE request")
+                {
+                    // The failed request's writes cannot be taken out: nothing
+                    // of this group may commit, and the store cannot be trusted.
+                    let reason = format!("could not undo a failed request ({e}): {undo}");
+                    health.fail(reason.clone());
+                    let _ = ctx.conn.execute_batch("ROLLBACK");
+                    ctx.restore(start);
+                    ctx.clear_needs_sync();
+                    answers.push(answer);
+                    fail_group(answers, requests, &StoreError::StorageFailed(reason));
+                    return;
+                }
                 ctx.restore(before);
             }
             None if alone => {}
@@ -264,12 +343,24 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health) {
     }
     let commit = health
         .check()
-        .and_then(|()| ctx.conn.execute_batch("COMMIT").map_err(map_err));
+        .and_then(|()| ctx.conn.execute_batch("COMMIT").map_err(map_err))
+        .and_then(|()| {
+            if ctx.take_needs_sync() && !syncing {
+                sync_now(ctx).inspect_err(|e| {
+                    health.fail(format!("could not fsync a counter reservation: {e}"));
+                })
+            } else {
+                Ok(())
+            }
+        });
     match commit {
         Ok(()) => answers.into_iter().for_each(|a| a(Ok(()))),
         Err(e) => {
-            let _ = ctx.conn.execute_batch("ROLLBACK");
+            if !ctx.conn.is_autocommit() {
+                let _ = ctx.conn.execute_batch("ROLLBACK");
+            }
             ctx.restore(start);
+            ctx.clear_needs_sync();
             if let StoreError::StorageFailed(reason) = &e {
                 health.fail(reason.clone());
             }

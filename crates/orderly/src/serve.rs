@@ -82,7 +82,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let options = SqliteOptions {
         data_dir: args.data_dir.clone(),
         durability: match (args.no_fsync, args.durability) {
-            (true, _) | (_, DurabilityArg::None) => Durability::NoFsync,
+            (true, _) | (_, DurabilityArg::None) => Durability::None,
             (_, DurabilityArg::Accepted) => Durability::Accepted,
             (_, DurabilityArg::Fsync) => Durability::Fsync,
         },
@@ -114,7 +114,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         match options_durability {
             Durability::Fsync => "fsync on every commit",
             Durability::Accepted => "fsync on every commit that accepts jobs",
-            Durability::NoFsync => "no fsync: survives process crashes only",
+            Durability::None => "no fsync: survives process crashes only",
         }
     );
     let service = state.service.clone();

@@ -6,7 +6,7 @@ use axum::Json;
 use orderly_proto::{BatchRequest, BatchResponse, EnqueueRequest, JobListResponse, JobView};
 use serde::Deserialize;
 
-use crate::convert::job_view;
+use crate::convert::{job_request, job_view, state_filter};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::AppState;
@@ -17,6 +17,7 @@ pub async fn enqueue(
     ApiPath(queue): ApiPath<String>,
     ApiJson(req): ApiJson<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let req = job_request(req, None)?;
     let mut out = state.service.enqueue(&queue, vec![req], false).await?;
     let e = out.pop().ok_or_else(|| {
         ApiError::new(
@@ -39,7 +40,13 @@ pub async fn enqueue_batch(
     ApiPath(queue): ApiPath<String>,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
-    let out = state.service.enqueue(&queue, req.jobs, true).await?;
+    let jobs = req
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, j)| job_request(j, Some(i)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = state.service.enqueue(&queue, jobs, true).await?;
     let status = if out.iter().any(|e| e.created) {
         StatusCode::ACCEPTED
     } else {
@@ -99,7 +106,12 @@ pub async fn list(
     let limit = q.limit.unwrap_or(100);
     let jobs = state
         .service
-        .list(&queue, q.state.as_deref(), q.after, Some(limit))
+        .list(
+            &queue,
+            state_filter(q.state.as_deref())?,
+            q.after,
+            Some(limit),
+        )
         .await?;
     let next_after = (jobs.len() as u32 == limit)
         .then(|| jobs.last().map(|j| j.seq))

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use orderly_proto::{QueueConfigRequest, QueueListResponse, QueueView};
 
-use crate::convert::queue_view;
+use crate::convert::{queue_patch, queue_view};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::AppState;
@@ -32,6 +32,6 @@ pub async fn configure(
     ApiJson(req): ApiJson<QueueConfigRequest>,
 ) -> Result<Json<QueueView>, ApiError> {
     Ok(Json(queue_view(
-        state.service.configure(&queue, req).await?,
+        state.service.configure(&queue, queue_patch(req)).await?,
     )))
 }

@@ -8,7 +8,7 @@ use orderly_proto::{
     ReportResponse, ReportResult, ReportsRequest, ReportsResponse,
 };
 
-use crate::convert::{job_view, lease_view, rfc3339};
+use crate::convert::{claim_request, job_view, lease_view, report_request, rfc3339};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::AppState;
@@ -19,7 +19,7 @@ pub async fn claim(
     ApiPath(queue): ApiPath<String>,
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
-    let leases = state.service.claim(&queue, req).await?;
+    let leases = state.service.claim(&queue, claim_request(req)).await?;
     Ok(Json(ClaimResponse {
         leases: leases.into_iter().map(lease_view).collect(),
     }))
@@ -73,7 +73,10 @@ async fn report(
     outcome: Outcome,
     claim_next: Option<ClaimRequest>,
 ) -> Result<Json<ReportResponse>, ApiError> {
-    let (job, leases) = state.service.report(id, token, outcome, claim_next).await?;
+    let (job, leases) = state
+        .service
+        .report(id, token, outcome, claim_next.map(claim_request))
+        .await?;
     Ok(Json(ReportResponse {
         job: job_view(job),
         leases: leases.map(|l| l.into_iter().map(lease_view).collect()),
@@ -85,7 +88,13 @@ pub async fn reports(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ReportsRequest>,
 ) -> Result<Json<ReportsResponse>, ApiError> {
-    let results = state.service.report_many(req.reports).await?;
+    let items = req
+        .reports
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| report_request(i, item))
+        .collect();
+    let results = state.service.report_many(items).await?;
     let results = results
         .into_iter()
         .map(|r| match r {

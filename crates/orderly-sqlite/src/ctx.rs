@@ -1,0 +1,281 @@
+//! The writer's context: its connection, the counters it hands out, and
+//! what it caches because only it writes.
+//!
+//! Counters (`seq`, start numbers) are never handed out twice, at any
+//! durability level. Under `fsync` every commit that issues one is fsynced,
+//! and on open the counters start above the highest value still stored (and
+//! above `meta`, which retention writes before it deletes rows). Where the
+//! commits that issue a counter may go unsynced (start numbers under
+//! `accepted`, both under `none`), the writer first *reserves* a block of
+//! values in `meta` and makes the commit that raised the reservation
+//! fsynced: a machine crash may lose unsynced commits, but never the
+//! reservation that covers what they issued, so the next values are above it.
+
+use std::collections::HashMap;
+
+use orderly_core::{Changes, JobState, Millis, QueueConfig, StateChange};
+use rusqlite::{params, Connection};
+
+use crate::read::queue_row;
+use crate::rows::{map_err, to_text, Res};
+use crate::sql;
+use crate::Durability;
+
+/// Values reserved at a time where reservations are needed.
+pub(crate) const RESERVE_BLOCK: i64 = 10_000;
+
+/// The writer's connection and the counters it owns.
+pub(crate) struct WriteCtx {
+    /// The only connection that writes.
+    pub conn: Connection,
+    counters: Counters,
+    /// Which counters are reserved ahead (see module docs).
+    reserve_seq: bool,
+    reserve_start_no: bool,
+    /// A reservation was raised in the transaction now open: its commit must be fsynced.
+    needs_sync: bool,
+    /// Queue configs, kept coherent because only this writer changes them.
+    configs: HashMap<String, QueueConfig>,
+    /// Per queue, a time no scheduled `run_at` and no running lease expiry of
+    /// the queue is earlier than. While `now` is below it, a claim can skip
+    /// promoting due jobs and reaping leases: there are none. It is lowered by
+    /// every write that sets such a time, recomputed when a claim has looked
+    /// (`catch_up_queue`), and forgotten on rollback (a missing entry means "look").
+    due_floor: HashMap<String, Millis>,
+    /// What the request being run changed (taken by the writer after each request).
+    pub changes: Changes,
+}
+
+/// Counters to restore when an operation rolls back.
+#[derive(Clone, Copy)]
+pub(crate) struct Counters {
+    next_seq: i64,
+    next_start_no: i64,
+    /// `meta` as written in the current transaction (durably so once committed).
+    reserved_seq: i64,
+    reserved_start_no: i64,
+}
+
+impl WriteCtx {
+    /// Wraps the writer connection, reading the counters.
+    pub fn new(conn: Connection, durability: Durability) -> Res<Self> {
+        let meta = |name: &str| -> Res<i64> {
+            conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .map_err(map_err)
+        };
+        let max_seq: i64 = conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM jobs", [], |r| r.get(0))
+            .map_err(map_err)?;
+        let max_start: i64 = conn
+            .query_row("SELECT coalesce(max(start_no), 0) FROM starts", [], |r| {
+                r.get(0)
+            })
+            .map_err(map_err)?;
+        let (meta_seq, meta_start) = (meta("next_seq")?, meta("next_start_no")?);
+        Ok(WriteCtx {
+            conn,
+            counters: Counters {
+                next_seq: meta_seq.max(max_seq + 1),
+                next_start_no: meta_start.max(max_start + 1),
+                reserved_seq: meta_seq,
+                reserved_start_no: meta_start,
+            },
+            reserve_seq: durability == Durability::None,
+            reserve_start_no: durability != Durability::Fsync,
+            needs_sync: false,
+            configs: HashMap::new(),
+            due_floor: HashMap::new(),
+            changes: Changes::default(),
+        })
+    }
+
+    /// The counters now.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Puts counters back after a rollback, and forgets cached configs and
+    /// due floors (they may be rolled back too).
+    pub fn restore(&mut self, c: Counters) {
+        self.counters = c;
+        self.configs.clear();
+        self.due_floor.clear();
+        self.changes = Changes::default();
+    }
+
+    /// True (once) when the transaction just committed raised a reservation
+    /// and so must reach the disk before anyone is answered.
+    pub fn take_needs_sync(&mut self) -> bool {
+        std::mem::take(&mut self.needs_sync)
+    }
+
+    /// Forgets a pending sync request (its transaction rolled back).
+    pub fn clear_needs_sync(&mut self) {
+        self.needs_sync = false;
+    }
+
+    fn write_meta(&self, name: &str, value: i64) -> Res<()> {
+        self.conn
+            .prepare_cached("UPDATE meta SET value = ?2 WHERE name = ?1")
+            .and_then(|mut s| s.execute(params![name, value]))
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Hands out the next `seq`.
+    pub fn take_seq(&mut self) -> Res<i64> {
+        let seq = self.counters.next_seq;
+        if self.reserve_seq && seq >= self.counters.reserved_seq {
+            let reserved = seq + RESERVE_BLOCK;
+            self.write_meta("next_seq", reserved)?;
+            self.counters.reserved_seq = reserved;
+            self.needs_sync = true;
+        }
+        self.counters.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// Gives back the `seq` just taken (an insert that turned out to be a replay).
+    pub fn untake_seq(&mut self, seq: i64) {
+        if self.counters.next_seq == seq + 1 {
+            self.counters.next_seq = seq;
+        }
+    }
+
+    /// Hands out the next start number.
+    pub fn take_start_no(&mut self) -> Res<i64> {
+        let n = self.counters.next_start_no;
+        if self.reserve_start_no && n >= self.counters.reserved_start_no {
+            let reserved = n + RESERVE_BLOCK;
+            self.write_meta("next_start_no", reserved)?;
+            self.counters.reserved_start_no = reserved;
+            self.needs_sync = true;
+        }
+        self.counters.next_start_no += 1;
+        Ok(n)
+    }
+
+    /// Writes the counters to `meta`, never below a reservation. Retention
+    /// calls it in the transaction of its deletes (deleting rows could lower
+    /// the highest value stored, which open starts above).
+    pub fn persist_counters(&mut self) -> Res<()> {
+        let c = self.counters;
+        let seq = c.next_seq.max(c.reserved_seq);
+        let start = c.next_start_no.max(c.reserved_start_no);
+        self.write_meta("next_seq", seq)?;
+        self.write_meta("next_start_no", start)?;
+        self.counters.reserved_seq = seq;
+        self.counters.reserved_start_no = start;
+        Ok(())
+    }
+
+    /// On a clean close: the exact next values, so a restart leaves no gap.
+    /// The caller commits this with an fsync.
+    pub fn persist_exact_counters(&mut self) -> Res<()> {
+        let c = self.counters;
+        self.write_meta("next_seq", c.next_seq)?;
+        self.write_meta("next_start_no", c.next_start_no)?;
+        self.counters.reserved_seq = c.next_seq;
+        self.counters.reserved_start_no = c.next_start_no;
+        Ok(())
+    }
+
+    /// Records a job's move for [`Changes`].
+    pub fn moved(&mut self, change: StateChange) {
+        self.changes.jobs.push(change);
+    }
+
+    /// Notes that `queue` now has a scheduled job or a lease expiring at `at`.
+    pub fn lower_due_floor(&mut self, queue: &str, at: Millis) {
+        if let Some(floor) = self.due_floor.get_mut(queue) {
+            *floor = (*floor).min(at);
+        }
+    }
+
+    /// True when the queue's due floor says nothing is due at `now`.
+    pub fn nothing_due(&self, queue: &str, now: Millis) -> bool {
+        self.due_floor.get(queue).is_some_and(|floor| now < *floor)
+    }
+
+    /// Records the queue's next due time after a catch-up looked at it.
+    pub fn set_due_floor(&mut self, queue: &str, next: Option<Millis>) {
+        self.due_floor
+            .insert(queue.to_string(), next.unwrap_or(Millis::MAX));
+    }
+
+    /// The configuration of `queue`, if it exists.
+    pub fn config(&mut self, queue: &str) -> Res<Option<QueueConfig>> {
+        if let Some(c) = self.configs.get(queue) {
+            return Ok(Some(c.clone()));
+        }
+        let c = queue_row(&self.conn, queue)?;
+        if let Some(c) = &c {
+            self.configs.insert(queue.to_string(), c.clone());
+        }
+        Ok(c)
+    }
+
+    /// The queue's config, creating the queue with defaults when first used.
+    pub fn config_or_create(&mut self, queue: &str, now: Millis) -> Res<QueueConfig> {
+        if let Some(c) = self.config(queue)? {
+            return Ok(c);
+        }
+        let c = QueueConfig::default();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO queues (name, config, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    queue,
+                    to_text(&serde_json::to_value(&c).unwrap_or_default()),
+                    now
+                ])
+            })
+            .map_err(map_err)?;
+        self.configs.insert(queue.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Caches a configuration just written.
+    pub fn remember_config(&mut self, queue: &str, config: QueueConfig) {
+        self.configs.insert(queue.to_string(), config);
+    }
+
+    /// Is any job of `key` in `queue` unfinished?
+    pub fn has_unfinished_of_key(&self, queue: &str, key: &str) -> Res<bool> {
+        self.conn
+            .prepare_cached(sql::KEY_HAS_UNFINISHED)
+            .and_then(|mut s| s.exists(params![queue, key]))
+            .map_err(map_err)
+    }
+
+    /// Makes the next unfinished job of `key` (if any) its head.
+    pub fn advance_key(&self, queue: &str, key: &str) -> Res<()> {
+        self.conn
+            .prepare_cached(sql::ADVANCE_KEY)
+            .and_then(|mut s| s.execute(params![queue, key]))
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+/// A change of one job, for [`WriteCtx::moved`].
+pub(crate) fn change(
+    job: &orderly_core::Job,
+    from: Option<JobState>,
+    to: JobState,
+    at: Millis,
+) -> StateChange {
+    StateChange {
+        id: job.id.clone(),
+        queue: job.queue.clone(),
+        key: job.key.clone(),
+        seq: job.seq,
+        from,
+        to,
+        at,
+    }
+}

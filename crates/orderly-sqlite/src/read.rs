@@ -1,0 +1,179 @@
+//! Reads: one job, a page of a queue, queues and their counts. They run on a
+//! read-only connection inside one read transaction (so a job and its
+//! position come from the same snapshot), or inside the writer's.
+
+use orderly_core::{Job, JobState, ListParams, QueueConfig, QueueInfo, StateCounts};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::rows::{job_by_id, job_from_row, map_err, Res, JOB_COLUMNS};
+
+/// Waiting jobs of `queue` ahead of `seq`.
+fn position_of(conn: &Connection, queue: &str, seq: i64) -> Res<u64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM jobs WHERE queue = ?1 AND state IN ('queued', 'scheduled') AND seq < ?2",
+    )
+    .and_then(|mut s| s.query_row(params![queue, seq], |r| r.get::<_, i64>(0)))
+    .map(|n| n as u64)
+    .map_err(map_err)
+}
+
+/// Waiting jobs of `queue` strictly between `after` and `before`.
+fn waiting_between(conn: &Connection, queue: &str, after: i64, before: i64) -> Res<u64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM jobs WHERE queue = ?1 AND state IN ('queued', 'scheduled') AND seq > ?2 AND seq < ?3",
+    )
+    .and_then(|mut s| s.query_row(params![queue, after, before], |r| r.get::<_, i64>(0)))
+    .map(|n| n as u64)
+    .map_err(map_err)
+}
+
+/// Sets `position` on every waiting job of `jobs` that has none, in one pass
+/// per queue: the first is counted, each next one is the previous plus one
+/// plus the waiting jobs between them. The index range read is at most the
+/// line up to the last of them, however many jobs there are.
+pub(crate) fn fill_positions(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
+    let mut todo: Vec<(String, i64, usize)> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.state.is_waiting() && j.position.is_none())
+        .map(|(i, j)| (j.queue.clone(), j.seq, i))
+        .collect();
+    todo.sort();
+    let mut prev: Option<(&str, i64, u64)> = None;
+    for (queue, seq, i) in &todo {
+        let position = match prev {
+            Some((q, prev_seq, prev_pos)) if q == queue => {
+                prev_pos + 1 + waiting_between(conn, queue, prev_seq, *seq)?
+            }
+            _ => position_of(conn, queue, *seq)?,
+        };
+        jobs[*i].position = Some(position);
+        prev = Some((queue, *seq, position));
+    }
+    Ok(())
+}
+
+fn with_position(conn: &Connection, mut job: Job) -> Res<Job> {
+    if job.state.is_waiting() {
+        job.position = Some(position_of(conn, &job.queue, job.seq)?);
+    }
+    Ok(job)
+}
+
+/// Waiting jobs of `queue` (one row read of the trigger-kept counts).
+pub(crate) fn waiting_count(conn: &Connection, queue: &str) -> Res<u64> {
+    conn.prepare_cached(
+        "SELECT coalesce(sum(n), 0) FROM queue_counts WHERE queue = ?1 AND state IN ('queued', 'scheduled')",
+    )
+    .and_then(|mut s| s.query_row([queue], |r| r.get::<_, i64>(0)))
+    .map(|n| n as u64)
+    .map_err(map_err)
+}
+
+/// Running jobs of `queue`.
+pub(crate) fn running_count(conn: &Connection, queue: &str) -> Res<u64> {
+    conn.prepare_cached("SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'running'")
+        .and_then(|mut s| s.query_row([queue], |r| r.get::<_, i64>(0)).optional())
+        .map(|n| n.unwrap_or(0).max(0) as u64)
+        .map_err(map_err)
+}
+
+fn counts(conn: &Connection, queue: &str) -> Res<StateCounts> {
+    let mut out = StateCounts::default();
+    let mut stmt = conn
+        .prepare_cached("SELECT state, n FROM queue_counts WHERE queue = ?1")
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map([queue], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(map_err)?;
+    for row in rows {
+        let (state, n) = row.map_err(map_err)?;
+        let state = JobState::parse(&state).ok_or_else(|| {
+            orderly_core::StoreError::Corrupt(format!(
+                "queue {queue:?} counts an unknown state {state:?}"
+            ))
+        })?;
+        out.add(state, n.max(0) as u64);
+    }
+    Ok(out)
+}
+
+/// A queue's stored configuration, if it exists.
+pub(crate) fn queue_row(conn: &Connection, name: &str) -> Res<Option<QueueConfig>> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT config FROM queues WHERE name = ?1")
+        .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+        .map_err(map_err)?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            orderly_core::StoreError::Corrupt(format!("queue {name:?} configuration: {e}"))
+        })
+    })
+    .transpose()
+}
+
+/// A queue with config and counts.
+pub(crate) fn queue_info(conn: &Connection, name: &str) -> Res<QueueInfo> {
+    let config = queue_row(conn, name)?
+        .ok_or_else(|| orderly_core::StoreError::QueueNotFound(name.into()))?;
+    Ok(QueueInfo {
+        name: name.to_string(),
+        config,
+        counts: counts(conn, name)?,
+    })
+}
+
+/// Every queue, by name.
+pub(crate) fn queue_list(conn: &Connection) -> Res<Vec<QueueInfo>> {
+    let names: Vec<String> = {
+        let mut stmt = conn
+            .prepare_cached("SELECT name FROM queues ORDER BY name")
+            .map_err(map_err)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(map_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+    };
+    names.iter().map(|n| queue_info(conn, n)).collect()
+}
+
+/// One job with its position.
+pub(crate) fn job_get(conn: &Connection, id: &str) -> Res<Option<Job>> {
+    job_by_id(conn, id)?
+        .map(|j| with_position(conn, j))
+        .transpose()
+}
+
+/// A page of a queue's jobs.
+pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
+    let after = p.after.unwrap_or(0);
+    let mut jobs: Vec<Job> = match p.state {
+        Some(state) => {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ?1 AND state = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(
+                    params![p.queue, state.as_str(), after, p.limit],
+                    job_from_row,
+                )
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        }
+        None => {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![p.queue, after, p.limit], job_from_row)
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        }
+    };
+    fill_positions(conn, &mut jobs)?;
+    Ok(jobs)
+}

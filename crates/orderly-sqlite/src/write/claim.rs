@@ -1,0 +1,197 @@
+//! Claims, and the catch-up a claim makes first: a queue's due scheduled
+//! jobs become queued and its expired leases are put back in place *in the
+//! claim's own transaction*, so time never lets a later job overtake an
+//! earlier one just because the maintenance loop has not run yet.
+
+use orderly_core::rules;
+use orderly_core::{ClaimParams, JobState, Lease, Millis, StoreError};
+use rusqlite::params;
+
+use crate::ctx::{change, WriteCtx};
+use crate::read::running_count;
+use crate::rows::{job_from_row, job_with_private, map_err, By, Res, JOB_COLUMNS};
+use crate::sql;
+
+impl WriteCtx {
+    /// Promotes the queue's due jobs and reaps its expired leases, unless its
+    /// due floor says there are none; then records the new floor.
+    fn catch_up_queue(&mut self, queue: &str, now: Millis, jitter: f64) -> Res<()> {
+        if self.nothing_due(queue, now) {
+            return Ok(());
+        }
+        self.promote_due(Some(queue), now)?;
+        self.reap_expired(Some(queue), now, jitter)?;
+        let next: Option<Millis> = self
+            .conn
+            .prepare_cached(sql::NEXT_DUE_IN_QUEUE)
+            .and_then(|mut s| s.query_row([queue], |r| r.get(0)))
+            .map_err(map_err)?;
+        self.set_due_floor(queue, next);
+        Ok(())
+    }
+
+    /// Makes due scheduled jobs queued (one queue, or all).
+    pub(crate) fn promote_due(&mut self, queue: Option<&str>, now: Millis) -> Res<()> {
+        let (query, args): (&str, Vec<rusqlite::types::Value>) = match queue {
+            Some(q) => (
+                sql::PROMOTE_DUE_IN_QUEUE,
+                vec![q.to_string().into(), now.into()],
+            ),
+            None => (sql::PROMOTE_DUE_ALL, vec![now.into()]),
+        };
+        let promoted: Vec<(String, String, Option<String>, i64)> = {
+            let mut stmt = self.conn.prepare_cached(query).map_err(map_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        };
+        for (id, queue, key, seq) in promoted {
+            self.moved(orderly_core::StateChange {
+                id,
+                queue,
+                key,
+                seq,
+                from: Some(JobState::Scheduled),
+                to: JobState::Queued,
+                at: now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Handles expired leases (one queue, or all), in `seq` order: back in
+    /// place, or finished, as `rules::after_lease_lost` decides.
+    pub(crate) fn reap_expired(
+        &mut self,
+        queue: Option<&str>,
+        now: Millis,
+        jitter: f64,
+    ) -> Res<()> {
+        let mut seqs: Vec<i64> = {
+            let (query, args): (&str, Vec<rusqlite::types::Value>) = match queue {
+                Some(q) => (
+                    sql::EXPIRED_IN_QUEUE,
+                    vec![q.to_string().into(), now.into()],
+                ),
+                None => (sql::EXPIRED_ALL, vec![now.into()]),
+            };
+            let mut stmt = self.conn.prepare_cached(query).map_err(map_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get(0))
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        };
+        seqs.sort_unstable();
+        for seq in seqs {
+            let (job, private) = job_with_private(&self.conn, By::Seq(seq))?
+                .ok_or_else(|| StoreError::Backend(format!("job seq {seq} vanished")))?;
+            let timed_out = private.deadline_at.is_some_and(|d| d <= now);
+            let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
+            let facts = rules::AttemptFacts {
+                attempt: job.attempt,
+                max_attempts: job.max_attempts,
+                cancel_requested: job.cancel_requested,
+                timeout_ms: job.timeout_ms,
+                worker: job.worker.as_deref(),
+            };
+            let next = rules::after_lease_lost(&facts, timed_out, &backoff, now, jitter);
+            self.end_attempt(&job, &next, now)?;
+        }
+        Ok(())
+    }
+
+    /// Claims jobs (see `Store::job_claim`).
+    pub(crate) fn job_claim(&mut self, p: &ClaimParams) -> Res<Vec<Lease>> {
+        let Some(config) = self.config(&p.queue)? else {
+            return Ok(Vec::new());
+        };
+        self.catch_up_queue(&p.queue, p.now, p.jitter)?;
+        if config.paused {
+            return Ok(Vec::new());
+        }
+        let running = running_count(&self.conn, &p.queue)?;
+        let capacity = rules::claim_capacity(config.concurrency, running, p.max);
+        if capacity == 0 {
+            return Ok(Vec::new());
+        }
+        let candidates: Vec<(i64, Option<i64>)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(sql::CLAIM_CANDIDATES)
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![p.queue, capacity], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        };
+        let lease_ms = p.lease_ms.unwrap_or(config.lease_ms);
+        let mut leases = Vec::with_capacity(candidates.len());
+        for (seq, timeout_ms) in candidates {
+            leases.push(self.start(seq, timeout_ms, lease_ms, p)?);
+        }
+        Ok(leases)
+    }
+
+    /// Starts one job: a new attempt under a new lease, recorded in the start log.
+    fn start(
+        &mut self,
+        seq: i64,
+        timeout_ms: Option<i64>,
+        lease_ms: u64,
+        p: &ClaimParams,
+    ) -> Res<Lease> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let start_no = self.take_start_no()?;
+        let deadline = timeout_ms.map(|t| p.now.saturating_add(t));
+        let expires_at = rules::lease_expiry(p.now, lease_ms, deadline);
+        let job = self
+            .conn
+            .prepare_cached(&format!(
+                "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?2,
+                    lease_token = ?3, lease_worker = ?4, lease_ms = ?5,
+                    deadline_at = ?6, lease_expires_at = ?7, start_no = ?8
+                 WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![
+                        seq,
+                        p.now,
+                        token,
+                        p.worker,
+                        lease_ms as i64,
+                        deadline,
+                        expires_at,
+                        start_no
+                    ],
+                    job_from_row,
+                )
+            })
+            .map_err(map_err)?;
+        self.conn
+            .prepare_cached("INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut s| s.execute(params![start_no, seq, job.id, job.attempt, p.worker, p.now]))
+            .map_err(map_err)?;
+        self.lower_due_floor(&p.queue, expires_at);
+        self.moved(change(
+            &job,
+            Some(JobState::Queued),
+            JobState::Running,
+            p.now,
+        ));
+        Ok(Lease {
+            job,
+            token,
+            expires_at,
+            lease_ms: (expires_at - p.now).max(0) as u64,
+        })
+    }
+}
+
+/// The lease length a running job's recorded lease had when it was granted.
+pub(crate) fn granted_ms(expires_at: Millis, started_at: Option<Millis>) -> u64 {
+    (expires_at - started_at.unwrap_or(expires_at)).max(0) as u64
+}

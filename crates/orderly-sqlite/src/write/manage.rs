@@ -1,0 +1,128 @@
+//! Cancel, retry, queue configuration, the maintenance pass and retention.
+
+use orderly_core::rules::{self, CancelDecision};
+use orderly_core::{Job, JobState, MaintenanceReport, Millis, QueueInfo, QueuePatch, StoreError};
+use rusqlite::params;
+
+use crate::ctx::{change, WriteCtx};
+use crate::read::{queue_info, waiting_count};
+use crate::rows::{job_by_id, job_by_seq, job_with_private, map_err, By, Res};
+use crate::sql;
+
+impl WriteCtx {
+    /// Cancels a job (see `Store::job_cancel`).
+    pub(crate) fn job_cancel(&mut self, id: &str, now: Millis) -> Res<Job> {
+        let (job, private) = job_with_private(&self.conn, By::Id(id))?
+            .ok_or_else(|| StoreError::JobNotFound(id.into()))?;
+        match rules::after_cancel(job.state) {
+            CancelDecision::CancelNow => {
+                self.conn
+                    .prepare_cached("UPDATE jobs SET state = 'cancelled', head = 0, finished_at = ?2 WHERE seq = ?1")
+                    .and_then(|mut s| s.execute(params![job.seq, now]))
+                    .map_err(map_err)?;
+                if let (true, Some(key)) = (private.head, &job.key) {
+                    self.advance_key(&job.queue, key)?;
+                }
+                self.moved(change(&job, Some(job.state), JobState::Cancelled, now));
+            }
+            CancelDecision::RequestStop => {
+                self.conn
+                    .prepare_cached("UPDATE jobs SET cancel_requested = 1 WHERE seq = ?1")
+                    .and_then(|mut s| s.execute([job.seq]))
+                    .map_err(map_err)?;
+            }
+            CancelDecision::Refuse => {
+                return Err(StoreError::InvalidState {
+                    id: id.into(),
+                    state: job.state,
+                    action: "cancel a finished job",
+                });
+            }
+        }
+        job_by_seq(&self.conn, job.seq)
+    }
+
+    /// Puts a failed or cancelled job back in line with a new seq.
+    pub(crate) fn job_retry(&mut self, id: &str, now: Millis) -> Res<Job> {
+        let job = job_by_id(&self.conn, id)?.ok_or_else(|| StoreError::JobNotFound(id.into()))?;
+        if !rules::may_retry(job.state) {
+            return Err(StoreError::InvalidState {
+                id: id.into(),
+                state: job.state,
+                action: "retry (only failed or cancelled jobs can be retried)",
+            });
+        }
+        let head = match &job.key {
+            None => true,
+            Some(k) => !self.has_unfinished_of_key(&job.queue, k)?,
+        };
+        let seq = self.take_seq()?;
+        self.conn
+            .prepare_cached(
+                "UPDATE jobs SET seq = ?2, state = 'queued', head = ?3, attempt = 0, run_at = ?4,
+                    finished_at = NULL, result = NULL, error = NULL, cancel_requested = 0,
+                    requeues = requeues + 1, reported_token = NULL, reported_leases = NULL,
+                    started_at = NULL, start_no = NULL, progress = NULL, lease_worker = NULL
+                 WHERE seq = ?1",
+            )
+            .and_then(|mut s| s.execute(params![job.seq, seq, head, now]))
+            .map_err(map_err)?;
+        // The highest seq of its queue: every other waiting job is ahead of it.
+        let mut after = job_by_seq(&self.conn, seq)?;
+        after.position = Some(waiting_count(&self.conn, &after.queue)?.saturating_sub(1));
+        self.moved(change(&after, Some(job.state), JobState::Queued, now));
+        Ok(after)
+    }
+
+    /// Creates or changes a queue.
+    pub(crate) fn queue_configure(
+        &mut self,
+        name: &str,
+        patch: &QueuePatch,
+        now: Millis,
+    ) -> Res<QueueInfo> {
+        let mut config = self.config_or_create(name, now)?;
+        patch.apply(&mut config);
+        let text =
+            serde_json::to_string(&config).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.conn
+            .prepare_cached("UPDATE queues SET config = ?2, updated_at = ?3 WHERE name = ?1")
+            .and_then(|mut s| s.execute(params![name, text, now]))
+            .map_err(map_err)?;
+        self.remember_config(name, config);
+        queue_info(&self.conn, name)
+    }
+
+    /// One maintenance pass over every queue.
+    pub(crate) fn maintenance_run(&mut self, now: Millis, jitter: f64) -> Res<MaintenanceReport> {
+        self.promote_due(None, now)?;
+        self.reap_expired(None, now, jitter)?;
+        let next_due: Option<Millis> = self
+            .conn
+            .query_row(sql::NEXT_DUE, [], |r| r.get(0))
+            .map_err(map_err)?;
+        Ok(MaintenanceReport { next_due })
+    }
+
+    /// Deletes jobs finished before `before`, and starts recorded before it.
+    pub(crate) fn retention_purge(&mut self, before: Millis, limit: u32) -> Res<u64> {
+        self.persist_counters()?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM jobs WHERE seq IN (
+                    SELECT seq FROM jobs WHERE finished_at < ?1
+                        AND state IN ('succeeded', 'failed', 'cancelled') LIMIT ?2)",
+            )
+            .and_then(|mut s| s.execute(params![before, limit]))
+            .map_err(map_err)?;
+        self.conn
+            .prepare_cached(
+                "DELETE FROM starts WHERE start_no IN (
+                    SELECT start_no FROM starts WHERE started_at < ?1 LIMIT ?2)",
+            )
+            .and_then(|mut s| s.execute(params![before, limit]))
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,102 @@
+//! The store's writes, one file per family of operations, all run by the
+//! writer thread inside its group transaction on a [`WriteCtx`]:
+//! [`enqueue`], [`claim`] (with the catch-up a claim makes first),
+//! [`report`] (heartbeats and reports), [`manage`] (cancel, retry, queue
+//! configuration, maintenance, retention).
+//!
+//! Decisions come from `orderly_core::rules`; this module only applies them
+//! and records each job's move in [`WriteCtx::changes`].
+
+pub(crate) mod claim;
+pub(crate) mod enqueue;
+pub(crate) mod manage;
+pub(crate) mod report;
+
+use orderly_core::rules::Next;
+use orderly_core::{Job, JobState, Millis};
+use rusqlite::params;
+
+use crate::ctx::{change, WriteCtx};
+use crate::rows::{job_from_row, map_err, to_text, Res, JOB_COLUMNS};
+
+impl WriteCtx {
+    /// Applies what follows the end of `job`'s running attempt: back in line
+    /// in its place, or finished (passing its key on). Records the attempt's
+    /// end in its start record, the attempt history.
+    pub(crate) fn end_attempt(&mut self, job: &Job, next: &Next, now: Millis) -> Res<Job> {
+        if let Some(start_no) = job.start_no {
+            self.conn
+                .prepare_cached(
+                    "UPDATE starts SET ended_at = ?2, outcome = ?3, error = ?4 WHERE start_no = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        start_no,
+                        now,
+                        next.attempt_outcome(),
+                        next.attempt_error().map(to_text)
+                    ])
+                })
+                .map_err(map_err)?;
+        }
+        let after = match next {
+            Next::Wait {
+                state,
+                run_at,
+                error,
+            } => {
+                let after = self
+                    .conn
+                    .prepare_cached(&format!(
+                        "UPDATE jobs SET state = ?2, run_at = ?3, error = ?4,
+                            lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL
+                         WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
+                    ))
+                    .and_then(|mut s| {
+                        s.query_row(
+                            params![job.seq, state.as_str(), run_at, to_text(error)],
+                            job_from_row,
+                        )
+                    })
+                    .map_err(map_err)?;
+                if *state == JobState::Scheduled {
+                    self.lower_due_floor(&job.queue, *run_at);
+                }
+                after
+            }
+            Next::Finish {
+                state,
+                result,
+                error,
+            } => {
+                let after = self
+                    .conn
+                    .prepare_cached(&format!(
+                        "UPDATE jobs SET state = ?2, head = 0, finished_at = ?3,
+                            result = ?4, error = ?5,
+                            lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL
+                         WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
+                    ))
+                    .and_then(|mut s| {
+                        s.query_row(
+                            params![
+                                job.seq,
+                                state.as_str(),
+                                now,
+                                result.as_ref().map(to_text),
+                                error.as_ref().map(to_text)
+                            ],
+                            job_from_row,
+                        )
+                    })
+                    .map_err(map_err)?;
+                if let Some(key) = &job.key {
+                    self.advance_key(&job.queue, key)?;
+                }
+                after
+            }
+        };
+        self.moved(change(&after, Some(job.state), after.state, now));
+        Ok(after)
+    }
+}

@@ -1,0 +1,195 @@
+//! Heartbeats and reports. Every one is fenced by the lease token: only the
+//! current, unexpired lease of a running job may renew it or end its attempt.
+//!
+//! A report sent again after its answer was lost (same token, same outcome)
+//! is recognised by `reported_token` and answered as the first one was: the
+//! job as that report left it and, for a report that also claimed, exactly
+//! the leases that report's commit issued (`reported_leases`), those still
+//! current. Leases held by anyone else, even under the same worker name, are
+//! never handed out: names are chosen by clients and prove nothing.
+
+use orderly_core::rules;
+use orderly_core::{
+    ClaimParams, Heartbeat, HeartbeatParams, Job, JobState, Lease, Millis, Outcome, QueueConfig,
+    ReportParams, StoreError,
+};
+use rusqlite::{params, OptionalExtension};
+
+use crate::ctx::WriteCtx;
+use crate::rows::{job_by_id, job_with_private, map_err, to_text, By, Private, Res};
+use crate::write::claim::granted_ms;
+
+/// How a report went.
+pub(crate) enum Reported {
+    /// It ended the attempt: the job after it.
+    Applied(Job),
+    /// It repeats the report that already ended the attempt: the job now,
+    /// and the leases that report's commit issued (`None` if it claimed nothing).
+    Repeated(Job, Option<Vec<(i64, String)>>),
+}
+
+impl WriteCtx {
+    /// Checks that `token` is the current, unexpired lease of job `id`.
+    fn current_lease(&self, id: &str, token: &str, now: Millis) -> Res<(Job, Private)> {
+        let (job, private) = job_with_private(&self.conn, By::Id(id))?
+            .ok_or_else(|| StoreError::JobNotFound(id.into()))?;
+        let stale = |reason: String| StoreError::StaleLease {
+            id: id.into(),
+            reason,
+        };
+        if job.state != JobState::Running {
+            return Err(stale(format!("the job is {}", job.state)));
+        }
+        if private.lease_token.as_deref() != Some(token) {
+            return Err(stale(format!(
+                "the token is not the lease of the current attempt ({})",
+                job.attempt
+            )));
+        }
+        if job.lease_expires_at.is_some_and(|e| e <= now) {
+            return Err(stale("the lease expired".into()));
+        }
+        Ok((job, private))
+    }
+
+    /// Renews a lease.
+    pub(crate) fn job_heartbeat(&mut self, p: &HeartbeatParams) -> Res<Heartbeat> {
+        let (job, private) = self.current_lease(&p.id, &p.token, p.now)?;
+        let lease_ms = private
+            .lease_ms
+            .unwrap_or(QueueConfig::DEFAULT_LEASE_MS as i64)
+            .max(0) as u64;
+        let expires_at = rules::lease_expiry(p.now, lease_ms, private.deadline_at);
+        self.conn
+            .prepare_cached("UPDATE jobs SET lease_expires_at = ?2, progress = coalesce(?3, progress) WHERE seq = ?1")
+            .and_then(|mut s| s.execute(params![job.seq, expires_at, p.progress.as_ref().map(to_text)]))
+            .map_err(map_err)?;
+        // A renewal only moves the expiry later; lowering keeps the floor a lower bound regardless.
+        self.lower_due_floor(&job.queue, expires_at);
+        Ok(Heartbeat {
+            expires_at,
+            lease_ms: (expires_at - p.now).max(0) as u64,
+            cancel_requested: job.cancel_requested,
+        })
+    }
+
+    /// Applies one report, or recognises it as a repeat.
+    pub(crate) fn job_report(&mut self, p: &ReportParams) -> Res<Reported> {
+        // The outcome's kind is part of what is remembered: a success sent again
+        // is a repeat, a failure sent with the token of a success is not.
+        let remembered = match p.outcome {
+            Outcome::Succeeded { .. } => format!("succeeded:{}", p.token),
+            Outcome::Failed { .. } => format!("failed:{}", p.token),
+        };
+        let job = match self.current_lease(&p.id, &p.token, p.now) {
+            Ok((job, _)) => job,
+            Err(e @ StoreError::StaleLease { .. }) => {
+                let issued: Option<Option<String>> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT reported_leases FROM jobs WHERE id = ?1 AND reported_token = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![p.id, remembered], |r| r.get(0))
+                            .optional()
+                    })
+                    .map_err(map_err)?;
+                return match (issued, job_by_id(&self.conn, &p.id)?) {
+                    (Some(issued), Some(job)) => {
+                        let issued = issued
+                            .map(|t| {
+                                serde_json::from_str::<Vec<(i64, String)>>(&t).map_err(|e| {
+                                    StoreError::Corrupt(format!(
+                                        "job {:?}: reported_leases: {e}",
+                                        p.id
+                                    ))
+                                })
+                            })
+                            .transpose()?;
+                        Ok(Reported::Repeated(job, issued))
+                    }
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
+        let facts = rules::AttemptFacts {
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            cancel_requested: job.cancel_requested,
+            timeout_ms: job.timeout_ms,
+            worker: job.worker.as_deref(),
+        };
+        let next = rules::after_report(&facts, &p.outcome, &backoff, p.now, p.jitter);
+        let after = self.end_attempt(&job, &next, p.now)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE jobs SET reported_token = ?2, reported_leases = NULL WHERE seq = ?1",
+            )
+            .and_then(|mut s| s.execute(params![after.seq, remembered]))
+            .map_err(map_err)?;
+        // A job back in line gets its position after the commit (see `read::fill_positions`).
+        Ok(Reported::Applied(after))
+    }
+
+    /// Reports one attempt and claims the next jobs in the same transaction
+    /// (see `Store::job_report_and_claim`).
+    pub(crate) fn job_report_and_claim(
+        &mut self,
+        report: &ReportParams,
+        claim: &ClaimParams,
+    ) -> Res<(Job, Vec<Lease>)> {
+        let job = match self.job_report(report)? {
+            Reported::Applied(job) => job,
+            Reported::Repeated(job, Some(issued)) => {
+                let still = self.still_current(&issued, claim.now)?;
+                // What the lost answer carried, as far as it still holds. If none
+                // of it does, the worker is free to take new work.
+                if !still.is_empty() {
+                    return Ok((job, still));
+                }
+                job
+            }
+            Reported::Repeated(job, None) => job,
+        };
+        let claim = ClaimParams {
+            queue: job.queue.clone(),
+            ..claim.clone()
+        };
+        let leases = self.job_claim(&claim)?;
+        let issued: Vec<(i64, &str)> = leases
+            .iter()
+            .map(|l| (l.job.seq, l.token.as_str()))
+            .collect();
+        let text =
+            serde_json::to_string(&issued).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.conn
+            .prepare_cached("UPDATE jobs SET reported_leases = ?2 WHERE seq = ?1")
+            .and_then(|mut s| s.execute(params![job.seq, text]))
+            .map_err(map_err)?;
+        Ok((job, leases))
+    }
+
+    /// The leases of `issued` that are still current at `now`, in `seq` order.
+    fn still_current(&self, issued: &[(i64, String)], now: Millis) -> Res<Vec<Lease>> {
+        let mut out = Vec::new();
+        for (seq, token) in issued {
+            let Some((job, private)) = job_with_private(&self.conn, By::Seq(*seq))? else {
+                continue;
+            };
+            let current = job.state == JobState::Running
+                && private.lease_token.as_deref() == Some(token.as_str());
+            match job.lease_expires_at {
+                Some(expires_at) if current && expires_at > now => out.push(Lease {
+                    lease_ms: granted_ms(expires_at, job.started_at),
+                    job,
+                    token: token.clone(),
+                    expires_at,
+                }),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
