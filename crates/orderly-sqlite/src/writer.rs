@@ -368,3 +368,95 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(dir: &std::path::Path) -> WriteCtx {
+        let mut conn = rusqlite::Connection::open(dir.join("w.db")).expect("open");
+        conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        crate::schema::migrate(&mut conn).expect("migrate");
+        conn.execute_batch("CREATE TABLE marks (what TEXT NOT NULL)")
+            .expect("marks");
+        WriteCtx::new(conn, Durability::Fsync).expect("ctx")
+    }
+
+    fn marks(dir: &std::path::Path) -> Vec<String> {
+        let conn = rusqlite::Connection::open(dir.join("w.db")).expect("open");
+        let mut stmt = conn
+            .prepare("SELECT what FROM marks ORDER BY rowid")
+            .expect("select");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("rows");
+        rows.map(|r| r.expect("row")).collect()
+    }
+
+    /// A failed request whose savepoint cannot be rolled back must not have
+    /// its writes committed with the group while its caller hears "failed":
+    /// the group is undone and the writer fails stop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_savepoint_that_cannot_be_undone_fails_the_group_and_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (writer, handle) = Writer::start(ctx(dir.path()), Durability::Fsync);
+        // Hold the writer busy so the next requests are grouped together.
+        let (started, wait_started) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .write(CommitKind::Progress, move |_ctx| {
+                        let _ = started.send(());
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        wait_started.recv().expect("busy request started");
+        let broken = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .write(CommitKind::Progress, |ctx| -> Result<(), StoreError> {
+                        ctx.conn
+                            .execute_batch("INSERT INTO marks VALUES ('broken')")
+                            .map_err(map_err)?;
+                        // Leaves the request's savepoint: `ROLLBACK TO` then fails.
+                        ctx.conn.execute_batch("RELEASE request").map_err(map_err)?;
+                        Err(StoreError::Backend("the request failed".into()))
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let fine = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .write(CommitKind::Progress, |ctx| {
+                        ctx.conn
+                            .execute_batch("INSERT INTO marks VALUES ('fine')")
+                            .map_err(map_err)
+                    })
+                    .await
+            })
+        };
+        busy.await.expect("task").expect("the first group commits");
+        let broken = broken.await.expect("task");
+        let fine = fine.await.expect("task");
+        assert!(broken.is_err(), "{broken:?}");
+        assert!(
+            matches!(fine, Err(StoreError::StorageFailed(_))),
+            "the rest of the group must not commit: {fine:?}"
+        );
+        assert!(writer.health.check().is_err(), "the writer fails stop");
+        assert!(
+            marks(dir.path()).is_empty(),
+            "nothing of the group may be committed: {:?}",
+            marks(dir.path())
+        );
+        writer.stop().await;
+        drop(writer);
+        handle.join().expect("writer thread");
+    }
+}
