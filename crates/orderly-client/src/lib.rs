@@ -150,7 +150,7 @@ impl Client {
             match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(b) => Err(ClientError::Api {
                     status: status.as_u16(),
-                    code: b.error.code,
+                    code: b.error.code.to_string(),
                     message: b.error.message,
                 }),
                 Err(_) => Err(ClientError::Decode {

@@ -43,6 +43,84 @@ pub struct BatchRequest {
     pub jobs: Vec<EnqueueRequest>,
 }
 
+/// A job's state on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its `run_at` (a delay or a retry backoff).
+    Scheduled,
+    /// Ready; starts when first in line and capacity is free.
+    Queued,
+    /// Held by a worker under a lease.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Finished with no attempts left.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl JobState {
+    /// The state as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// True for succeeded, failed and cancelled.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for JobState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// How an attempt ended, in `POST /v1/reports`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportOutcome {
+    /// The job succeeded.
+    Succeeded,
+    /// The attempt failed.
+    Failed,
+    /// Any other string: refused in its own slot of the answer, so one bad
+    /// item does not refuse the others.
+    Unknown,
+}
+
+impl<'de> Deserialize<'de> for ReportOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A string of any value is read (an unknown one is judged per item);
+        // anything but a string is a malformed request.
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "succeeded" => ReportOutcome::Succeeded,
+            "failed" => ReportOutcome::Failed,
+            _ => ReportOutcome::Unknown,
+        })
+    }
+}
+
 /// A job as the API shows it (contract section 4.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobView {
@@ -54,8 +132,8 @@ pub struct JobView {
     pub key: Option<String>,
     /// Acceptance order, strictly increasing.
     pub seq: i64,
-    /// `scheduled`, `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub state: String,
+    /// Its state.
+    pub state: JobState,
     /// Waiting jobs of the queue ahead of this one, for a waiting job.
     pub position: Option<u64>,
     /// The job's input.
@@ -220,7 +298,7 @@ pub struct ReportItem {
     /// Lease token.
     pub token: String,
     /// `succeeded` or `failed`.
-    pub outcome: String,
+    pub outcome: ReportOutcome,
     /// Result, for `succeeded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
@@ -359,60 +437,198 @@ pub struct ErrorBody {
 /// An error: a stable code and a message for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// Stable snake_case code (see [`codes`]).
-    pub code: String,
+    /// Stable snake_case code (see [`ErrorCode`]).
+    pub code: ErrorCode,
     /// What went wrong and how to fix it.
     pub message: String,
 }
 
-/// The stable error codes.
-pub mod codes {
+/// The stable error codes: the one table of every `code` the API answers
+/// with. Each serializes as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
     /// Body is not JSON.
-    pub const INVALID_JSON: &str = "invalid_json";
+    InvalidJson,
     /// Body is JSON of the wrong shape (unknown field, wrong type, missing field).
-    pub const INVALID_REQUEST: &str = "invalid_request";
+    InvalidRequest,
     /// A field's value is out of range or malformed.
-    pub const INVALID_VALUE: &str = "invalid_value";
+    InvalidValue,
     /// Bad queue name.
-    pub const INVALID_QUEUE_NAME: &str = "invalid_queue_name";
+    InvalidQueueName,
     /// Bad job id.
-    pub const INVALID_JOB_ID: &str = "invalid_job_id";
+    InvalidJobId,
     /// Bad key.
-    pub const INVALID_KEY: &str = "invalid_key";
+    InvalidKey,
     /// Request body over the limit.
-    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    BodyTooLarge,
     /// A job's payload over the limit.
-    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    PayloadTooLarge,
     /// Missing or wrong bearer token.
-    pub const UNAUTHORIZED: &str = "unauthorized";
+    Unauthorized,
     /// A browser request from a web page of another site, to a server without a token.
-    pub const FORBIDDEN_ORIGIN: &str = "forbidden_origin";
+    ForbiddenOrigin,
     /// A feature this release does not have.
-    pub const NOT_SUPPORTED: &str = "not_supported";
+    NotSupported,
     /// No such job.
-    pub const JOB_NOT_FOUND: &str = "job_not_found";
+    JobNotFound,
     /// No such queue.
-    pub const QUEUE_NOT_FOUND: &str = "queue_not_found";
+    QueueNotFound,
     /// No such route.
-    pub const NOT_FOUND: &str = "not_found";
+    NotFound,
     /// Method not allowed on this route.
-    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    MethodNotAllowed,
     /// Id reused with different content.
-    pub const ID_CONFLICT: &str = "id_conflict";
+    IdConflict,
     /// Report or heartbeat on a lease that is not current.
-    pub const STALE_LEASE: &str = "stale_lease";
+    StaleLease,
     /// The job's state forbids the operation.
-    pub const INVALID_STATE: &str = "invalid_state";
+    InvalidState,
     /// Disk full: nothing was written.
-    pub const STORAGE_FULL: &str = "storage_full";
+    StorageFull,
     /// Storage failed; the server stopped accepting writes.
-    pub const STORAGE_FAILED: &str = "storage_failed";
+    StorageFailed,
     /// The database is briefly out of reach: nothing was written, retry later.
-    pub const STORAGE_UNAVAILABLE: &str = "storage_unavailable";
+    StorageUnavailable,
     /// A stored row could not be read back as written.
-    pub const CORRUPT_DATA: &str = "corrupt_data";
+    CorruptData,
     /// Server shutting down.
-    pub const SHUTTING_DOWN: &str = "shutting_down";
+    ShuttingDown,
     /// Any other internal error.
-    pub const INTERNAL: &str = "internal";
+    Internal,
+    /// A code this client does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of the table.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidValue,
+        ErrorCode::InvalidQueueName,
+        ErrorCode::InvalidJobId,
+        ErrorCode::InvalidKey,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Unauthorized,
+        ErrorCode::ForbiddenOrigin,
+        ErrorCode::NotSupported,
+        ErrorCode::JobNotFound,
+        ErrorCode::QueueNotFound,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::IdConflict,
+        ErrorCode::StaleLease,
+        ErrorCode::InvalidState,
+        ErrorCode::StorageFull,
+        ErrorCode::StorageFailed,
+        ErrorCode::StorageUnavailable,
+        ErrorCode::CorruptData,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidValue => "invalid_value",
+            ErrorCode::InvalidQueueName => "invalid_queue_name",
+            ErrorCode::InvalidJobId => "invalid_job_id",
+            ErrorCode::InvalidKey => "invalid_key",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::ForbiddenOrigin => "forbidden_origin",
+            ErrorCode::NotSupported => "not_supported",
+            ErrorCode::JobNotFound => "job_not_found",
+            ErrorCode::QueueNotFound => "queue_not_found",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::IdConflict => "id_conflict",
+            ErrorCode::StaleLease => "stale_lease",
+            ErrorCode::InvalidState => "invalid_state",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::StorageFailed => "storage_failed",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::CorruptData => "corrupt_data",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+
+    /// The code named `s`, if it is one of the table.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The stable error codes by name, as constants of [`ErrorCode`].
+pub mod codes {
+    use super::ErrorCode;
+
+    /// Body is not JSON.
+    pub const INVALID_JSON: ErrorCode = ErrorCode::InvalidJson;
+    /// Body is JSON of the wrong shape (unknown field, wrong type, missing field).
+    pub const INVALID_REQUEST: ErrorCode = ErrorCode::InvalidRequest;
+    /// A field's value is out of range or malformed.
+    pub const INVALID_VALUE: ErrorCode = ErrorCode::InvalidValue;
+    /// Bad queue name.
+    pub const INVALID_QUEUE_NAME: ErrorCode = ErrorCode::InvalidQueueName;
+    /// Bad job id.
+    pub const INVALID_JOB_ID: ErrorCode = ErrorCode::InvalidJobId;
+    /// Bad key.
+    pub const INVALID_KEY: ErrorCode = ErrorCode::InvalidKey;
+    /// Request body over the limit.
+    pub const BODY_TOO_LARGE: ErrorCode = ErrorCode::BodyTooLarge;
+    /// A job's payload over the limit.
+    pub const PAYLOAD_TOO_LARGE: ErrorCode = ErrorCode::PayloadTooLarge;
+    /// Missing or wrong bearer token.
+    pub const UNAUTHORIZED: ErrorCode = ErrorCode::Unauthorized;
+    /// A browser request from a web page of another site, to a server without a token.
+    pub const FORBIDDEN_ORIGIN: ErrorCode = ErrorCode::ForbiddenOrigin;
+    /// A feature this release does not have.
+    pub const NOT_SUPPORTED: ErrorCode = ErrorCode::NotSupported;
+    /// No such job.
+    pub const JOB_NOT_FOUND: ErrorCode = ErrorCode::JobNotFound;
+    /// No such queue.
+    pub const QUEUE_NOT_FOUND: ErrorCode = ErrorCode::QueueNotFound;
+    /// No such route.
+    pub const NOT_FOUND: ErrorCode = ErrorCode::NotFound;
+    /// Method not allowed on this route.
+    pub const METHOD_NOT_ALLOWED: ErrorCode = ErrorCode::MethodNotAllowed;
+    /// Id reused with different content.
+    pub const ID_CONFLICT: ErrorCode = ErrorCode::IdConflict;
+    /// Report or heartbeat on a lease that is not current.
+    pub const STALE_LEASE: ErrorCode = ErrorCode::StaleLease;
+    /// The job's state forbids the operation.
+    pub const INVALID_STATE: ErrorCode = ErrorCode::InvalidState;
+    /// Disk full: nothing was written.
+    pub const STORAGE_FULL: ErrorCode = ErrorCode::StorageFull;
+    /// Storage failed; the server stopped accepting writes.
+    pub const STORAGE_FAILED: ErrorCode = ErrorCode::StorageFailed;
+    /// The database is briefly out of reach: nothing was written, retry later.
+    pub const STORAGE_UNAVAILABLE: ErrorCode = ErrorCode::StorageUnavailable;
+    /// A stored row could not be read back as written.
+    pub const CORRUPT_DATA: ErrorCode = ErrorCode::CorruptData;
+    /// Server shutting down.
+    pub const SHUTTING_DOWN: ErrorCode = ErrorCode::ShuttingDown;
+    /// Any other internal error.
+    pub const INTERNAL: ErrorCode = ErrorCode::Internal;
 }

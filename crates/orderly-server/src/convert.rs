@@ -7,7 +7,7 @@ use orderly_core::{
 };
 use orderly_proto::{
     BackoffView, ClaimRequest, CountsView, EnqueueRequest, JobView, LeaseView, QueueConfigRequest,
-    QueueView, ReportItem,
+    QueueView, ReportItem, ReportOutcome,
 };
 
 use crate::service;
@@ -36,6 +36,19 @@ pub fn parse_time(field: &str, s: &str) -> Result<Millis, ValidationError> {
         })
 }
 
+/// A state for the wire.
+pub fn state_view(s: JobState) -> orderly_proto::JobState {
+    use orderly_proto::JobState as W;
+    match s {
+        JobState::Scheduled => W::Scheduled,
+        JobState::Queued => W::Queued,
+        JobState::Running => W::Running,
+        JobState::Succeeded => W::Succeeded,
+        JobState::Failed => W::Failed,
+        JobState::Cancelled => W::Cancelled,
+    }
+}
+
 /// A job for the wire.
 pub fn job_view(j: Job) -> JobView {
     JobView {
@@ -43,7 +56,7 @@ pub fn job_view(j: Job) -> JobView {
         queue: j.queue,
         key: j.key,
         seq: j.seq,
-        state: j.state.as_str().to_string(),
+        state: state_view(j.state),
         position: j.position,
         payload: j.payload,
         attempt: j.attempt,
@@ -139,18 +152,18 @@ pub fn report_request(
     index: usize,
     item: ReportItem,
 ) -> Result<service::ReportRequest, ValidationError> {
-    let outcome = match item.outcome.as_str() {
-        "succeeded" => Outcome::Succeeded {
+    let outcome = match item.outcome {
+        ReportOutcome::Succeeded => Outcome::Succeeded {
             result: item.result,
         },
-        "failed" => Outcome::Failed {
+        ReportOutcome::Failed => Outcome::Failed {
             error: item.error.unwrap_or(serde_json::Value::Null),
             retry: item.retry.unwrap_or(true),
         },
-        other => {
+        ReportOutcome::Unknown => {
             return Err(ValidationError::value(
                 &format!("reports[{index}].outcome"),
-                format!("is {other:?}: use \"succeeded\" or \"failed\""),
+                "is not an outcome: use \"succeeded\" or \"failed\"",
             ))
         }
     };

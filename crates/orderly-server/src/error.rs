@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orderly_core::{StoreError, ValidationError};
-use orderly_proto::{codes, ErrorBody, ErrorDetail};
+use orderly_proto::{codes, ErrorBody, ErrorCode, ErrorDetail};
 
 /// What can go wrong in the service layer.
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +30,14 @@ pub struct ApiError {
     /// Status code.
     pub status: StatusCode,
     /// Stable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Message for people.
     pub message: String,
 }
 
 impl ApiError {
     /// A new error.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -48,7 +48,7 @@ impl ApiError {
     /// The error detail as sent on the wire.
     pub fn detail(&self) -> ErrorDetail {
         ErrorDetail {
-            code: self.code.to_string(),
+            code: self.code,
             message: self.message.clone(),
         }
     }
@@ -58,12 +58,12 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let message = e.to_string();
         let (status, code) = match &e {
-            ServiceError::Validation(v) => (StatusCode::BAD_REQUEST, v.code),
+            ServiceError::Validation(v) => (StatusCode::BAD_REQUEST, validation_code(v)),
             ServiceError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE)
             }
             ServiceError::Store(s) => match s {
-                StoreError::Invalid(v) => (StatusCode::BAD_REQUEST, v.code),
+                StoreError::Invalid(v) => (StatusCode::BAD_REQUEST, validation_code(v)),
                 StoreError::JobNotFound(_) => (StatusCode::NOT_FOUND, codes::JOB_NOT_FOUND),
                 StoreError::QueueNotFound(_) => (StatusCode::NOT_FOUND, codes::QUEUE_NOT_FOUND),
                 StoreError::IdConflict { .. } => (StatusCode::CONFLICT, codes::ID_CONFLICT),
@@ -84,10 +84,16 @@ impl From<ServiceError> for ApiError {
             },
         };
         if status.is_server_error() {
-            tracing::error!(code, %message, "request failed");
+            tracing::error!(code = code.as_str(), %message, "request failed");
         }
         ApiError::new(status, code, message)
     }
+}
+
+/// The wire code of a domain validation error (the domain names its codes
+/// by the same snake_case words; a test checks every one is in the table).
+fn validation_code(v: &ValidationError) -> ErrorCode {
+    ErrorCode::parse(v.code).unwrap_or(codes::INVALID_VALUE)
 }
 
 impl From<StoreError> for ApiError {
@@ -108,5 +114,24 @@ impl IntoResponse for ApiError {
             error: self.detail(),
         };
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orderly_proto::ErrorCode;
+
+    /// Every code the domain's validation uses is one of the wire table's.
+    #[test]
+    fn validation_codes_are_in_the_table() {
+        for code in [
+            "invalid_value",
+            "invalid_queue_name",
+            "invalid_job_id",
+            "invalid_key",
+            "not_supported",
+        ] {
+            assert!(ErrorCode::parse(code).is_some(), "{code} is not in ErrorCode");
+        }
     }
 }

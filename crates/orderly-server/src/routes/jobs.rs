@@ -22,7 +22,7 @@ pub async fn enqueue(
     let e = out.pop().ok_or_else(|| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            orderly_proto::codes::INTERNAL,
             "enqueue returned nothing",
         )
     })?;
