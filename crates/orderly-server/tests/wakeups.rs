@@ -2,110 +2,26 @@
 //! store, not all of them. Measured by counting the claims that reach a real
 //! SQLite store through a thin counting wrapper.
 
+mod instrumented;
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
-use orderly_core::{
-    ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job, Lease,
-    ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store, StoreError,
-};
+use instrumented::Instrumented;
 use orderly_server::{router, AppState, ServerConfig};
 use orderly_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 use support::{call_router, Body};
 
-/// The SQLite store, counting the claims it is asked for.
-struct CountingStore {
-    inner: SqliteStore,
-    claims: Arc<AtomicUsize>,
-}
-
-#[async_trait]
-impl Store for CountingStore {
-    async fn job_enqueue_many(
-        &self,
-        p: EnqueueParams,
-    ) -> Result<Committed<Vec<Enqueued>>, StoreError> {
-        self.inner.job_enqueue_many(p).await
-    }
-    async fn job_claim(&self, p: ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError> {
-        self.claims.fetch_add(1, Ordering::SeqCst);
-        self.inner.job_claim(p).await
-    }
-    async fn job_heartbeat(&self, p: HeartbeatParams) -> Result<Heartbeat, StoreError> {
-        self.inner.job_heartbeat(p).await
-    }
-    async fn job_report_many(
-        &self,
-        r: Vec<ReportParams>,
-    ) -> Vec<Result<Committed<Job>, StoreError>> {
-        self.inner.job_report_many(r).await
-    }
-    async fn job_report_and_claim(
-        &self,
-        r: ReportParams,
-        c: ClaimParams,
-    ) -> Result<Committed<(Job, Vec<Lease>)>, StoreError> {
-        self.inner.job_report_and_claim(r, c).await
-    }
-    async fn job_cancel(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
-        self.inner.job_cancel(id, now).await
-    }
-    async fn job_retry(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
-        self.inner.job_retry(id, now).await
-    }
-    async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        self.inner.job_get(id).await
-    }
-    async fn job_list(&self, p: ListParams) -> Result<Vec<Job>, StoreError> {
-        self.inner.job_list(p).await
-    }
-    async fn queue_get(&self, name: &str) -> Result<QueueInfo, StoreError> {
-        self.inner.queue_get(name).await
-    }
-    async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
-        self.inner.queue_list().await
-    }
-    async fn queue_configure(
-        &self,
-        name: &str,
-        patch: QueuePatch,
-        now: Millis,
-    ) -> Result<QueueInfo, StoreError> {
-        self.inner.queue_configure(name, patch, now).await
-    }
-    async fn maintenance_run(
-        &self,
-        now: Millis,
-        jitter: f64,
-    ) -> Result<Committed<MaintenanceReport>, StoreError> {
-        self.inner.maintenance_run(now, jitter).await
-    }
-    async fn retention_purge(&self, before: Millis, limit: u32) -> Result<u64, StoreError> {
-        self.inner.retention_purge(before, limit).await
-    }
-    async fn health(&self) -> Result<(), StoreError> {
-        self.inner.health().await
-    }
-
-    async fn close(&self) {
-        self.inner.close().await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_new_job_wakes_one_of_twenty_idle_claimers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let claims = Arc::new(AtomicUsize::new(0));
-    let store = CountingStore {
-        inner: SqliteStore::open(&SqliteOptions::new(dir.path())).expect("open"),
-        claims: claims.clone(),
-    };
+    let store =
+        Instrumented::new(SqliteStore::open(&SqliteOptions::new(dir.path())).expect("open"));
+    let claims = store.claims.clone();
     let app = router(AppState::new(Arc::new(store), ServerConfig::default()));
     let (status, _) = call_router(
         app.clone(),
@@ -182,4 +98,70 @@ async fn one_new_job_wakes_one_of_twenty_idle_claimers() {
     for p in polls {
         p.abort();
     }
+}
+
+/// `POST /v1/reports` answers per item: when one item hits a storage failure
+/// after others committed, the committed ones are answered as committed, the
+/// failed one with its error, and the committed ones wake their claimers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_answer_per_item_and_wake_for_the_committed_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Instrumented::new(
+        SqliteStore::open(&SqliteOptions::new(dir.path())).expect("open"),
+    ));
+    let app = router(AppState::new(store.clone(), ServerConfig::default()));
+    let call = |method, path: &'static str, body| {
+        call_router(app.clone(), method, path, Some(Body::Json(body)), None)
+    };
+    let (status, _) = call(Method::PUT, "/v1/queues/q", json!({"concurrency": 2})).await;
+    assert_eq!(status, StatusCode::OK);
+    for id in ["a", "b", "c"] {
+        let (status, _) = call(
+            Method::POST,
+            "/v1/queues/q/jobs",
+            json!({"id": id, "payload": {}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let (_, claimed) = call(
+        Method::POST,
+        "/v1/queues/q/claim",
+        json!({"worker": "w", "max": 2}),
+    )
+    .await;
+    let leases = claimed["leases"].as_array().expect("leases").clone();
+    assert_eq!(leases.len(), 2, "{claimed}");
+    // A claimer waits for the capacity the reports free.
+    let waiting = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            call_router(
+                app,
+                Method::POST,
+                "/v1/queues/q/claim",
+                Some(Body::Json(json!({"worker": "next", "wait_ms": 20_000}))),
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    *store.fail_reports_of.lock().expect("lock") = Some("b".into());
+    let reports: Vec<_> = leases
+        .iter()
+        .map(|l| json!({"id": l["job"]["id"], "token": l["token"], "outcome": "succeeded"}))
+        .collect();
+    let (status, body) = call(Method::POST, "/v1/reports", json!({ "reports": reports })).await;
+    assert_eq!(status, StatusCode::OK, "the call answers per item: {body}");
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(results[0]["job"]["id"], "a", "{body}");
+    assert_eq!(results[0]["job"]["state"], "succeeded", "{body}");
+    assert_eq!(results[1]["error"]["code"], "storage_full", "{body}");
+    let (status, out) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the committed report did not wake the waiting claimer")
+        .expect("task");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(out["leases"][0]["job"]["id"], "c", "{out}");
 }
