@@ -381,6 +381,10 @@ pub mod codes {
     pub const INVALID_KEY: &str = "invalid_key";
     /// Request body over the limit.
     pub const BODY_TOO_LARGE: &str = "body_too_large";
+    /// Request body framing broken (e.g. a bad chunked encoding).
+    pub const MALFORMED_BODY: &str = "malformed_body";
+    /// Request body did not arrive within the body timeout.
+    pub const BODY_TIMEOUT: &str = "body_timeout";
     /// A job's payload over the limit.
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// Missing or wrong bearer token.
