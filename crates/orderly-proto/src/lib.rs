@@ -4,6 +4,11 @@
 //! response body, declared once and shared by the server and the client.
 //! Requests reject unknown fields. Times are RFC 3339 strings in UTC;
 //! durations are milliseconds (`*_ms`).
+//!
+//! JSON values (payloads, results, progress, errors) keep every number
+//! exactly as sent: the workspace builds `serde_json` with
+//! `arbitrary_precision`, so `18446744073709551617` or `1e-400` is neither
+//! rounded through `f64` nor refused (only an exponent's `E` is written `e`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,8 +23,8 @@ pub struct EnqueueRequest {
     /// Ordering key: jobs with the same key run one at a time in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Input for the worker, any JSON (`null` when absent).
-    #[serde(default)]
+    /// Input for the worker, any JSON; required (`null` is a payload too).
+    /// Numbers are kept exactly as sent (any precision, any exponent).
     pub payload: Value,
     /// Not before this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
