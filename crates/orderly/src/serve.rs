@@ -226,3 +226,39 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn connection_flag_defaults_are_the_server_config_defaults() {
+        let a = Cli::try_parse_from(["orderly"])
+            .expect("defaults parse")
+            .serve;
+        assert_eq!(a.header_timeout, ServerConfig::DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(a.idle_timeout, ServerConfig::DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(a.body_timeout, ServerConfig::DEFAULT_BODY_TIMEOUT);
+        assert_eq!(a.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        for flag in ["--header-timeout", "--idle-timeout", "--body-timeout"] {
+            let err = Cli::try_parse_from(["orderly", flag, "0s"])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} 0s was accepted"));
+            assert!(
+                err.to_string().contains("longer than zero"),
+                "{flag}: {err}"
+            );
+        }
+    }
+}
