@@ -92,6 +92,9 @@ impl Client {
     pub fn new(base: impl Into<String>, token: Option<String>) -> Self {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
+            // Drop idle connections well before the server's idle timeout
+            // (60 s by default) closes them, so no request races that close.
+            .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .build()

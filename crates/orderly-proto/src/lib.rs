@@ -4,6 +4,11 @@
 //! response body, declared once and shared by the server and the client.
 //! Requests reject unknown fields. Times are RFC 3339 strings in UTC;
 //! durations are milliseconds (`*_ms`).
+//!
+//! JSON values (payloads, results, progress, errors) keep every number
+//! exactly as sent: the workspace builds `serde_json` with
+//! `arbitrary_precision`, so `18446744073709551617` or `1e-400` is neither
+//! rounded through `f64` nor refused (only an exponent's `E` is written `e`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,8 +23,8 @@ pub struct EnqueueRequest {
     /// Ordering key: jobs with the same key run one at a time in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Input for the worker, any JSON (`null` when absent).
-    #[serde(default)]
+    /// Input for the worker, any JSON; required (`null` is a payload too).
+    /// Numbers are kept exactly as sent (any precision, any exponent).
     pub payload: Value,
     /// Not before this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,6 +467,10 @@ pub enum ErrorCode {
     InvalidKey,
     /// Request body over the limit.
     BodyTooLarge,
+    /// Request body framing broken (e.g. a bad chunked encoding).
+    MalformedBody,
+    /// Request body did not arrive within the body timeout.
+    BodyTimeout,
     /// A job's payload over the limit.
     PayloadTooLarge,
     /// Missing or wrong bearer token.
@@ -511,6 +520,8 @@ impl ErrorCode {
         ErrorCode::InvalidJobId,
         ErrorCode::InvalidKey,
         ErrorCode::BodyTooLarge,
+        ErrorCode::MalformedBody,
+        ErrorCode::BodyTimeout,
         ErrorCode::PayloadTooLarge,
         ErrorCode::Unauthorized,
         ErrorCode::ForbiddenOrigin,
@@ -540,6 +551,8 @@ impl ErrorCode {
             ErrorCode::InvalidJobId => "invalid_job_id",
             ErrorCode::InvalidKey => "invalid_key",
             ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::MalformedBody => "malformed_body",
+            ErrorCode::BodyTimeout => "body_timeout",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::ForbiddenOrigin => "forbidden_origin",
@@ -597,6 +610,10 @@ pub mod codes {
     pub const INVALID_KEY: ErrorCode = ErrorCode::InvalidKey;
     /// Request body over the limit.
     pub const BODY_TOO_LARGE: ErrorCode = ErrorCode::BodyTooLarge;
+    /// Request body framing broken (e.g. a bad chunked encoding).
+    pub const MALFORMED_BODY: ErrorCode = ErrorCode::MalformedBody;
+    /// Request body did not arrive within the body timeout.
+    pub const BODY_TIMEOUT: ErrorCode = ErrorCode::BodyTimeout;
     /// A job's payload over the limit.
     pub const PAYLOAD_TOO_LARGE: ErrorCode = ErrorCode::PayloadTooLarge;
     /// Missing or wrong bearer token.

@@ -131,7 +131,10 @@ mod tests {
             "invalid_key",
             "not_supported",
         ] {
-            assert!(ErrorCode::parse(code).is_some(), "{code} is not in ErrorCode");
+            assert!(
+                ErrorCode::parse(code).is_some(),
+                "{code} is not in ErrorCode"
+            );
         }
     }
 }

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use orderly_proto::codes;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
 use crate::error::ApiError;
 
@@ -19,6 +20,14 @@ pub const SMALL_BODY_BYTES: usize = 64 * 1024;
 /// The body size limit for the request being served, set per route.
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
+
+/// How long a body may take to arrive once its headers have (a request
+/// extension set by [`crate::router`]; [`ServerConfig::DEFAULT_BODY_TIMEOUT`]
+/// when absent).
+///
+/// [`ServerConfig::DEFAULT_BODY_TIMEOUT`]: crate::ServerConfig::DEFAULT_BODY_TIMEOUT
+#[derive(Clone, Copy, Debug)]
+pub struct BodyTimeout(pub Duration);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
@@ -34,15 +43,63 @@ where
             .copied()
             .unwrap_or(BodyLimit(SMALL_BODY_BYTES))
             .0;
+        let timeout = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(crate::ServerConfig::DEFAULT_BODY_TIMEOUT, |t| t.0);
         let body: Body = req.into_body();
-        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::BODY_TOO_LARGE,
-                format!("request body is larger than the limit of {limit} bytes"),
-            )
-        })?;
+        let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    codes::BODY_TIMEOUT,
+                    format!(
+                        "request body did not arrive within the body timeout of {}: \
+                         send the whole body (as long as its Content-Length says) at once",
+                        humanize(timeout)
+                    ),
+                ))
+            }
+            Ok(Err(e)) if is_length_limit(&e) => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    codes::BODY_TOO_LARGE,
+                    format!("request body is larger than the limit of {limit} bytes"),
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::MALFORMED_BODY,
+                    format!("request body is malformed (bad framing or encoding): {e}"),
+                ))
+            }
+            Ok(Ok(bytes)) => bytes,
+        };
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Is `e` (or what caused it) the body limit being reached?
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// `30s`, `1.5s`, `250ms`: a duration as the command line writes it.
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
     }
 }
 

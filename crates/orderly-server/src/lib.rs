@@ -8,7 +8,8 @@
 //!   that make long polls answer at once;
 //! - [`maintenance`] runs the scheduler/lease reaper and retention;
 //! - [`routes`] has one handler module per resource, [`extract`] the
-//!   extractors with JSON rejections, [`error`] the one mapping to HTTP.
+//!   extractors with JSON rejections, [`error`] the one mapping to HTTP;
+//! - [`serve`] is the accept loop with header, idle and shutdown bounds.
 //!
 //! `/v1/events`, `/metrics`, `/openapi.json` and the dashboard come later;
 //! they will be routes here beside the others.
@@ -18,10 +19,12 @@ pub mod error;
 pub mod extract;
 pub mod maintenance;
 pub mod routes;
+pub mod serve;
 pub mod service;
 mod waiters;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
@@ -41,6 +44,12 @@ pub struct ServerConfig {
     pub max_payload_bytes: usize,
     /// Largest request body of batch routes.
     pub max_body_bytes: usize,
+    /// Longest a request's headers may take to arrive (slow clients are cut off).
+    pub header_timeout: Duration,
+    /// Longest a keep-alive connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Longest a JSON request body may take to arrive, once its headers have (`408`).
+    pub body_timeout: Duration,
     /// Maintenance loop settings.
     pub maintenance: maintenance::Config,
 }
@@ -50,6 +59,20 @@ impl ServerConfig {
     pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
     /// Default body limit of batch routes: 64 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+    /// Default header timeout: 10 s.
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default keep-alive idle timeout: 60 s.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default body timeout: 30 s.
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The connection limits of [`serve::serve`].
+    pub fn connection_timeouts(&self) -> serve::ConnectionTimeouts {
+        serve::ConnectionTimeouts {
+            header: self.header_timeout,
+            idle: self.idle_timeout,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -58,6 +81,9 @@ impl Default for ServerConfig {
             token: None,
             max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD_BYTES,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            body_timeout: Self::DEFAULT_BODY_TIMEOUT,
             maintenance: maintenance::Config::default(),
         }
     }
@@ -102,6 +128,7 @@ impl AppState {
 
 /// The whole HTTP API: `/v1/…` behind the optional token, and an open `/healthz`.
 pub fn router(state: AppState) -> Router {
+    let body_timeout = extract::BodyTimeout(state.config.body_timeout);
     let api = routes::api(&state)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -114,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)
         // Failures are logged once, with their message, where errors become responses.
+        .layer(axum::Extension(body_timeout))
         .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }

@@ -53,7 +53,6 @@ async fn replay_returns_the_same_job_and_anything_else_conflicts() {
             "q",
             json!({"id": "order:17", "key": "acct-1", "payload": null}),
         ),
-        ("q", json!({"id": "order:17", "key": "acct-1"})),
         (
             "q",
             json!({"id": "order:17", "key": "acct-2", "payload": {"amount": 5, "items": [1, 2]}}),
@@ -73,6 +72,16 @@ async fn replay_returns_the_same_job_and_anything_else_conflicts() {
         let message = assert_error(&err, "id_conflict", &req.to_string());
         assert!(message.contains("order:17"), "{message}");
     }
+    // Without a payload it is neither a replay nor a conflict: it is refused.
+    let (status, err) = app
+        .post(
+            "/v1/queues/q/jobs",
+            json!({"id": "order:17", "key": "acct-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    let message = assert_error(&err, "invalid_request", "no payload");
+    assert!(message.contains("payload"), "{message}");
     assert_eq!(app.snapshot().await, before, "a conflict changed the store");
 
     let listed = app.all_jobs("q").await;
@@ -122,7 +131,7 @@ async fn a_batch_with_a_conflicting_id_is_refused_whole() {
         assert_error(&err, "job_not_found", id);
     }
     // The refused batch used no place in line: the next job comes right after `a`.
-    let next = app.enqueue("q", json!({"id": "c"})).await;
+    let next = app.enqueue("q", json!({"payload": null, "id": "c"})).await;
     assert!(seq(&next) > seq(&a));
     assert_eq!(next["position"], 1);
     assert_eq!(ids(&app.all_jobs("q").await), vec!["a", "c"]);
@@ -225,11 +234,15 @@ fn v1_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::GET, "/v1/queues", None),
         (Method::PUT, "/v1/queues/q", Some(json!({"concurrency": 2}))),
         (Method::GET, "/v1/queues/q", None),
-        (Method::POST, "/v1/queues/q/jobs", Some(json!({"id": "a"}))),
+        (
+            Method::POST,
+            "/v1/queues/q/jobs",
+            Some(json!({"payload": null, "id": "a"})),
+        ),
         (
             Method::POST,
             "/v1/queues/q/jobs/batch",
-            Some(json!({"jobs": [{"id": "b"}]})),
+            Some(json!({"jobs": [{"payload": null, "id": "b"}]})),
         ),
         (Method::GET, "/v1/queues/q/jobs", None),
         (
@@ -382,7 +395,7 @@ async fn claim_takes_leases_in_seq_order_up_to_concurrency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_extends_the_lease_and_records_progress() {
     let app = TestApp::new();
-    app.enqueue("q", json!({"id": "j"})).await;
+    app.enqueue("q", json!({"payload": null, "id": "j"})).await;
     let (status, out) = app
         .post(
             "/v1/queues/q/claim",
@@ -456,7 +469,7 @@ async fn complete_stores_the_result_and_the_token_is_then_stale_but_for_a_repeat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_retries_with_backoff_or_fails_for_good() {
     let app = TestApp::new();
-    app.enqueue("q", json!({"id": "r"})).await;
+    app.enqueue("q", json!({"payload": null, "id": "r"})).await;
     let (_, token) = app.claim_one("q").await;
     let (status, out) = app
         .post(
@@ -477,7 +490,7 @@ async fn fail_retries_with_backoff_or_fails_for_good() {
     // Not claimable during the backoff.
     assert_eq!(app.claim("q", "w", 1).await.len(), 0);
 
-    app.enqueue("q", json!({"id": "f"})).await;
+    app.enqueue("q", json!({"payload": null, "id": "f"})).await;
     // A keyless job waiting to retry lets later jobs go.
     let (id, token) = app.claim_one("q").await;
     assert_eq!(id, "f");
@@ -502,8 +515,11 @@ async fn fail_retries_with_backoff_or_fails_for_good() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_attempt_failing_fails_the_job() {
     let app = TestApp::new();
-    app.enqueue("q", json!({"id": "once", "max_attempts": 1}))
-        .await;
+    app.enqueue(
+        "q",
+        json!({"payload": null, "id": "once", "max_attempts": 1}),
+    )
+    .await;
     let (_, token) = app.claim_one("q").await;
     let (status, out) = app
         .post("/v1/jobs/once/fail", json!({"token": token, "error": "x"}))
@@ -516,7 +532,7 @@ async fn the_last_attempt_failing_fails_the_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_running_job_is_seen_at_the_next_heartbeat() {
     let app = TestApp::new();
-    app.enqueue("q", json!({"id": "c"})).await;
+    app.enqueue("q", json!({"payload": null, "id": "c"})).await;
     let (_, token) = app.claim_one("q").await;
     let (status, out) = app.req(Method::POST, "/v1/jobs/c/cancel", None).await;
     assert_eq!(status, StatusCode::OK, "{out}");
@@ -545,8 +561,8 @@ async fn cancel_of_a_running_job_is_seen_at_the_next_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_waiting_job_is_immediate_and_retry_puts_it_back_in_line() {
     let app = TestApp::new();
-    let first = app.enqueue("q", json!({"id": "w1"})).await;
-    app.enqueue("q", json!({"id": "w2"})).await;
+    let first = app.enqueue("q", json!({"payload": null, "id": "w1"})).await;
+    app.enqueue("q", json!({"payload": null, "id": "w2"})).await;
     let (status, out) = app.req(Method::POST, "/v1/jobs/w1/cancel", None).await;
     assert_eq!(status, StatusCode::OK, "{out}");
     assert_eq!(out["state"], "cancelled");
@@ -566,7 +582,7 @@ async fn reports_answer_each_item_in_order() {
     let app = TestApp::new();
     app.configure("q", json!({"concurrency": 3})).await;
     for id in ["a", "b", "c"] {
-        app.enqueue("q", json!({"id": id})).await;
+        app.enqueue("q", json!({"payload": null, "id": id})).await;
     }
     let leases = app.claim("q", "w", 3).await;
     let token = |i: usize| leases[i]["token"].as_str().expect("token").to_string();
@@ -618,7 +634,7 @@ async fn reports_answer_each_item_in_order() {
 async fn complete_with_claim_next_returns_the_next_lease() {
     let app = TestApp::new();
     for id in ["a", "b", "c"] {
-        app.enqueue("q", json!({"id": id})).await;
+        app.enqueue("q", json!({"payload": null, "id": id})).await;
     }
     let (_, token) = app.claim_one("q").await;
     let (status, out) = app
@@ -669,7 +685,9 @@ async fn retry_of_a_failed_job_gives_a_new_higher_seq() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let later = app.enqueue("q", json!({"id": "later"})).await;
+    let later = app
+        .enqueue("q", json!({"payload": null, "id": "later"}))
+        .await;
     let (status, out) = app.req(Method::POST, "/v1/jobs/f/retry", None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{out}");
     assert_eq!(out["state"], "queued");
@@ -698,7 +716,7 @@ async fn positions_count_the_waiting_jobs_ahead() {
     let app = TestApp::new();
     app.configure("q", json!({"concurrency": 2})).await;
     for (i, id) in ["p0", "p1", "p2", "p3"].into_iter().enumerate() {
-        let job = app.enqueue("q", json!({"id": id})).await;
+        let job = app.enqueue("q", json!({"payload": null, "id": id})).await;
         assert_eq!(job["position"], i);
     }
     let positions =
@@ -751,10 +769,14 @@ async fn queue_counts_are_exact_after_a_sequence_of_operations() {
     );
     assert_eq!(fresh["executor"], Value::Null);
     for i in 0..8 {
-        app.enqueue("q", json!({"id": format!("j{i}")})).await;
+        app.enqueue("q", json!({"payload": null, "id": format!("j{i}")}))
+            .await;
     }
-    app.enqueue("q", json!({"id": "later", "delay_ms": 3_600_000}))
-        .await;
+    app.enqueue(
+        "q",
+        json!({"payload": null, "id": "later", "delay_ms": 3_600_000}),
+    )
+    .await;
     let leases = app.claim("q", "w", 4).await; // j0..j3 running
     let tok = |i: usize| leases[i]["token"].as_str().expect("token").to_string();
     app.complete("j0", &tok(0), json!(1)).await; // succeeded
@@ -777,7 +799,7 @@ async fn queue_counts_are_exact_after_a_sequence_of_operations() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(all["queues"], json!([q]));
     // Another queue keeps its own counts.
-    app.enqueue("other", json!({})).await;
+    app.enqueue("other", json!({"payload": null})).await;
     let (_, all) = app.get("/v1/queues").await;
     let names: Vec<&str> = all["queues"]
         .as_array()
@@ -806,7 +828,9 @@ async fn listing_pages_with_a_cursor_and_filters_by_state() {
     let app = TestApp::new();
     let mut seqs = Vec::new();
     for i in 0..7 {
-        seqs.push(seq(&app.enqueue("q", json!({"id": format!("j{i}")})).await));
+        seqs.push(seq(&app
+            .enqueue("q", json!({"payload": null, "id": format!("j{i}")}))
+            .await));
     }
     let (_, token) = app.claim_one("q").await;
     app.complete("j0", &token, json!(null)).await;

@@ -153,15 +153,17 @@ fn cases(token: &str) -> Vec<Case> {
     t.post("enqueue: string body", jobs, json!("job"), 400, "invalid_request");
     t.post("enqueue: number body", jobs, json!(5), 400, "invalid_request");
     t.post("enqueue: null body", jobs, Value::Null, 400, "invalid_request");
-    t.post("enqueue: key is a number", jobs, json!({"key": 5}), 400, "invalid_request");
-    t.post("enqueue: id is a number", jobs, json!({"id": 5}), 400, "invalid_request");
-    t.post("enqueue: max_attempts is a string", jobs, json!({"max_attempts": "3"}), 400, "invalid_request");
-    t.post("enqueue: run_at is a number", jobs, json!({"run_at": 17}), 400, "invalid_request");
-    t.post("enqueue: delay_ms is fractional", jobs, json!({"delay_ms": 1.5}), 400, "invalid_request");
+    t.post("enqueue: no payload", jobs, json!({"id": "x"}), 400, "invalid_request").mentions("payload");
+    t.post("batch: an item without payload", batch, json!({"jobs": [{"payload": 1}, {"id": "y"}]}), 400, "invalid_request").mentions("payload");
+    t.post("enqueue: key is a number", jobs, json!({"payload": null, "key": 5}), 400, "invalid_request");
+    t.post("enqueue: id is a number", jobs, json!({"payload": null, "id": 5}), 400, "invalid_request");
+    t.post("enqueue: max_attempts is a string", jobs, json!({"payload": null, "max_attempts": "3"}), 400, "invalid_request");
+    t.post("enqueue: run_at is a number", jobs, json!({"payload": null, "run_at": 17}), 400, "invalid_request");
+    t.post("enqueue: delay_ms is fractional", jobs, json!({"payload": null, "delay_ms": 1.5}), 400, "invalid_request");
     t.post("batch: jobs is a number", batch, json!({"jobs": 5}), 400, "invalid_request");
     t.post("batch: jobs is an object", batch, json!({"jobs": {"payload": 1}}), 400, "invalid_request");
     t.post("batch: jobs missing", batch, json!({}), 400, "invalid_request");
-    t.post("batch: item is a number", batch, json!({"jobs": [{}, 5]}), 400, "invalid_request");
+    t.post("batch: item is a number", batch, json!({"jobs": [{"payload": null}, 5]}), 400, "invalid_request");
     t.post("claim: worker missing", claim, json!({}), 400, "invalid_request");
     t.post("claim: worker is a number", claim, json!({"worker": 5}), 400, "invalid_request");
     t.post("claim: max is a string", claim, json!({"worker": "w", "max": "2"}), 400, "invalid_request");
@@ -234,15 +236,15 @@ fn cases(token: &str) -> Vec<Case> {
     }
     // Job ids in bodies.
     for (what, id) in [("space", "a b".to_string()), ("slash", "a/b".to_string()), ("empty", String::new()), ("201 bytes", long_id.clone()), ("unicode", "jöb".to_string())] {
-        t.post(&format!("enqueue: id with {what}"), jobs, json!({"id": id}), 400, "invalid_job_id");
-        t.post(&format!("batch: id with {what}"), batch, json!({"jobs": [{"id": "fine"}, {"id": id}]}), 400, "invalid_job_id");
+        t.post(&format!("enqueue: id with {what}"), jobs, json!({"payload": null, "id": id}), 400, "invalid_job_id");
+        t.post(&format!("batch: id with {what}"), batch, json!({"jobs": [{"payload": null, "id": "fine"}, {"payload": null, "id": id}]}), 400, "invalid_job_id");
     }
 
     // Queue names.
     let long_queue = "q".repeat(101);
     for (what, name) in [("space", "a%20b"), ("101 bytes", long_queue.as_str()), ("unicode", "%C3%BCnicode"), ("encoded slash", "a%2Fb")] {
-        t.post(&format!("enqueue: queue name with {what}"), &format!("/v1/queues/{name}/jobs"), json!({}), 400, "invalid_queue_name");
-        t.post(&format!("batch: queue name with {what}"), &format!("/v1/queues/{name}/jobs/batch"), json!({"jobs": [{}]}), 400, "invalid_queue_name");
+        t.post(&format!("enqueue: queue name with {what}"), &format!("/v1/queues/{name}/jobs"), json!({"payload": null}), 400, "invalid_queue_name");
+        t.post(&format!("batch: queue name with {what}"), &format!("/v1/queues/{name}/jobs/batch"), json!({"jobs": [{"payload": null}]}), 400, "invalid_queue_name");
         t.get(&format!("list: queue name with {what}"), &format!("/v1/queues/{name}/jobs"), 400, "invalid_queue_name");
         t.get(&format!("get queue: name with {what}"), &format!("/v1/queues/{name}"), 400, "invalid_queue_name");
         t.put(&format!("put queue: name with {what}"), &format!("/v1/queues/{name}"), json!({"concurrency": 2}), 400, "invalid_queue_name");
@@ -251,14 +253,14 @@ fn cases(token: &str) -> Vec<Case> {
 
     // Keys.
     let long_key = "k".repeat(201);
-    t.post("enqueue: empty key", jobs, json!({"key": ""}), 400, "invalid_key");
-    t.post("enqueue: key of 201 bytes", jobs, json!({"key": long_key}), 400, "invalid_key").mentions(200);
-    t.post("batch: empty key in an item", batch, json!({"jobs": [{"key": "a"}, {"key": ""}]}), 400, "invalid_key");
+    t.post("enqueue: empty key", jobs, json!({"payload": null, "key": ""}), 400, "invalid_key");
+    t.post("enqueue: key of 201 bytes", jobs, json!({"payload": null, "key": long_key}), 400, "invalid_key").mentions(200);
+    t.post("batch: empty key in an item", batch, json!({"jobs": [{"payload": null, "key": "a"}, {"payload": null, "key": ""}]}), 400, "invalid_key");
 
     // Negative numbers do not fit the unsigned fields.
-    t.post("enqueue: delay_ms -1", jobs, json!({"delay_ms": -1}), 400, "invalid_request").mentions("-1");
-    t.post("enqueue: max_attempts -1", jobs, json!({"max_attempts": -1}), 400, "invalid_request");
-    t.post("enqueue: timeout_ms -1", jobs, json!({"timeout_ms": -1}), 400, "invalid_request");
+    t.post("enqueue: delay_ms -1", jobs, json!({"payload": null, "delay_ms": -1}), 400, "invalid_request").mentions("-1");
+    t.post("enqueue: max_attempts -1", jobs, json!({"payload": null, "max_attempts": -1}), 400, "invalid_request");
+    t.post("enqueue: timeout_ms -1", jobs, json!({"payload": null, "timeout_ms": -1}), 400, "invalid_request");
     t.post("claim: max -1", claim, json!({"worker": "w", "max": -1}), 400, "invalid_request").mentions("-1");
     t.post("claim: wait_ms -1", claim, json!({"worker": "w", "wait_ms": -1}), 400, "invalid_request");
     t.post("claim: lease_ms -1", claim, json!({"worker": "w", "lease_ms": -1}), 400, "invalid_request");
@@ -279,16 +281,16 @@ fn cases(token: &str) -> Vec<Case> {
     t.put("queue: executor is a string", queue, json!({"executor": "python3 job.py"}), 400, "invalid_value").mentions("executor");
     t.put("queue: valid fields beside a bad one", queue, json!({"paused": true, "concurrency": 0}), 400, "invalid_value");
     t.put("queue: new queue with concurrency 0", "/v1/queues/fresh", json!({"concurrency": 0}), 400, "invalid_value");
-    t.post("enqueue: max_attempts 0", jobs, json!({"max_attempts": 0}), 400, "invalid_value").mentions("max_attempts");
-    t.post("enqueue: max_attempts 100000", jobs, json!({"max_attempts": 100000}), 400, "invalid_value").mentions("max_attempts");
-    t.post("enqueue: delay_ms 10^15", jobs, json!({"delay_ms": 1_000_000_000_000_000u64}), 400, "invalid_value").mentions("delay_ms");
-    t.post("enqueue: timeout_ms 0", jobs, json!({"timeout_ms": 0}), 400, "invalid_value").mentions("timeout_ms");
-    t.post("enqueue: run_at and delay_ms both", jobs, json!({"run_at": "2030-01-01T00:00:00Z", "delay_ms": 10}), 400, "invalid_value")
+    t.post("enqueue: max_attempts 0", jobs, json!({"payload": null, "max_attempts": 0}), 400, "invalid_value").mentions("max_attempts");
+    t.post("enqueue: max_attempts 100000", jobs, json!({"payload": null, "max_attempts": 100000}), 400, "invalid_value").mentions("max_attempts");
+    t.post("enqueue: delay_ms 10^15", jobs, json!({"payload": null, "delay_ms": 1_000_000_000_000_000u64}), 400, "invalid_value").mentions("delay_ms");
+    t.post("enqueue: timeout_ms 0", jobs, json!({"payload": null, "timeout_ms": 0}), 400, "invalid_value").mentions("timeout_ms");
+    t.post("enqueue: run_at and delay_ms both", jobs, json!({"payload": null, "run_at": "2030-01-01T00:00:00Z", "delay_ms": 10}), 400, "invalid_value")
         .mentions("run_at")
         .mentions("delay_ms");
-    t.post("enqueue: run_at not a time", jobs, json!({"run_at": "tomorrow"}), 400, "invalid_value").mentions("run_at");
-    t.post("enqueue: new queue, month 13", "/v1/queues/fresh/jobs", json!({"run_at": "2030-13-01T00:00:00Z"}), 400, "invalid_value");
-    t.post("batch: delay_ms 10^15 in an item", batch, json!({"jobs": [{}, {"delay_ms": 1_000_000_000_000_000u64}]}), 400, "invalid_value").mentions("jobs[1].delay_ms");
+    t.post("enqueue: run_at not a time", jobs, json!({"payload": null, "run_at": "tomorrow"}), 400, "invalid_value").mentions("run_at");
+    t.post("enqueue: new queue, month 13", "/v1/queues/fresh/jobs", json!({"payload": null, "run_at": "2030-13-01T00:00:00Z"}), 400, "invalid_value");
+    t.post("batch: delay_ms 10^15 in an item", batch, json!({"jobs": [{"payload": null}, {"payload": null, "delay_ms": 1_000_000_000_000_000u64}]}), 400, "invalid_value").mentions("jobs[1].delay_ms");
     t.post("claim: max 0", claim, json!({"worker": "w", "max": 0}), 400, "invalid_value").mentions("max");
     t.post("claim: max 1001", claim, json!({"worker": "w", "max": 1001}), 400, "invalid_value").mentions("max");
     t.post("claim: empty worker", claim, json!({"worker": ""}), 400, "invalid_value").mentions("worker");
@@ -305,7 +307,7 @@ fn cases(token: &str) -> Vec<Case> {
 
     // Batch sizes.
     t.post("batch: empty", batch, json!({"jobs": []}), 400, "invalid_value").mentions("jobs");
-    let too_many: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
+    let too_many: Vec<Value> = (0..10_001).map(|_| json!({"payload": null})).collect();
     t.post("batch: 10,001 jobs", batch, json!({"jobs": too_many}), 400, "invalid_value").mentions(10000);
 
     // Unknown things.
@@ -351,7 +353,7 @@ fn cases(token: &str) -> Vec<Case> {
     t.post("enqueue: id taken, other queue that is new", "/v1/queues/fresh/jobs", json!({"id": "done", "payload": {"n": 0}}), 409, "id_conflict");
     t.post("enqueue: id taken, key left out", jobs, json!({"id": "run", "payload": {"n": 1}}), 409, "id_conflict");
     t.post("enqueue: id taken, other key", jobs, json!({"id": "run", "key": "k2", "payload": {"n": 1}}), 409, "id_conflict");
-    t.post("batch: one id taken", batch, json!({"jobs": [{"id": "new1"}, {"id": "done", "payload": 5}, {"id": "new2"}]}), 409, "id_conflict");
+    t.post("batch: one id taken", batch, json!({"jobs": [{"payload": null, "id": "new1"}, {"id": "done", "payload": 5}, {"payload": null, "id": "new2"}]}), 409, "id_conflict");
 
     t.0
 }
@@ -513,7 +515,7 @@ async fn empty_reports_list_answers_no_results() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_payload_is_null_and_the_limit_is_inclusive() {
     let app = TestApp::with_config(config());
-    let job = app.enqueue("q", json!({})).await;
+    let job = app.enqueue("q", json!({"payload": null})).await;
     assert_eq!(job["payload"], Value::Null);
     // A JSON string of n characters is n + 2 bytes of JSON.
     let at_limit = "x".repeat(PAYLOAD_LIMIT - 2);

@@ -87,8 +87,11 @@ async fn an_io_error_on_commit_fails_stop_and_healthz_says_so() {
         "{health}"
     );
     for (path, req) in [
-        ("/v1/queues/q/jobs", json!({"id": "small"})),
-        ("/v1/queues/q/jobs/batch", json!({"jobs": [{"id": "s1"}]})),
+        ("/v1/queues/q/jobs", json!({"payload": null, "id": "small"})),
+        (
+            "/v1/queues/q/jobs/batch",
+            json!({"jobs": [{"payload": null, "id": "s1"}]}),
+        ),
         ("/v1/queues/q/claim", json!({"worker": "w"})),
     ] {
         let (status, body) = app.post(path, req).await;

@@ -117,7 +117,7 @@ async fn a_batch_repeating_an_id_is_refused_whole() {
     let (status, body) = app
         .post(
             "/v1/queues/q/jobs/batch",
-            json!({"jobs": [{"id": "a", "payload": 1}, {"id": "b"}, {"id": "a", "payload": 1}]}),
+            json!({"jobs": [{"id": "a", "payload": 1}, {"payload": null, "id": "b"}, {"id": "a", "payload": 1}]}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

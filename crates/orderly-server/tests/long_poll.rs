@@ -88,7 +88,7 @@ async fn a_waiting_claim_on_an_existing_queue_is_woken_by_an_enqueue() {
     let enqueued_at = Instant::now();
     app.post(
         "/v1/queues/lp/jobs/batch",
-        json!({"jobs": [{"id": "b1"}, {"id": "b2"}, {"id": "b3"}]}),
+        json!({"jobs": [{"payload": null, "id": "b1"}, {"payload": null, "id": "b2"}, {"payload": null, "id": "b3"}]}),
     )
     .await;
     let (status, out, took) = finish(claim, enqueued_at).await;
@@ -106,8 +106,8 @@ async fn a_waiting_claim_on_an_existing_queue_is_woken_by_an_enqueue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_is_woken_when_capacity_frees_up() {
     let app = TestApp::new();
-    app.enqueue("lp", json!({"id": "a"})).await;
-    app.enqueue("lp", json!({"id": "b"})).await;
+    app.enqueue("lp", json!({"payload": null, "id": "a"})).await;
+    app.enqueue("lp", json!({"payload": null, "id": "b"})).await;
     let (_, token) = app.claim_one("lp").await;
     let claim = spawn_request(
         &app,
@@ -127,7 +127,7 @@ async fn a_claim_is_woken_when_capacity_frees_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_next_of_complete_is_woken_by_an_enqueue() {
     let app = TestApp::new();
-    app.enqueue("lp", json!({"id": "a"})).await;
+    app.enqueue("lp", json!({"payload": null, "id": "a"})).await;
     let (_, token) = app.claim_one("lp").await;
     let complete = spawn_request(
         &app,
@@ -141,7 +141,7 @@ async fn claim_next_of_complete_is_woken_by_an_enqueue() {
     assert_eq!(job["state"], "succeeded");
     assert_eq!(job["result"], 7);
     let enqueued_at = Instant::now();
-    app.enqueue("lp", json!({"id": "b"})).await;
+    app.enqueue("lp", json!({"payload": null, "id": "b"})).await;
     let (status, out, took) = finish(complete, enqueued_at).await;
     assert_eq!(status, StatusCode::OK, "{out}");
     assert_eq!(out["job"]["id"], "a");
@@ -154,7 +154,7 @@ async fn claim_next_of_complete_is_woken_by_an_enqueue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_next_of_fail_is_woken_by_an_enqueue() {
     let app = TestApp::new();
-    app.enqueue("lp", json!({"id": "a"})).await;
+    app.enqueue("lp", json!({"payload": null, "id": "a"})).await;
     let (_, token) = app.claim_one("lp").await;
     let fail = spawn_request(
         &app,
@@ -166,7 +166,7 @@ async fn claim_next_of_fail_is_woken_by_an_enqueue() {
     );
     assert_pending(&fail, 300).await;
     let enqueued_at = Instant::now();
-    app.enqueue("lp", json!({"id": "b"})).await;
+    app.enqueue("lp", json!({"payload": null, "id": "b"})).await;
     let (status, out, took) = finish(fail, enqueued_at).await;
     assert_eq!(status, StatusCode::OK, "{out}");
     assert_eq!(out["job"]["state"], "failed");
@@ -177,7 +177,7 @@ async fn claim_next_of_fail_is_woken_by_an_enqueue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_returns_when_the_job_completes() {
     let app = TestApp::new();
-    app.enqueue("lp", json!({"id": "j"})).await;
+    app.enqueue("lp", json!({"payload": null, "id": "j"})).await;
     let (_, token) = app.claim_one("lp").await;
     let wait = spawn_request(&app, Method::GET, "/v1/jobs/j/wait?timeout_ms=20000", None);
     assert_pending(&wait, 300).await;
@@ -194,7 +194,7 @@ async fn wait_returns_when_the_job_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_returns_when_a_queued_job_is_cancelled() {
     let app = TestApp::new();
-    app.enqueue("lp", json!({"id": "j"})).await;
+    app.enqueue("lp", json!({"payload": null, "id": "j"})).await;
     let wait = spawn_request(&app, Method::GET, "/v1/jobs/j/wait?timeout_ms=20000", None);
     assert_pending(&wait, 300).await;
     let at = Instant::now();
@@ -209,7 +209,7 @@ async fn wait_returns_when_a_queued_job_is_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_on_a_finished_job_answers_at_once_and_times_out_otherwise() {
     let app = TestApp::new();
-    app.enqueue("lp", json!({"id": "j"})).await;
+    app.enqueue("lp", json!({"payload": null, "id": "j"})).await;
     let start = Instant::now();
     let (status, out) = app.get("/v1/jobs/j/wait?timeout_ms=300").await;
     let took = start.elapsed();
@@ -277,7 +277,8 @@ async fn a_waiting_claim_is_not_woken_by_another_queue() {
         Some(json!({"worker": "w", "wait_ms": 1500})),
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    app.enqueue("theirs", json!({"id": "x"})).await;
+    app.enqueue("theirs", json!({"payload": null, "id": "x"}))
+        .await;
     let (status, out, _) = finish(claim, Instant::now()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(out, json!({"leases": []}));
@@ -292,7 +293,10 @@ async fn a_delayed_job_starts_at_its_time_through_a_long_poll() {
     app.spawn_background();
     let enqueued_at = Instant::now();
     let job = app
-        .enqueue("d", json!({"id": "later", "delay_ms": 300}))
+        .enqueue(
+            "d",
+            json!({"payload": null, "id": "later", "delay_ms": 300}),
+        )
         .await;
     assert_eq!(job["state"], "scheduled");
     assert_eq!(job["position"], 0);
@@ -328,8 +332,11 @@ async fn a_delayed_job_starts_at_its_time_through_a_long_poll() {
 async fn the_scheduler_promotes_a_due_job_without_a_claim() {
     let app = TestApp::new();
     app.spawn_background();
-    app.enqueue("d", json!({"id": "later", "delay_ms": 200}))
-        .await;
+    app.enqueue(
+        "d",
+        json!({"payload": null, "id": "later", "delay_ms": 200}),
+    )
+    .await;
     let promoted = support::eventually(Duration::from_secs(3), || async {
         app.job("later").await["state"] == "queued"
     })
@@ -343,13 +350,16 @@ async fn the_scheduler_promotes_a_due_job_without_a_claim() {
 async fn run_at_in_the_past_is_ready_now_and_in_the_future_is_scheduled() {
     let app = TestApp::new();
     let past = app
-        .enqueue("d", json!({"id": "past", "run_at": "2000-01-01T00:00:00Z"}))
+        .enqueue(
+            "d",
+            json!({"payload": null, "id": "past", "run_at": "2000-01-01T00:00:00Z"}),
+        )
         .await;
     assert_eq!(past["state"], "queued");
     let future = app
         .enqueue(
             "d",
-            json!({"id": "future", "run_at": "2999-01-01T00:00:00+02:00"}),
+            json!({"payload": null, "id": "future", "run_at": "2999-01-01T00:00:00+02:00"}),
         )
         .await;
     assert_eq!(future["state"], "scheduled");
@@ -365,12 +375,18 @@ async fn a_keyed_delayed_job_holds_its_key() {
     app.spawn_background();
     app.configure("d", json!({"concurrency": 5})).await;
     let delayed = app
-        .enqueue("d", json!({"id": "k1", "key": "acct", "delay_ms": 400}))
+        .enqueue(
+            "d",
+            json!({"payload": null, "id": "k1", "key": "acct", "delay_ms": 400}),
+        )
         .await;
     assert_eq!(delayed["state"], "scheduled");
-    let next = app.enqueue("d", json!({"id": "k2", "key": "acct"})).await;
+    let next = app
+        .enqueue("d", json!({"payload": null, "id": "k2", "key": "acct"}))
+        .await;
     assert_eq!(next["state"], "queued");
-    app.enqueue("d", json!({"id": "free"})).await;
+    app.enqueue("d", json!({"payload": null, "id": "free"}))
+        .await;
     // Only the keyless job may start; k2 waits behind the delayed k1.
     let leases = app.claim("d", "w", 5).await;
     let ids: Vec<&Value> = leases.iter().map(|l| &l["job"]["id"]).collect();
@@ -435,8 +451,10 @@ async fn a_keyed_delayed_job_holds_its_key() {
 async fn an_expired_lease_puts_the_job_back_in_its_place() {
     let app = TestApp::new();
     app.spawn_background();
-    app.enqueue("e", json!({"id": "first"})).await;
-    app.enqueue("e", json!({"id": "second"})).await;
+    app.enqueue("e", json!({"payload": null, "id": "first"}))
+        .await;
+    app.enqueue("e", json!({"payload": null, "id": "second"}))
+        .await;
     let (status, out) = app
         .post(
             "/v1/queues/e/claim",

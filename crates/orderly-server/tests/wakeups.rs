@@ -67,7 +67,7 @@ async fn one_new_job_wakes_one_of_twenty_idle_claimers() {
         app.clone(),
         Method::POST,
         "/v1/queues/q/jobs",
-        Some(Body::Json(json!({"id": "one"}))),
+        Some(Body::Json(json!({"payload": null, "id": "one"}))),
         None,
     )
     .await;

@@ -375,7 +375,8 @@ mod tests {
 
     fn ctx(dir: &std::path::Path) -> WriteCtx {
         let mut conn = rusqlite::Connection::open(dir.join("w.db")).expect("open");
-        conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
         crate::schema::migrate(&mut conn).expect("migrate");
         conn.execute_batch("CREATE TABLE marks (what TEXT NOT NULL)")
             .expect("marks");

@@ -61,5 +61,5 @@ async fn exercise_runs_the_whole_suite_with_accepted_durability() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exercise_runs_the_whole_suite_without_fsync() {
-    conformance::exercise(Stores::with(Durability::NoFsync).factory()).await;
+    conformance::exercise(Stores::with(Durability::None).factory()).await;
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use orderly_core::Store;
+use orderly_server::serve::ShutdownReport;
 use orderly_server::{maintenance, AppState, ServerConfig};
 use orderly_sqlite::{Durability, SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
@@ -60,10 +62,34 @@ pub struct ServeArgs {
     /// How long finished jobs are kept (e.g. 7d, 12h).
     #[arg(long, env = "ORDERLY_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: Duration,
+    /// Longest a request's headers may take to arrive (e.g. 10s); slower clients are disconnected.
+    #[arg(long, env = "ORDERLY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+    /// Longest a keep-alive connection may stay open with no request in flight
+    /// (long polls are requests in flight, not idle).
+    #[arg(long, env = "ORDERLY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+    /// Longest a request body may take to arrive once its headers have (answered 408).
+    #[arg(long, env = "ORDERLY_BODY_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
+    /// Longest a graceful shutdown waits for requests in flight; the server
+    /// exits non-zero if it had to abandon some.
+    #[arg(long, env = "ORDERLY_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
-/// Longest a graceful shutdown waits for requests in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A humantime duration that is not zero.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Longest the maintenance loops and the store get to stop after the HTTP
+/// side has: they only finish the writes already sent.
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.database_url.is_some() {
@@ -87,65 +113,100 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (_, DurabilityArg::Fsync) => Durability::Fsync,
         },
     };
-    let options_durability = options.durability;
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&options))
         .await?
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
-    let db_path = store.path().display().to_string();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    // From here on every exit path closes the store.
+    let served = serve(&args, store.clone(), &cancel, &tracker).await;
+    cancel.cancel();
+    tracker.close();
+    let closed = tokio::time::timeout(STORE_CLOSE_TIMEOUT, async {
+        tracker.wait().await;
+        store.close().await;
+    })
+    .await;
+    if closed.is_err() {
+        tracing::error!("the store did not close within {STORE_CLOSE_TIMEOUT:?}; exiting anyway");
+    } else {
+        tracing::info!("store closed");
+    }
+    let report = served?;
+    if !report.is_clean() {
+        bail!(
+            "shutdown abandoned {} request(s) in flight on {} connection(s) after the grace \
+             period of {}; their clients got no answer (acknowledged jobs are committed)",
+            report.abandoned_requests,
+            report.abandoned_connections,
+            humantime::format_duration(args.shutdown_grace)
+        );
+    }
+    if closed.is_err() {
+        bail!("the store did not close within {STORE_CLOSE_TIMEOUT:?}");
+    }
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Binds, serves until a shutdown signal and the graceful shutdown are done.
+async fn serve(
+    args: &ServeArgs,
+    store: Arc<dyn Store>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<ShutdownReport> {
     let config = ServerConfig {
         token: args.token.clone(),
         max_payload_bytes: args.max_payload_bytes,
         max_body_bytes: args.max_body_bytes,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        body_timeout: args.body_timeout,
         maintenance: maintenance::Config {
             retention: args.retention,
             ..Default::default()
         },
     };
-    let state = AppState::new(Arc::new(store), config);
+    let timeouts = config.connection_timeouts();
+    let state = AppState::new(store, config);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    state.spawn_background(&tracker, &cancel);
+    state.spawn_background(tracker, cancel);
+    let durability = match (args.no_fsync, args.durability) {
+        (true, _) | (_, DurabilityArg::None) => "no fsync: survives process crashes only",
+        (_, DurabilityArg::Accepted) => "fsync on every commit that accepts jobs",
+        (_, DurabilityArg::Fsync) => "fsync on every commit",
+    };
     tracing::info!(
-        "orderly listening on http://{local} (store {db_path}, {})",
-        match options_durability {
-            Durability::Fsync => "fsync on every commit",
-            Durability::Accepted => "fsync on every commit that accepts jobs",
-            Durability::None => "no fsync: survives process crashes only",
-        }
+        "orderly listening on http://{local} (store {}, {durability})",
+        args.data_dir.display()
     );
     let service = state.service.clone();
-    let app = orderly_server::router(state);
+    let grace = args.shutdown_grace;
     let shutdown = cancel.clone();
-    // Small request/response pairs: send each answer at once (no Nagle delay).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    let app = orderly_server::router(state);
+    let report = orderly_server::serve::serve(
+        listener,
+        app,
+        timeouts,
+        async move {
             shutdown_signal().await;
             tracing::info!(
-                "shutting down: finishing requests in flight (at most {SHUTDOWN_GRACE:?})"
+                "shutting down: finishing requests in flight (at most {})",
+                humantime::format_duration(grace)
             );
+            // Long polls answer now with what they have; the maintenance loops stop.
             service.shutdown();
             shutdown.cancel();
-            // Every acknowledged job is already committed: a request still
-            // streaming in after the grace period is simply not accepted.
-            tokio::spawn(async {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-                tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; exiting");
-                std::process::exit(0);
-            });
-        })
-        .await
-        .context("server failed")?;
-    cancel.cancel();
-    tracker.close();
-    tracker.wait().await;
-    Ok(())
+        },
+        grace,
+    )
+    .await;
+    Ok(report)
 }
 
 async fn shutdown_signal() {
@@ -164,4 +225,40 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn connection_flag_defaults_are_the_server_config_defaults() {
+        let a = Cli::try_parse_from(["orderly"])
+            .expect("defaults parse")
+            .serve;
+        assert_eq!(a.header_timeout, ServerConfig::DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(a.idle_timeout, ServerConfig::DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(a.body_timeout, ServerConfig::DEFAULT_BODY_TIMEOUT);
+        assert_eq!(a.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        for flag in ["--header-timeout", "--idle-timeout", "--body-timeout"] {
+            let err = Cli::try_parse_from(["orderly", flag, "0s"])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} 0s was accepted"));
+            assert!(
+                err.to_string().contains("longer than zero"),
+                "{flag}: {err}"
+            );
+        }
+    }
 }

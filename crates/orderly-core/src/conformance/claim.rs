@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::queue::{QueuePatch, StateCounts};
-use crate::store::{ClaimParams, Lease, Outcome, ReportParams, Store};
+use crate::store::{Lease, Outcome, Store};
 
 use super::{
-    claim_expect, claim_lease, complete, conc, configure, enqueue, get, ids, nj, queue_info, T0,
+    claim_expect, claim_lease, claim_params, complete, conc, configure, enqueue, get, ids, nj,
+    queue_info, report_params, T0,
 };
 
 /// Section 2, the seed's case: at concurrency 1 jobs start one at a time in
@@ -182,16 +183,10 @@ pub async fn concurrent_claimers<S: Store>(store: S) {
                 }
                 let max = 1 + ((task + round) % 3) as u32;
                 let leases = match store
-                    .job_claim(ClaimParams {
-                        queue: q.into(),
-                        worker: format!("w{task}"),
-                        max,
-                        lease_ms: None,
-                        now: T0,
-                    })
+                    .job_claim(claim_params(q, &format!("w{task}"), max, None, T0))
                     .await
                 {
-                    Ok(l) => l,
+                    Ok(l) => l.value,
                     Err(e) => {
                         lock(&tracker).failure = Some(format!("task {task}: claim failed: {e:?}"));
                         break;
@@ -235,16 +230,16 @@ pub async fn concurrent_claimers<S: Store>(store: S) {
                     }
                     lock(&tracker).running -= 1;
                     let r = store
-                        .job_report_many(vec![ReportParams {
-                            id: l.job.id.clone(),
-                            token: l.token.clone(),
-                            outcome: Outcome::Succeeded { result: None },
-                            now: T0,
-                        }])
+                        .job_report_many(vec![report_params(
+                            &l.job.id,
+                            &l.token,
+                            Outcome::Succeeded { result: None },
+                            T0,
+                        )])
                         .await;
                     let mut t = lock(&tracker);
-                    match r.as_deref() {
-                        Ok([Ok(_)]) => t.completed += 1,
+                    match r.as_slice() {
+                        [Ok(_)] => t.completed += 1,
                         other => {
                             t.failure = Some(format!("completing {} failed: {other:?}", l.job.id));
                             break;

@@ -1,15 +1,16 @@
-//! Enqueue contract tests: consecutive seqs, idempotent replays and payloads
-//! kept exactly (contract sections 2, 3 and 4.1).
+//! Enqueue contract tests: consecutive seqs, idempotent replays, batches
+//! that repeat an id, and payloads kept exactly (contract sections 2, 3 and
+//! 4.1).
 
 use serde_json::{json, Value};
 
 use crate::job::{JobState, NewJob};
-use crate::queue::QueueConfig;
-use crate::store::{ListParams, Store};
+use crate::queue::{QueueConfig, QueueInfo};
+use crate::store::{ListParams, Store, StoreError};
 
 use super::{
-    at, claim, claim_expect, complete, conc, configure, enqueue, expect_conflict, get, keyed, nj,
-    queue_info, try_enqueue, XorShift, T0,
+    at, claim, claim_expect, complete, conc, configure, enqueue, expect_conflict, expect_invalid,
+    get, keyed, nj, queue_info, try_enqueue, try_enqueue_committed, XorShift, T0,
 };
 
 /// Section 2: a batch gets consecutive, strictly increasing `seq`s in its
@@ -102,7 +103,9 @@ pub async fn enqueue_assigns_consecutive_seqs<S: Store>(store: S) {
 
 /// Section 3: replaying an id with the same queue, key and payload returns
 /// the stored job (`created: false`); anything different is `IdConflict` and
-/// the whole batch is refused; seqs stay strictly increasing afterwards.
+/// the whole batch is refused; a batch naming one id twice (with the same or
+/// another payload) is `Invalid` and stores nothing; seqs stay strictly
+/// increasing afterwards.
 pub async fn idempotent_enqueue<S: Store>(store: S) {
     let s: &dyn Store = &store;
     let q = "idem";
@@ -185,10 +188,15 @@ pub async fn idempotent_enqueue<S: Store>(store: S) {
         payload: json!({ "other": true }),
         ..nj("z")
     };
-    expect_conflict(
+    expect_invalid(
         try_enqueue(s, q, vec![nj("z"), z2], T0 + 41).await,
-        "z",
+        "jobs[1].id",
         "a batch reusing one id with two payloads",
+    );
+    expect_invalid(
+        try_enqueue(s, q, vec![nj("z"), nj("z")], T0 + 41).await,
+        "jobs[1].id",
+        "a batch repeating one id with the same payload",
     );
     assert_eq!(s.job_get("z").await.expect("job_get"), None);
     assert_eq!(
@@ -347,5 +355,105 @@ pub async fn payload_floats_are_kept_exactly<S: Store>(store: S) {
         changed.len(),
         floats.len(),
         &changed[..changed.len().min(3)]
+    );
+}
+
+/// Section 3: a batch naming one id twice is refused whole with `Invalid`
+/// (`invalid_value`, naming the repeated `jobs[i].id`), whether the two
+/// jobs are the same or differ, and even when the id is stored already (each
+/// alone would be a replay): nothing of it is stored, no count changes, and a
+/// queue it would have created does not appear.
+pub async fn batch_with_a_repeated_id_is_refused_whole<S: Store>(store: S) {
+    let s: &dyn Store = &store;
+    let q = "batch-dup";
+    let x0 = enqueue(s, q, vec![nj("x0")], T0).await.remove(0);
+    let queues = || async {
+        let mut list = s.queue_list().await.expect("queue_list");
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    };
+    let before = queues().await;
+    let total = |list: &[QueueInfo]| -> u64 {
+        list.iter()
+            .map(|i| {
+                let c = &i.counts;
+                c.scheduled + c.queued + c.running + c.succeeded + c.failed + c.cancelled
+            })
+            .sum()
+    };
+    assert_eq!(total(&before), 1);
+
+    let cases: Vec<(&str, &str, Vec<NewJob>, &str)> = vec![
+        (
+            "the same job twice",
+            q,
+            vec![nj("r1"), nj("r2"), nj("r1")],
+            "jobs[2].id",
+        ),
+        (
+            "one id with two payloads",
+            q,
+            vec![
+                nj("r1"),
+                NewJob {
+                    payload: json!("other"),
+                    ..nj("r1")
+                },
+            ],
+            "jobs[1].id",
+        ),
+        (
+            "one id with two keys",
+            q,
+            vec![keyed("r1", "k"), nj("r1")],
+            "jobs[1].id",
+        ),
+        (
+            "a stored id twice",
+            q,
+            vec![nj("x0"), nj("x0")],
+            "jobs[1].id",
+        ),
+        (
+            "a repeated id after a replay",
+            q,
+            vec![nj("r3"), nj("x0"), at(nj("r3"), T0 + 5_000)],
+            "jobs[2].id",
+        ),
+        (
+            "a repeated id in a queue never used",
+            "batch-dup-new",
+            vec![nj("n1"), nj("n1")],
+            "jobs[1].id",
+        ),
+    ];
+    for (what, queue, jobs, field) in cases {
+        let batch_ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        expect_invalid(
+            try_enqueue_committed(s, queue, jobs, T0 + 10).await,
+            field,
+            &format!("a batch with {what}"),
+        );
+        for id in batch_ids.iter().filter(|id| *id != "x0") {
+            assert_eq!(
+                s.job_get(id).await.expect("job_get"),
+                None,
+                "a batch with {what} was refused, yet {id} was stored"
+            );
+        }
+        let after = queues().await;
+        assert_eq!(total(&after), 1, "a batch with {what} stored jobs");
+        assert_eq!(after, before, "a batch with {what} changed the queues");
+    }
+    assert_eq!(get(s, "x0").await, x0, "the stored x0 is unchanged");
+    match s.queue_get("batch-dup-new").await {
+        Err(StoreError::QueueNotFound(_)) => {}
+        other => panic!("a refused batch created its queue: {other:?}"),
+    }
+
+    let ok = enqueue(s, q, vec![nj("r1"), nj("r2")], T0 + 20).await;
+    assert!(
+        ok[0].seq > x0.seq && ok[1].seq == ok[0].seq + 1,
+        "the same ids in a batch of distinct ids are accepted"
     );
 }

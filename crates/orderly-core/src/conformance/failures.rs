@@ -1,13 +1,17 @@
-//! Failure contract tests: failure outcomes, operations the state does not
-//! allow, and retry of failed and cancelled jobs (contract sections 4 and 5).
+//! Failure contract tests: failure outcomes, the error a success clears,
+//! operations the state does not allow, and retry of failed and cancelled
+//! jobs (contract sections 4 and 5).
+
+use serde_json::json;
 
 use crate::job::{JobState, NewJob};
 use crate::queue::QueuePatch;
 use crate::store::{HeartbeatParams, Store, StoreError};
 
 use super::{
-    claim_expect, complete, conc, configure, enqueue, expect_invalid_state, expect_not_found, fail,
-    get, keyed, nj, queue_info, report, success, FLAT_BACKOFF, T0,
+    cancel, claim_expect, claim_lease, complete, conc, configure, enqueue, error_reason,
+    expect_invalid_state, expect_not_found, fail, get, ids, keyed, nj, queue_info, report, retry,
+    success, FLAT_BACKOFF, T0,
 };
 
 /// Section 5: `retry: false` fails for good; a retry waits `now + backoff`;
@@ -88,23 +92,23 @@ pub async fn invalid_operations_and_retry<S: Store>(store: S) {
     .await;
     let l = claim_expect(s, q, 1, T0, &["i1"], "i1").await;
     expect_invalid_state(
-        s.job_retry("i1", T0).await,
+        retry(s, "i1", T0).await,
         JobState::Running,
         "retry of running",
     );
     complete(s, &l[0], T0 + 1).await;
     expect_invalid_state(
-        s.job_cancel("i1", T0 + 2).await,
+        cancel(s, "i1", T0 + 2).await,
         JobState::Succeeded,
         "cancel of succeeded",
     );
     expect_invalid_state(
-        s.job_retry("i1", T0 + 2).await,
+        retry(s, "i1", T0 + 2).await,
         JobState::Succeeded,
         "retry of succeeded",
     );
     expect_invalid_state(
-        s.job_retry("i4", T0 + 2).await,
+        retry(s, "i4", T0 + 2).await,
         JobState::Queued,
         "retry of queued",
     );
@@ -113,7 +117,7 @@ pub async fn invalid_operations_and_retry<S: Store>(store: S) {
     fail(s, &l[0], false, T0 + 4).await;
     let i3_seq = get(s, "i3").await.seq;
     let i4_seq = get(s, "i4").await.seq;
-    let r = s.job_retry("i2", T0 + 5).await.expect("retry failed i2");
+    let r = retry(s, "i2", T0 + 5).await.expect("retry failed i2");
     assert_eq!(r.id, "i2");
     assert!(
         r.seq > i4_seq,
@@ -126,14 +130,14 @@ pub async fn invalid_operations_and_retry<S: Store>(store: S) {
     assert_eq!(r.position, Some(2), "i3 and i4 are ahead of the retried i2");
     assert_eq!(get(s, "i2").await.seq, r.seq);
     expect_invalid_state(
-        s.job_retry("i2", T0 + 6).await,
+        retry(s, "i2", T0 + 6).await,
         JobState::Queued,
         "retry of a retried job",
     );
 
-    let i4 = s.job_cancel("i4", T0 + 6).await.expect("cancel i4");
+    let i4 = cancel(s, "i4", T0 + 6).await.expect("cancel i4");
     assert_eq!(i4.state, JobState::Cancelled);
-    let r4 = s.job_retry("i4", T0 + 7).await.expect("retry cancelled i4");
+    let r4 = retry(s, "i4", T0 + 7).await.expect("retry cancelled i4");
     assert!(r4.seq > r.seq);
     assert_eq!((r4.state, r4.attempt), (JobState::Queued, 0));
 
@@ -152,12 +156,8 @@ pub async fn invalid_operations_and_retry<S: Store>(store: S) {
     let l = claim_expect(s, q, 10, T0 + 9, &["i2"], "the retried i2 after i3").await;
     assert_eq!(l[0].job.attempt, 1, "attempts restart after a retry");
 
-    expect_not_found(
-        s.job_cancel("nope", T0).await,
-        "nope",
-        "cancel of unknown id",
-    );
-    expect_not_found(s.job_retry("nope", T0).await, "nope", "retry of unknown id");
+    expect_not_found(cancel(s, "nope", T0).await, "nope", "cancel of unknown id");
+    expect_not_found(retry(s, "nope", T0).await, "nope", "retry of unknown id");
     expect_not_found(
         report(s, "nope", "token", success("nope"), T0).await,
         "nope",
@@ -180,4 +180,74 @@ pub async fn invalid_operations_and_retry<S: Store>(store: S) {
         other => panic!("queue_get of an unknown queue: expected QueueNotFound, got {other:?}"),
     }
     claim_expect(s, "never", 5, T0, &[], "claim on a queue never used").await;
+}
+
+/// Section 5: a success clears the error of the attempts before it (the
+/// reported failure and the lease expiry the store recorded) and keeps its
+/// result; a retry of a failed job clears its result and error.
+pub async fn success_clears_an_earlier_error<S: Store>(store: S) {
+    let s: &dyn Store = &store;
+    let q = "clears";
+    configure(
+        s,
+        q,
+        QueuePatch {
+            concurrency: Some(1),
+            max_attempts: Some(3),
+            backoff: Some(FLAT_BACKOFF),
+            ..QueuePatch::default()
+        },
+    )
+    .await;
+    let once = NewJob {
+        max_attempts: Some(1),
+        ..nj("e2")
+    };
+    enqueue(s, q, vec![nj("e1"), once], T0).await;
+    let l = claim_expect(s, q, 1, T0, &["e1"], "e1").await;
+    let e1 = fail(s, &l[0], true, T0 + 1).await;
+    assert_eq!(e1.state, JobState::Scheduled, "e1 waits to retry");
+    assert_eq!(e1.run_at, T0 + 1_001, "jitter 0.5 is the plain backoff");
+    assert_eq!(
+        get(s, "e1").await.error,
+        e1.error,
+        "the error is kept while e1 waits"
+    );
+
+    // Attempt 2 loses its lease: the store records a lease_expired error.
+    let l = claim_lease(s, q, 1, Some(100), T0 + 1_001).await;
+    assert_eq!(ids(&l), ["e1"], "e1's retry");
+    let l = claim_expect(s, q, 1, T0 + 1_101, &["e1"], "e1's lease expired").await;
+    assert_eq!(l[0].job.attempt, 3);
+    assert_eq!(
+        error_reason(&get(s, "e1").await),
+        Some("lease_expired"),
+        "the lost lease is recorded"
+    );
+    let done = complete(s, &l[0], T0 + 1_102).await;
+    assert_eq!(
+        done.error, None,
+        "a success clears the earlier attempts' error"
+    );
+    assert_eq!(
+        done.result,
+        Some(json!({ "done": "e1" })),
+        "and keeps its result"
+    );
+    let shown = get(s, "e1").await;
+    assert_eq!(
+        shown.error, None,
+        "job_get shows no error after the success"
+    );
+    assert_eq!(shown.result, done.result);
+    assert_eq!(shown, done, "job_get shows the job as reported");
+
+    let l = claim_expect(s, q, 1, T0 + 1_103, &["e2"], "e2").await;
+    let e2 = fail(s, &l[0], false, T0 + 1_104).await;
+    assert_eq!(e2.state, JobState::Failed);
+    let r = retry(s, "e2", T0 + 1_105).await.expect("retry failed e2");
+    assert_eq!((r.state, r.attempt), (JobState::Queued, 0));
+    assert_eq!(r.error, None, "a retry clears the error");
+    assert_eq!(r.result, None, "a retry clears the result");
+    assert_eq!(get(s, "e2").await, r, "job_get shows the retried job");
 }

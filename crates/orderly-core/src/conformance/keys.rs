@@ -6,7 +6,7 @@ use crate::queue::QueuePatch;
 use crate::store::Store;
 
 use super::{
-    at, claim_expect, complete, conc, configure, enqueue, fail, keyed, nj, FLAT_BACKOFF, T0,
+    at, cancel, claim_expect, complete, conc, configure, enqueue, fail, keyed, nj, FLAT_BACKOFF, T0,
 };
 
 /// Section 2: jobs sharing a key run one at a time in seq order; different
@@ -188,10 +188,10 @@ pub async fn cancelling_waiting_key_head_passes_the_key<S: Store>(store: S) {
     )
     .await;
     let l = claim_expect(s, q, 10, T0, &["x1"], "only key heads").await;
-    let x2 = s.job_cancel("x2", T0 + 1).await.expect("cancel x2");
+    let x2 = cancel(s, "x2", T0 + 1).await.expect("cancel x2");
     assert_eq!(x2.state, JobState::Cancelled);
     assert_eq!(x2.finished_at, Some(T0 + 1));
-    let y1 = s.job_cancel("y1", T0 + 2).await.expect("cancel y1");
+    let y1 = cancel(s, "y1", T0 + 2).await.expect("cancel y1");
     assert_eq!(y1.state, JobState::Cancelled);
     claim_expect(
         s,
@@ -203,7 +203,7 @@ pub async fn cancelling_waiting_key_head_passes_the_key<S: Store>(store: S) {
     )
     .await;
     claim_expect(s, q, 10, T0 + 2, &[], "x3 waits for running x1").await;
-    let x1 = s.job_cancel("x1", T0 + 3).await.expect("cancel running x1");
+    let x1 = cancel(s, "x1", T0 + 3).await.expect("cancel running x1");
     assert!(x1.cancel_requested);
     let x1 = fail(s, &l[0], true, T0 + 3).await;
     assert_eq!(x1.state, JobState::Cancelled);
@@ -231,7 +231,7 @@ pub async fn cancelling_waiting_key_head_passes_the_key<S: Store>(store: S) {
     .await;
     enqueue(s, p, vec![keyed("z1", "m"), keyed("z2", "m")], T0).await;
     claim_expect(s, p, 10, T0, &[], "a paused queue starts nothing").await;
-    let z1 = s.job_cancel("z1", T0 + 1).await.expect("cancel z1");
+    let z1 = cancel(s, "z1", T0 + 1).await.expect("cancel z1");
     assert_eq!(z1.state, JobState::Cancelled);
     configure(
         s,

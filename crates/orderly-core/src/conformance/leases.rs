@@ -1,15 +1,16 @@
-//! Lease contract tests: expired leases, timeouts, heartbeats and cancels of
-//! running jobs (contract sections 2 to 5).
+//! Lease contract tests: expired leases, timeouts, heartbeats, cancels of
+//! running jobs, and the length a lease was granted (contract sections 2 to 5).
 
 use serde_json::{json, Value};
 
 use crate::job::{JobState, Millis, NewJob};
 use crate::queue::QueuePatch;
-use crate::store::{ClaimParams, HeartbeatParams, ReportParams, Store};
+use crate::store::{HeartbeatParams, Store};
 
 use super::{
-    claim_expect, complete, configure, enqueue, error_reason, expect_invalid_state, expect_stale,
-    fail, failure, get, keyed, nj, report, success, FLAT_BACKOFF, T0, WORKER,
+    cancel, claim_expect, claim_lease, complete, configure, enqueue, error_reason,
+    expect_invalid_state, expect_stale, fail, failure, get, ids, keyed, maintain, nj, report,
+    report_and_claim_as, success, FLAT_BACKOFF, T0, WORKER,
 };
 
 /// Sections 2 and 3: a job whose lease expired is claimed again before any
@@ -61,22 +62,7 @@ pub async fn expired_lease_is_claimed_again_first<S: Store>(store: S) {
         "heartbeat with the old token",
     );
     expect_stale(
-        s.job_report_and_claim(
-            ReportParams {
-                id: "l1".into(),
-                token: old.clone(),
-                outcome: success("l1"),
-                now: T0 + 1_001,
-            },
-            ClaimParams {
-                queue: q.into(),
-                worker: WORKER.into(),
-                max: 1,
-                lease_ms: None,
-                now: T0 + 1_001,
-            },
-        )
-        .await,
+        report_and_claim_as(s, ("l1", old, success("l1")), q, WORKER, 1, T0 + 1_001).await,
         "report_and_claim with the old token",
     );
     let j = get(s, "l1").await;
@@ -237,10 +223,13 @@ pub async fn timeouts_fail_the_attempt<S: Store>(store: S) {
     let again = claim_expect(s, q, 1, due, &["t1"], "t1 retried").await;
     assert_eq!(again[0].job.attempt, 2);
     assert_eq!(again[0].expires_at, due + 500);
-    let r = s.maintenance_run(due + 500).await.expect("maintenance");
+    let r = maintain(s, due + 500).await;
     assert_eq!(
-        r.finished.len(),
-        1,
+        r.changes
+            .finished()
+            .map(|c| (c.id.as_str(), c.to))
+            .collect::<Vec<_>>(),
+        [("t1", JobState::Failed)],
         "t1 timed out on its last attempt: {r:?}"
     );
     let t1 = get(s, "t1").await;
@@ -288,10 +277,7 @@ pub async fn heartbeat_and_cancel_of_running_job<S: Store>(store: S) {
     assert_eq!(j.lease_expires_at, Some(T0 + 1_600));
     claim_expect(s, q, 1, T0 + 1_100, &[], "the renewed lease holds").await;
 
-    let c = s
-        .job_cancel("h1", T0 + 1_200)
-        .await
-        .expect("cancel running");
+    let c = cancel(s, "h1", T0 + 1_200).await.expect("cancel running");
     assert_eq!(
         c.state,
         JobState::Running,
@@ -316,7 +302,7 @@ pub async fn heartbeat_and_cancel_of_running_job<S: Store>(store: S) {
     assert_eq!(j.finished_at, Some(T0 + 1_400));
 
     let l2 = claim_expect(s, q, 1, T0 + 1_400, &["h2"], "h2 after h1").await;
-    s.job_cancel("h2", T0 + 1_500).await.expect("cancel h2");
+    cancel(s, "h2", T0 + 1_500).await.expect("cancel h2");
     let exp = l2[0].expires_at;
     claim_expect(
         s,
@@ -334,7 +320,7 @@ pub async fn heartbeat_and_cancel_of_running_job<S: Store>(store: S) {
         "a lost cancel-requested job is cancelled"
     );
 
-    let h4 = s.job_cancel("h4", exp + 1).await.expect("cancel waiting");
+    let h4 = cancel(s, "h4", exp + 1).await.expect("cancel waiting");
     assert_eq!(
         h4.state,
         JobState::Cancelled,
@@ -343,8 +329,122 @@ pub async fn heartbeat_and_cancel_of_running_job<S: Store>(store: S) {
     assert_eq!(h4.finished_at, Some(exp + 1));
     assert_eq!(h4.position, None);
     expect_invalid_state(
-        s.job_cancel("h4", exp + 2).await,
+        cancel(s, "h4", exp + 2).await,
         JobState::Cancelled,
         "cancel of a cancelled job",
+    );
+}
+
+/// Sections 3 and 5: a lease carries the length it was granted (`lease_ms`,
+/// by the store's clock): the claim's `lease_ms`, else the queue's, cut short
+/// by the job's `timeout_ms`; a heartbeat answers the length it renewed for;
+/// a repeated report-and-claim answers the lease with its granted length too.
+pub async fn leases_carry_their_granted_length<S: Store>(store: S) {
+    let s: &dyn Store = &store;
+    let q = "lease-length";
+    configure(
+        s,
+        q,
+        QueuePatch {
+            concurrency: Some(3),
+            lease_ms: Some(10_000),
+            ..QueuePatch::default()
+        },
+    )
+    .await;
+    let limited = NewJob {
+        timeout_ms: Some(1_000),
+        ..nj("g2")
+    };
+    enqueue(s, q, vec![nj("g1"), limited, nj("g3"), nj("g4")], T0).await;
+    let hb = |id: &str, token: &str, now: Millis| HeartbeatParams {
+        id: id.into(),
+        token: token.to_string(),
+        progress: None,
+        now,
+    };
+
+    let g1 = claim_lease(s, q, 1, Some(5_000), T0).await;
+    assert_eq!(ids(&g1), ["g1"]);
+    assert_eq!(g1[0].lease_ms, 5_000, "the claim's lease_ms is granted");
+    assert_eq!(g1[0].expires_at, T0 + 5_000);
+    let g2 = claim_lease(s, q, 1, None, T0).await;
+    assert_eq!(ids(&g2), ["g2"]);
+    assert_eq!(
+        g2[0].lease_ms, 1_000,
+        "the job's timeout_ms cuts the lease short"
+    );
+    assert_eq!(g2[0].expires_at, T0 + 1_000);
+    let g3 = claim_lease(s, q, 1, None, T0).await;
+    assert_eq!(ids(&g3), ["g3"]);
+    assert_eq!(g3[0].lease_ms, 10_000, "the queue's lease_ms by default");
+    assert_eq!(g3[0].expires_at, T0 + 10_000);
+
+    let h = s
+        .job_heartbeat(hb("g1", &g1[0].token, T0 + 100))
+        .await
+        .expect("heartbeat g1");
+    assert_eq!(
+        (h.lease_ms, h.expires_at),
+        (5_000, T0 + 5_100),
+        "a heartbeat renews for the granted length and says so"
+    );
+    let h = s
+        .job_heartbeat(hb("g2", &g2[0].token, T0 + 100))
+        .await
+        .expect("heartbeat g2");
+    assert_eq!(
+        (h.lease_ms, h.expires_at),
+        (900, T0 + 1_000),
+        "a renewal cut short by the deadline says how long it runs from now"
+    );
+    let h = s
+        .job_heartbeat(hb("g3", &g3[0].token, T0 + 100))
+        .await
+        .expect("heartbeat g3");
+    assert_eq!((h.lease_ms, h.expires_at), (10_000, T0 + 10_100));
+
+    // A lease handed out by report-and-claim, renewed, then answered again
+    // to a repeat of that report: still the length granted.
+    let first = report_and_claim_as(
+        s,
+        ("g1", &g1[0].token, success("g1")),
+        q,
+        WORKER,
+        1,
+        T0 + 200,
+    )
+    .await
+    .expect("report and claim")
+    .value
+    .1;
+    assert_eq!(ids(&first), ["g4"]);
+    assert_eq!(
+        (first[0].lease_ms, first[0].expires_at),
+        (10_000, T0 + 10_200)
+    );
+    let h = s
+        .job_heartbeat(hb("g4", &first[0].token, T0 + 300))
+        .await
+        .expect("heartbeat g4");
+    assert_eq!((h.lease_ms, h.expires_at), (10_000, T0 + 10_300));
+    let again = report_and_claim_as(
+        s,
+        ("g1", &g1[0].token, success("g1")),
+        q,
+        WORKER,
+        1,
+        T0 + 400,
+    )
+    .await
+    .expect("repeated report and claim")
+    .value
+    .1;
+    assert_eq!(ids(&again), ["g4"], "the repeat answers its report's lease");
+    assert_eq!(again[0].token, first[0].token);
+    assert_eq!(again[0].expires_at, T0 + 10_300, "as renewed");
+    assert_eq!(
+        again[0].lease_ms, 10_000,
+        "a lease answered again keeps its granted length, not the time since it started"
     );
 }

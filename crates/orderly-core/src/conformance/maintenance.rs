@@ -6,14 +6,14 @@ use crate::queue::{QueuePatch, StateCounts};
 use crate::store::Store;
 
 use super::{
-    at, claim_expect, complete, conc, configure, enqueue, error_reason, expect_stale, fail, get,
-    nj, queue_info, report, success, T0,
+    at, cancel, claim_expect, complete, conc, configure, enqueue, error_reason, expect_stale, fail,
+    get, maintain, nj, queue_info, report, success, T0,
 };
 
 /// Store invariants: `maintenance_run` puts expired leases back in place
 /// (with a `lease_expired` error), finishes those without attempts left,
-/// makes due scheduled jobs queued, and reports woken queues and the next
-/// due time.
+/// makes due scheduled jobs queued, and reports what it changed (the queues
+/// where jobs may start, the jobs it finished) and the next due time.
 pub async fn maintenance_reaps_and_promotes<S: Store>(store: S) {
     let s: &dyn Store = &store;
     let lease = QueuePatch {
@@ -33,20 +33,26 @@ pub async fn maintenance_reaps_and_promotes<S: Store>(store: S) {
     let a1 = claim_expect(s, "mr-a", 1, T0, &["a1"], "a1").await;
     claim_expect(s, "mr-d", 1, T0 + 100, &["d1"], "d1").await;
 
-    let r = s.maintenance_run(T0 + 400).await.expect("maintenance");
-    assert!(r.woken_queues.is_empty(), "nothing due at T0+400: {r:?}");
-    assert!(r.finished.is_empty());
-    assert_eq!(r.next_due, Some(T0 + 500), "b1 is due first");
-
-    let mut r = s.maintenance_run(T0 + 1_000).await.expect("maintenance");
-    r.woken_queues.sort();
-    assert_eq!(
-        r.woken_queues,
-        ["mr-a", "mr-b"],
-        "a1's lease expired and b1 is due"
+    let r = maintain(s, T0 + 400).await;
+    assert!(
+        r.changes.startable().is_empty(),
+        "nothing due at T0+400: {r:?}"
     );
-    assert!(r.finished.is_empty());
-    assert_eq!(r.next_due, Some(T0 + 1_100), "d1's lease expires next");
+    assert_eq!(r.changes.finished().count(), 0, "{r:?}");
+    assert_eq!(r.value.next_due, Some(T0 + 500), "b1 is due first");
+
+    let r = maintain(s, T0 + 1_000).await;
+    assert_eq!(
+        r.changes.startable().into_keys().collect::<Vec<_>>(),
+        ["mr-a", "mr-b"],
+        "a1's lease expired and b1 is due: {r:?}"
+    );
+    assert_eq!(r.changes.finished().count(), 0, "{r:?}");
+    assert_eq!(
+        r.value.next_due,
+        Some(T0 + 1_100),
+        "d1's lease expires next"
+    );
     let j = get(s, "a1").await;
     assert_eq!(j.state, JobState::Queued, "a1 is back in line");
     assert_eq!(j.position, Some(0), "a1 is back in its original place");
@@ -70,11 +76,12 @@ pub async fn maintenance_reaps_and_promotes<S: Store>(store: S) {
         "report on a reaped lease",
     );
 
-    let r = s.maintenance_run(T0 + 1_100).await.expect("maintenance");
-    assert_eq!(r.finished.len(), 1, "d1 finished: {r:?}");
-    assert_eq!(r.finished[0].id, "d1");
-    assert_eq!(r.finished[0].state, JobState::Failed);
-    assert_eq!(r.next_due, Some(T0 + 5_000), "c1 is due next");
+    let r = maintain(s, T0 + 1_100).await;
+    let finished: Vec<_> = r.changes.finished().collect();
+    assert_eq!(finished.len(), 1, "d1 finished: {r:?}");
+    assert_eq!(finished[0].id, "d1");
+    assert_eq!(finished[0].to, JobState::Failed);
+    assert_eq!(r.value.next_due, Some(T0 + 5_000), "c1 is due next");
     assert_eq!(get(s, "d1").await.state, JobState::Failed);
 
     let again = claim_expect(s, "mr-a", 1, T0 + 1_200, &["a1"], "a1 before a2").await;
@@ -92,7 +99,7 @@ pub async fn retention_purge_deletes_only_old_finished_jobs<S: Store>(store: S) 
     complete(s, &l[0], T0 + 10).await;
     complete(s, &l[1], T0 + 20).await;
     fail(s, &l[2], false, T0 + 30).await;
-    s.job_cancel("p5", T0 + 40).await.expect("cancel p5");
+    cancel(s, "p5", T0 + 40).await.expect("cancel p5");
     assert_eq!(
         s.retention_purge(T0 + 10, 100).await.expect("purge"),
         0,

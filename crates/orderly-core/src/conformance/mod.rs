@@ -10,7 +10,7 @@
 //!
 //! This file holds the entry points and the helpers the tests share; the tests
 //! themselves are split by area into the submodules (enqueue, claims, keys,
-//! leases, maintenance, failures, reports, queues, model replay) and
+//! leases, maintenance, failures, reports, changes, queues, model replay) and
 //! re-exported here.
 //!
 //! Time is never slept: every store method takes `now`, so leases, delays and
@@ -27,7 +27,8 @@ use serde_json::json;
 use crate::job::{Job, JobState, Millis, NewJob};
 use crate::queue::{Backoff, QueueInfo, QueuePatch};
 use crate::store::{
-    ClaimParams, EnqueueParams, Enqueued, Lease, Outcome, ReportParams, Store, StoreError,
+    Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Lease, MaintenanceReport, Outcome,
+    ReportParams, Store, StoreError,
 };
 
 /// The time every test starts at (Unix milliseconds, November 2023).
@@ -36,6 +37,9 @@ pub const T0: Millis = 1_700_000_000_000;
 /// Worker name the suite claims with.
 const WORKER: &str = "conformance-worker";
 
+/// The backoff jitter the suite draws: 0.5 gives the un-jittered delay.
+const JITTER: f64 = 0.5;
+
 /// Backoff with a flat one-second delay (jitter keeps it within `[800, 1000]` ms).
 const FLAT_BACKOFF: Backoff = Backoff {
     initial_ms: 1_000,
@@ -43,6 +47,7 @@ const FLAT_BACKOFF: Backoff = Backoff {
     factor: 1.0,
 };
 
+mod changes;
 mod claim;
 mod enqueue;
 mod failures;
@@ -53,6 +58,7 @@ mod model_replay;
 mod queues;
 mod reports;
 
+pub use changes::*;
 pub use claim::*;
 pub use enqueue::*;
 pub use failures::*;
@@ -106,6 +112,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@$mode $args [
             enqueue_assigns_consecutive_seqs,
             idempotent_enqueue,
+            batch_with_a_repeated_id_is_refused_whole,
             payloads_are_kept_exactly,
             payload_floats_are_kept_exactly,
             fifo_claim_at_concurrency_one,
@@ -120,11 +127,15 @@ macro_rules! store_conformance_tests {
             expired_lease_without_attempts_left_fails,
             maintenance_reaps_and_promotes,
             timeouts_fail_the_attempt,
+            leases_carry_their_granted_length,
             heartbeat_and_cancel_of_running_job,
             fail_outcomes,
+            success_clears_an_earlier_error,
             invalid_operations_and_retry,
             report_and_claim,
+            report_and_claim_repeat_returns_only_its_own_leases,
             report_many_is_independent_per_report,
+            writes_report_what_they_changed,
             job_list_pages_by_seq,
             queue_configure_and_counts,
             retention_purge_deletes_only_old_finished_jobs,
@@ -192,12 +203,13 @@ fn at(job: NewJob, run_at: Millis) -> NewJob {
     }
 }
 
-async fn try_enqueue(
+/// Enqueues, returning what the store committed.
+async fn try_enqueue_committed(
     store: &dyn Store,
     queue: &str,
     jobs: Vec<NewJob>,
     now: Millis,
-) -> Result<Vec<Enqueued>, StoreError> {
+) -> Result<Committed<Vec<Enqueued>>, StoreError> {
     store
         .job_enqueue_many(EnqueueParams {
             queue: queue.to_string(),
@@ -205,6 +217,17 @@ async fn try_enqueue(
             now,
         })
         .await
+}
+
+async fn try_enqueue(
+    store: &dyn Store,
+    queue: &str,
+    jobs: Vec<NewJob>,
+    now: Millis,
+) -> Result<Vec<Enqueued>, StoreError> {
+    try_enqueue_committed(store, queue, jobs, now)
+        .await
+        .map(|c| c.value)
 }
 
 /// Enqueues new jobs and asserts every one was created.
@@ -240,39 +263,48 @@ fn conc(concurrency: u32) -> QueuePatch {
     }
 }
 
-async fn claim_lease(
-    store: &dyn Store,
+/// Claim parameters with the suite's jitter.
+fn claim_params(
     queue: &str,
+    worker: &str,
     max: u32,
     lease_ms: Option<u64>,
     now: Millis,
-) -> Vec<Lease> {
-    let leases = store
-        .job_claim(ClaimParams {
-            queue: queue.to_string(),
-            worker: WORKER.to_string(),
-            max,
-            lease_ms,
-            now,
-        })
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "claim on {queue:?} (max {max}) at T0+{} failed: {e:?}",
-                now - T0
-            )
-        });
+) -> ClaimParams {
+    ClaimParams {
+        queue: queue.to_string(),
+        worker: worker.to_string(),
+        max,
+        lease_ms,
+        now,
+        jitter: JITTER,
+    }
+}
+
+/// Report parameters with the suite's jitter.
+fn report_params(id: &str, token: &str, outcome: Outcome, now: Millis) -> ReportParams {
+    ReportParams {
+        id: id.to_string(),
+        token: token.to_string(),
+        outcome,
+        now,
+        jitter: JITTER,
+    }
+}
+
+/// Checks what every lease of a claim by `worker` on `queue` at `now` shows.
+fn check_leases(leases: &[Lease], queue: &str, worker: &str, max: u32, now: Millis) {
     assert!(
         leases.len() as u64 <= max as u64,
         "claim with max {max} returned {} leases",
         leases.len()
     );
-    for l in &leases {
+    for l in leases {
         assert_eq!(l.job.state, JobState::Running, "a claimed job is running");
         assert_eq!(l.job.queue, queue, "a claim returns only jobs of its queue");
         assert_eq!(l.job.position, None, "a running job has no position");
         assert_eq!(l.job.started_at, Some(now), "started_at is the claim time");
-        assert_eq!(l.job.worker.as_deref(), Some(WORKER), "worker is recorded");
+        assert_eq!(l.job.worker.as_deref(), Some(worker), "worker is recorded");
         assert_eq!(
             l.job.lease_expires_at,
             Some(l.expires_at),
@@ -284,9 +316,43 @@ async fn claim_lease(
     assert!(
         leases.windows(2).all(|w| w[0].job.seq < w[1].job.seq),
         "leases of one claim come in seq order: {:?}",
-        seqs(&leases)
+        seqs(leases)
     );
-    leases
+}
+
+/// Claims as `worker` and returns what the store committed, after checking
+/// every lease.
+async fn claim_as(
+    store: &dyn Store,
+    queue: &str,
+    worker: &str,
+    max: u32,
+    lease_ms: Option<u64>,
+    now: Millis,
+) -> Committed<Vec<Lease>> {
+    let c = store
+        .job_claim(claim_params(queue, worker, max, lease_ms, now))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "claim on {queue:?} by {worker:?} (max {max}) at T0+{} failed: {e:?}",
+                now - T0
+            )
+        });
+    check_leases(&c.value, queue, worker, max, now);
+    c
+}
+
+async fn claim_lease(
+    store: &dyn Store,
+    queue: &str,
+    max: u32,
+    lease_ms: Option<u64>,
+    now: Millis,
+) -> Vec<Lease> {
+    claim_as(store, queue, WORKER, max, lease_ms, now)
+        .await
+        .value
 }
 
 async fn claim(store: &dyn Store, queue: &str, max: u32, now: Millis) -> Vec<Lease> {
@@ -320,6 +386,21 @@ async fn claim_expect(
     leases
 }
 
+/// Reports one attempt through `job_report_many`, returning what the store committed.
+async fn report_committed(
+    store: &dyn Store,
+    id: &str,
+    token: &str,
+    outcome: Outcome,
+    now: Millis,
+) -> Result<Committed<Job>, StoreError> {
+    let mut results = store
+        .job_report_many(vec![report_params(id, token, outcome, now)])
+        .await;
+    assert_eq!(results.len(), 1, "one result per report");
+    results.pop().expect("one result")
+}
+
 async fn report(
     store: &dyn Store,
     id: &str,
@@ -327,17 +408,71 @@ async fn report(
     outcome: Outcome,
     now: Millis,
 ) -> Result<Job, StoreError> {
-    let mut results = store
-        .job_report_many(vec![ReportParams {
-            id: id.to_string(),
-            token: token.to_string(),
-            outcome,
-            now,
-        }])
+    report_committed(store, id, token, outcome, now)
         .await
-        .unwrap_or_else(|e| panic!("job_report_many for {id:?} failed as a whole: {e:?}"));
-    assert_eq!(results.len(), 1, "one result per report");
-    results.pop().expect("one result")
+        .map(|c| c.value)
+}
+
+/// `job_report_and_claim` with the suite's jitter: reports `(id, token,
+/// outcome)` and claims up to `max` jobs of `queue` as `worker`.
+async fn report_and_claim_as(
+    store: &dyn Store,
+    report: (&str, &str, Outcome),
+    queue: &str,
+    worker: &str,
+    max: u32,
+    now: Millis,
+) -> Result<Committed<(Job, Vec<Lease>)>, StoreError> {
+    let (id, token, outcome) = report;
+    store
+        .job_report_and_claim(
+            report_params(id, token, outcome, now),
+            claim_params(queue, worker, max, None, now),
+        )
+        .await
+}
+
+/// `job_cancel`, answering the job.
+async fn cancel(store: &dyn Store, id: &str, now: Millis) -> Result<Job, StoreError> {
+    store.job_cancel(id, now).await.map(|c| c.value)
+}
+
+/// `job_retry`, answering the job.
+async fn retry(store: &dyn Store, id: &str, now: Millis) -> Result<Job, StoreError> {
+    store.job_retry(id, now).await.map(|c| c.value)
+}
+
+/// A maintenance pass at `now` with the suite's jitter.
+async fn maintain(store: &dyn Store, now: Millis) -> Committed<MaintenanceReport> {
+    store
+        .maintenance_run(now, JITTER)
+        .await
+        .unwrap_or_else(|e| panic!("maintenance at T0+{} failed: {e:?}", now - T0))
+}
+
+/// The moves of `changes` as `(id, from, to)`, in order.
+fn moves(changes: &Changes) -> Vec<(&str, Option<JobState>, JobState)> {
+    changes
+        .jobs
+        .iter()
+        .map(|c| (c.id.as_str(), c.from, c.to))
+        .collect()
+}
+
+/// Asserts `changes` holds exactly the moves `expected` (`(id, from, to)`,
+/// in order), every one in `queue` and made at `now`.
+fn assert_moves(
+    changes: &Changes,
+    queue: &str,
+    now: Millis,
+    expected: &[(&str, Option<JobState>, JobState)],
+    what: &str,
+) {
+    assert_eq!(moves(changes), expected, "changes of {what}: {changes:?}");
+    for c in &changes.jobs {
+        assert_eq!(c.queue, queue, "queue of {}'s change in {what}", c.id);
+        assert_eq!(c.at, now, "time of {}'s change in {what}", c.id);
+    }
 }
 
 fn success(id: &str) -> Outcome {
@@ -426,6 +561,15 @@ fn expect_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, id: &str, what:
     match r {
         Err(StoreError::IdConflict { id: ref i }) if i == id => {}
         other => panic!("{what}: expected IdConflict({id:?}), got {other:?}"),
+    }
+}
+
+/// Expects `Invalid` with code `invalid_value`, its message naming `field`.
+fn expect_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, field: &str, what: &str) {
+    match r {
+        Err(StoreError::Invalid(ref e))
+            if e.code == "invalid_value" && e.message.contains(field) => {}
+        other => panic!("{what}: expected Invalid(invalid_value) naming {field}, got {other:?}"),
     }
 }
 

@@ -7,9 +7,12 @@ use std::future::Future;
 use crate::job::{JobState, Millis};
 use crate::model::Model;
 use crate::queue::{Backoff, QueueConfig, QueuePatch};
-use crate::store::{ClaimParams, HeartbeatParams, ListParams, Outcome, Store};
+use crate::store::{HeartbeatParams, ListParams, Outcome, Store};
 
-use super::{configure, failure, nj, report, success, try_enqueue, XorShift, T0, WORKER};
+use super::{
+    cancel, claim_params, configure, failure, nj, report, success, try_enqueue, XorShift, JITTER,
+    T0, WORKER,
+};
 
 /// Seeds run by [`random_interleavings_match_model`].
 pub const MODEL_SEEDS: u64 = 30;
@@ -163,17 +166,8 @@ pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usi
             }
             30..=54 => {
                 let max = 1 + rng.below(3) as u32;
-                let leases = match s
-                    .job_claim(ClaimParams {
-                        queue: Q.into(),
-                        worker: WORKER.into(),
-                        max,
-                        lease_ms: None,
-                        now,
-                    })
-                    .await
-                {
-                    Ok(l) => l,
+                let leases = match s.job_claim(claim_params(Q, WORKER, max, None, now)).await {
+                    Ok(l) => l.value,
                     Err(e) => run.fail(format!("claim failed: {e:?}")),
                 };
                 let got: Vec<i64> = leases
@@ -277,7 +271,7 @@ pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usi
                 } else {
                     run.log
                         .push(format!("T+{}: cancel running seq {mseq}", now - T0));
-                    if let Err(e) = s.job_cancel(&id, now).await {
+                    if let Err(e) = cancel(s, &id, now).await {
                         run.fail(format!("cancel of running seq {mseq} refused: {e:?}"));
                     }
                     model.cancel(mseq);
@@ -299,7 +293,7 @@ pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usi
                     now - T0,
                     model.jobs[&mseq].state
                 ));
-                if let Err(e) = s.job_cancel(&by_model[&mseq].0, now).await {
+                if let Err(e) = cancel(s, &by_model[&mseq].0, now).await {
                     run.fail(format!("cancel of seq {mseq} refused: {e:?}"));
                 }
                 assert!(
@@ -314,7 +308,7 @@ pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usi
             }
             _ => {
                 run.log.push(format!("T+{}: maintenance", now - T0));
-                if let Err(e) = s.maintenance_run(now).await {
+                if let Err(e) = s.maintenance_run(now, JITTER).await {
                     run.fail(format!("maintenance failed: {e:?}"));
                 }
                 // The model expires leases when claiming; a claim of nothing does just that.

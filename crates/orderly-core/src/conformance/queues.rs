@@ -10,8 +10,8 @@ use crate::queue::{QueueConfig, QueueInfo, QueuePatch, StateCounts};
 use crate::store::{ListParams, Store};
 
 use super::{
-    at, claim_expect, complete, conc, configure, enqueue, fail, get, nj, queue_info, FLAT_BACKOFF,
-    T0,
+    at, cancel, claim_expect, complete, conc, configure, enqueue, fail, get, nj, queue_info,
+    FLAT_BACKOFF, T0,
 };
 
 /// Section 4: `job_list` pages by seq with a cursor, filters by state and
@@ -197,7 +197,7 @@ pub async fn queue_configure_and_counts<S: Store>(store: S) {
     assert_eq!(l[0].expires_at, T0 + 1_234, "the configured lease_ms");
     complete(s, &l[0], T0 + 1).await;
     fail(s, &l[1], false, T0 + 1).await;
-    s.job_cancel("q4", T0 + 1).await.expect("cancel q4");
+    cancel(s, "q4", T0 + 1).await.expect("cancel q4");
     let counts = StateCounts {
         scheduled: 1,
         queued: 1,

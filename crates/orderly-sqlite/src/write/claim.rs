@@ -190,8 +190,3 @@ impl WriteCtx {
         })
     }
 }
-
-/// The lease length a running job's recorded lease had when it was granted.
-pub(crate) fn granted_ms(expires_at: Millis, started_at: Option<Millis>) -> u64 {
-    (expires_at - started_at.unwrap_or(expires_at)).max(0) as u64
-}

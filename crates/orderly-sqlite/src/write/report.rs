@@ -17,7 +17,6 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::ctx::WriteCtx;
 use crate::rows::{job_by_id, job_with_private, map_err, to_text, By, Private, Res};
-use crate::write::claim::granted_ms;
 
 /// How a report went.
 pub(crate) enum Reported {
@@ -181,15 +180,32 @@ impl WriteCtx {
             let current = job.state == JobState::Running
                 && private.lease_token.as_deref() == Some(token.as_str());
             match job.lease_expires_at {
-                Some(expires_at) if current && expires_at > now => out.push(Lease {
-                    lease_ms: granted_ms(expires_at, job.started_at),
-                    job,
-                    token: token.clone(),
-                    expires_at,
-                }),
+                Some(expires_at) if current && expires_at > now => {
+                    let lease_ms = granted_ms(&job, &private);
+                    out.push(Lease {
+                        lease_ms,
+                        job,
+                        token: token.clone(),
+                        expires_at,
+                    })
+                }
                 _ => {}
             }
         }
         Ok(out)
+    }
+}
+
+/// The lease length as granted at the attempt's start: the lease it asked
+/// for, cut short by its deadline (what `rules::lease_expiry` gave then).
+/// Not `expires_at - started_at`, which grows with every renewal.
+fn granted_ms(job: &Job, private: &Private) -> u64 {
+    let asked = private
+        .lease_ms
+        .unwrap_or(QueueConfig::DEFAULT_LEASE_MS as i64)
+        .max(0) as u64;
+    match (private.deadline_at, job.started_at) {
+        (Some(deadline), Some(started)) => asked.min((deadline - started).max(0) as u64),
+        _ => asked,
     }
 }

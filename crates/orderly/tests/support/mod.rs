@@ -294,6 +294,35 @@ impl TestServer {
         }
     }
 
+    /// Sends SIGTERM (a graceful shutdown) to the server process.
+    pub fn sigterm(&self) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits (polling every 20 ms) for the server to exit and reaps it; `None` on timeout.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let until = deadline(timeout);
+        loop {
+            if let Some(s) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(s);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Starts the server again on the same data dir and port (killing it first if it runs).
     pub async fn restart(&mut self) {
         self.kill9();

@@ -1,0 +1,397 @@
+//! Orderly's own accept loop: HTTP/1.1 over TCP with bounded connections.
+//!
+//! `axum::serve` keeps a connection for as long as the client likes. Here
+//! every connection is in one of three phases, and two of them have a deadline:
+//!
+//! - **head**: bytes of a request have arrived (or the connection was just
+//!   accepted) but its headers are not complete. It must complete within the
+//!   *header timeout*, however slowly the bytes trickle in: a client sending a
+//!   byte a second (slowloris) is cut off.
+//! - **idle**: no request in flight and no byte of a next one. A keep-alive
+//!   connection idle for the *idle timeout* is closed.
+//! - **busy**: a request is in flight, from the moment its headers are read
+//!   until its response body is sent. No deadline here: long polls
+//!   (`claim` `wait_ms`, `/wait` `timeout_ms`) are requests in flight, and a
+//!   request body is bounded by the body timeout of [`crate::extract::ApiJson`].
+//!
+//! hyper 1.x's own `header_read_timeout` starts when the connection is ready
+//! for its next request head, so on a keep-alive connection it also bounds the
+//! idle wait: with it alone, an idle timeout longer than the header timeout
+//! could never be honoured. The phases above are therefore tracked here (a
+//! wrapper around the socket sees the first byte of a request, a guard on the
+//! response body sees its end), and hyper's timer is set to the sum of both
+//! timeouts, only as a backstop.
+//!
+//! Graceful shutdown: when the `shutdown` future resolves, the loop stops
+//! accepting and asks every connection to finish its request in flight and
+//! close (idle connections close at once). Connections still open after the
+//! grace period are dropped and counted in the [`ShutdownReport`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Time limits of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionTimeouts {
+    /// Longest a request's headers may take to arrive, from their first byte
+    /// (or from the accept, for a new connection).
+    pub header: Duration,
+    /// Longest a keep-alive connection may stay open with no request in flight.
+    pub idle: Duration,
+}
+
+/// What a graceful shutdown left undone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections still open when the grace period ended (dropped then).
+    pub abandoned_connections: usize,
+    /// Requests in flight on them (their clients got no answer).
+    pub abandoned_requests: usize,
+}
+
+impl ShutdownReport {
+    /// Nothing was abandoned.
+    pub fn is_clean(&self) -> bool {
+        self.abandoned_connections == 0 && self.abandoned_requests == 0
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight for at most `grace`.
+pub async fn serve<F>(
+    listener: TcpListener,
+    app: Router,
+    timeouts: ConnectionTimeouts,
+    shutdown: F,
+    grace: Duration,
+) -> ShutdownReport
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let stop = CancellationToken::new();
+    let abort = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(timeouts.header.saturating_add(timeouts.idle));
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+        };
+        // Small request/response pairs: send each answer at once (no Nagle delay).
+        let _ = tcp.set_nodelay(true);
+        tracker.spawn(serve_connection(
+            tcp,
+            peer,
+            app.clone(),
+            builder.clone(),
+            timeouts,
+            in_flight.clone(),
+            stop.clone(),
+            abort.clone(),
+        ));
+    }
+    drop(listener);
+    stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_ok() {
+        return ShutdownReport::default();
+    }
+    let report = ShutdownReport {
+        abandoned_connections: tracker.len(),
+        abandoned_requests: in_flight.load(Ordering::SeqCst),
+    };
+    abort.cancel();
+    // Dropping a connection is immediate; this only lets the tasks run to it.
+    let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
+    report
+}
+
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        // The peer gave up before the accept: nothing to do.
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted => {}
+        // Out of file descriptors and the like: wait instead of spinning.
+        _ => {
+            tracing::error!("accept failed: {e}; retrying in 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    timeouts: ConnectionTimeouts,
+    in_flight: Arc<AtomicUsize>,
+    stop: CancellationToken,
+    abort: CancellationToken,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        io: tcp,
+        activity: activity.clone(),
+    });
+    let svc_activity = activity.clone();
+    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let guard = BusyGuard::new(svc_activity.clone(), in_flight.clone());
+        let app = app.clone();
+        async move {
+            let response = match app.oneshot(req.map(Body::new)).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            Ok::<_, Infallible>(response.map(|inner| {
+                Body::new(Tracked {
+                    inner,
+                    _guard: guard,
+                })
+            }))
+        }
+    });
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        let changed = activity.changed.notified();
+        let deadline = activity.deadline(timeouts);
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                return;
+            }
+            _ = stop.cancelled(), if !draining => {
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            _ = abort.cancelled() => return,
+            _ = sleep_until(deadline) => {
+                if let Some(why) = activity.expired(timeouts) {
+                    tracing::debug!(%peer, "closing the connection: {why}");
+                    return;
+                }
+            }
+            _ = changed => {}
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where a connection is between requests.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Waiting for (the rest of) a request's headers since this instant.
+    Head(Instant),
+    /// No request in flight and no byte of the next one since this instant.
+    Idle(Instant),
+    /// This many requests in flight.
+    Busy(usize),
+}
+
+/// A connection's phase, shared by the socket wrapper, the request guards and
+/// the connection's task (woken on every change).
+struct Activity {
+    phase: Mutex<Phase>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        // A new connection must send its first request's headers in time.
+        Activity {
+            phase: Mutex::new(Phase::Head(Instant::now())),
+            changed: Notify::new(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(Phase) -> Phase) {
+        let mut p = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        *p = f(*p);
+        drop(p);
+        self.changed.notify_one();
+    }
+
+    /// Bytes arrived on the socket.
+    fn read_some(&self) {
+        let mut p = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        if let Phase::Idle(_) = *p {
+            *p = Phase::Head(Instant::now());
+            drop(p);
+            self.changed.notify_one();
+        }
+    }
+
+    fn deadline(&self, t: ConnectionTimeouts) -> Option<Instant> {
+        match *self.phase.lock().unwrap_or_else(|e| e.into_inner()) {
+            Phase::Head(since) => Some(since + t.header),
+            Phase::Idle(since) => Some(since + t.idle),
+            Phase::Busy(_) => None,
+        }
+    }
+
+    /// Why the connection must close now, if it must.
+    fn expired(&self, t: ConnectionTimeouts) -> Option<String> {
+        let now = Instant::now();
+        match *self.phase.lock().unwrap_or_else(|e| e.into_inner()) {
+            Phase::Head(since) if now >= since + t.header => Some(format!(
+                "request headers not complete within the header timeout of {:?}",
+                t.header
+            )),
+            Phase::Idle(since) if now >= since + t.idle => Some(format!(
+                "no request within the idle timeout of {:?}",
+                t.idle
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Marks a request in flight, from its headers to the end of its response.
+struct BusyGuard {
+    activity: Arc<Activity>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl BusyGuard {
+    fn new(activity: Arc<Activity>, in_flight: Arc<AtomicUsize>) -> Self {
+        activity.update(|p| match p {
+            Phase::Busy(n) => Phase::Busy(n + 1),
+            _ => Phase::Busy(1),
+        });
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        BusyGuard {
+            activity,
+            in_flight,
+        }
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.activity.update(|p| match p {
+            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+            _ => Phase::Idle(Instant::now()),
+        });
+    }
+}
+
+/// A response body that keeps its request marked in flight until hyper is
+/// done with it (sent, or dropped with the connection).
+struct Tracked {
+    inner: Body,
+    _guard: BusyGuard,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = <Body as hyper::body::Body>::Data;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The socket, telling [`Activity`] when bytes arrive.
+struct Watched {
+    io: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.read_some();
+        }
+        res
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
