@@ -133,3 +133,107 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use orderly_core::{ClaimParams, JobState, Outcome, ReportParams, Store};
+
+    use crate::{SqliteOptions, SqliteStore, DB_FILE};
+
+    /// A data directory written by the previous schema (v2), with a job
+    /// waiting, a job that ran and failed once, and its start record, opens
+    /// with this build: migrated to the latest version, nothing lost, the
+    /// counters continuing above what it holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_data_directory_of_the_previous_schema_opens_and_migrates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .expect("wal");
+            conn.execute_batch(super::V1).expect("v1");
+            conn.execute_batch(super::V2).expect("v2");
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            conn.execute_batch(
+                r#"
+                INSERT INTO queues (name, config, created_at, updated_at) VALUES ('q',
+                  '{"concurrency":1,"max_attempts":5,"backoff":{"initial_ms":1000,"max_ms":3600000,"factor":2.0},"lease_ms":30000,"paused":false,"executor":null}', 1, 1);
+                INSERT INTO jobs (seq, id, queue, key, state, head, payload, attempt, max_attempts,
+                  enqueued_at, run_at, error, start_no, first_seq, lease_worker, started_at)
+                  VALUES (7, 'old-retry', 'q', NULL, 'queued', 1, '{"n":18446744073709551617}', 1, 5,
+                  1, 1, '"boom"', 3, 7, 'w', 2);
+                INSERT INTO jobs (seq, id, queue, key, state, head, payload, max_attempts,
+                  enqueued_at, run_at, first_seq)
+                  VALUES (8, 'old-waiting', 'q', 'k', 'queued', 1, '{}', 5, 1, 1, 8);
+                INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at)
+                  VALUES (3, 7, 'old-retry', 1, 'w', 2);
+                "#,
+            )
+            .expect("v2 rows");
+        }
+        let store = SqliteStore::open(&SqliteOptions::new(dir.path())).expect("open v2 data");
+        let version: i64 = rusqlite::Connection::open(dir.path().join(DB_FILE))
+            .expect("open")
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, super::SCHEMA_VERSION);
+        let job = store
+            .job_get("old-retry")
+            .await
+            .expect("get")
+            .expect("kept");
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.position, Some(0));
+        assert_eq!(job.payload.to_string(), r#"{"n":18446744073709551617}"#);
+        // It runs again first, with the next start number; success clears its error.
+        let leases = store
+            .job_claim(ClaimParams {
+                queue: "q".into(),
+                worker: "w".into(),
+                max: 1,
+                lease_ms: None,
+                now: 10,
+                jitter: 0.5,
+            })
+            .await
+            .expect("claim")
+            .value;
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases[0].job.id, "old-retry");
+        assert_eq!(leases[0].job.attempt, 2);
+        assert_eq!(leases[0].job.start_no, Some(4));
+        let done = store
+            .job_report_many(vec![ReportParams {
+                id: "old-retry".into(),
+                token: leases[0].token.clone(),
+                outcome: Outcome::Succeeded { result: None },
+                now: 11,
+                jitter: 0.5,
+            }])
+            .await
+            .pop()
+            .expect("one result")
+            .expect("report");
+        assert_eq!(done.value.state, JobState::Succeeded);
+        assert_eq!(done.value.error, None);
+        let next = store
+            .job_enqueue_many(orderly_core::EnqueueParams {
+                queue: "q".into(),
+                jobs: vec![orderly_core::NewJob {
+                    id: "new".into(),
+                    key: None,
+                    payload: serde_json::json!({}),
+                    run_at: None,
+                    max_attempts: None,
+                    timeout_ms: None,
+                }],
+                now: 12,
+            })
+            .await
+            .expect("enqueue")
+            .value;
+        assert_eq!(next[0].job.seq, 9, "seq continues above the stored ones");
+        store.close().await;
+    }
+}

@@ -13,7 +13,17 @@ use orderly_sqlite::{Durability, SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// `--durability` values.
+impl From<DurabilityArg> for Durability {
+    fn from(d: DurabilityArg) -> Durability {
+        match d {
+            DurabilityArg::Fsync => Durability::Fsync,
+            DurabilityArg::Accepted => Durability::Accepted,
+            DurabilityArg::None => Durability::None,
+        }
+    }
+}
+
+/// `--durability` values: the same three names as `orderly_sqlite::Durability`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DurabilityArg {
     /// fsync every commit before answering.
@@ -50,9 +60,6 @@ pub struct ServeArgs {
     /// crash of the process, not of the machine.
     #[arg(long, env = "ORDERLY_DURABILITY", value_enum, default_value_t = DurabilityArg::Fsync)]
     pub durability: DurabilityArg,
-    /// Same as `--durability none`.
-    #[arg(long, env = "ORDERLY_NO_FSYNC", conflicts_with = "durability")]
-    pub no_fsync: bool,
     /// Largest job payload, in bytes of JSON.
     #[arg(long, env = "ORDERLY_MAX_PAYLOAD_BYTES", default_value_t = ServerConfig::DEFAULT_MAX_PAYLOAD_BYTES)]
     pub max_payload_bytes: usize,
@@ -107,11 +114,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let options = SqliteOptions {
         data_dir: args.data_dir.clone(),
-        durability: match (args.no_fsync, args.durability) {
-            (true, _) | (_, DurabilityArg::None) => Durability::None,
-            (_, DurabilityArg::Accepted) => Durability::Accepted,
-            (_, DurabilityArg::Fsync) => Durability::Fsync,
-        },
+        durability: args.durability.into(),
     };
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&options))
         .await?
@@ -176,10 +179,10 @@ async fn serve(
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     state.spawn_background(tracker, cancel);
-    let durability = match (args.no_fsync, args.durability) {
-        (true, _) | (_, DurabilityArg::None) => "no fsync: survives process crashes only",
-        (_, DurabilityArg::Accepted) => "fsync on every commit that accepts jobs",
-        (_, DurabilityArg::Fsync) => "fsync on every commit",
+    let durability = match args.durability {
+        DurabilityArg::Fsync => "fsync on every commit",
+        DurabilityArg::Accepted => "fsync on every commit that accepts jobs",
+        DurabilityArg::None => "no fsync: survives process crashes only",
     };
     tracing::info!(
         "orderly listening on http://{local} (store {}, {durability})",
