@@ -26,7 +26,8 @@ pub mod conformance;
 pub use job::{Job, JobState, Millis, NewJob};
 pub use queue::{Backoff, QueueConfig, QueueInfo, QueuePatch, StateCounts};
 pub use store::{
-    Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Lease,
-    ListParams, MaintenanceReport, Outcome, ReportParams, StateChange, Store, StoreError,
+    AttemptRecord, Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat,
+    HeartbeatParams, Lease, ListParams, MaintenanceReport, Outcome, ReportParams, StateChange,
+    Store, StoreError,
 };
 pub use validate::ValidationError;

@@ -163,6 +163,25 @@ pub struct Committed<T> {
     pub changes: Changes,
 }
 
+/// One attempt of a job, as its history keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    /// Attempt number (1 for the first run since the job was last put in line).
+    pub attempt: u32,
+    /// The start's global number.
+    pub start_no: i64,
+    /// The worker name the claim gave.
+    pub worker: String,
+    /// When it started.
+    pub started_at: Millis,
+    /// When it ended; `None` while it runs.
+    pub ended_at: Option<Millis>,
+    /// How it ended: `succeeded`, `failed` or `cancelled`; `None` while it runs.
+    pub outcome: Option<String>,
+    /// Its error, for an attempt that did not succeed.
+    pub error: Option<Value>,
+}
+
 /// Enqueue jobs into one queue, atomically and in order.
 #[derive(Debug, Clone)]
 pub struct EnqueueParams {
@@ -345,6 +364,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// One job, with its `position` when waiting.
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError>;
+
+    /// Every recorded attempt of a job, oldest first (retention removes
+    /// them with the job).
+    async fn job_attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
 
     /// A page of a queue's jobs ordered by `seq`.
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError>;

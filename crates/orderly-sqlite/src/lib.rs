@@ -34,8 +34,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use orderly_core::{
-    ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job, Lease,
-    ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store, StoreError,
+    AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
+    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store,
+    StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -378,6 +379,11 @@ impl Store for SqliteStore {
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let id = id.to_string();
         self.read(move |c| read::job_get(c, &id)).await
+    }
+
+    async fn job_attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| read::job_attempts(c, &id)).await
     }
 
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError> {

@@ -2,10 +2,10 @@
 //! read-only connection inside one read transaction (so a job and its
 //! position come from the same snapshot), or inside the writer's.
 
-use orderly_core::{Job, JobState, ListParams, QueueConfig, QueueInfo, StateCounts};
+use orderly_core::{AttemptRecord, Job, JobState, ListParams, QueueConfig, QueueInfo, StateCounts};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::rows::{job_by_id, job_from_row, map_err, Res, JOB_COLUMNS};
+use crate::rows::{job_by_id, job_from_row, json_col, map_err, Res, JOB_COLUMNS};
 
 /// Waiting jobs of `queue` ahead of `seq`.
 fn position_of(conn: &Connection, queue: &str, seq: i64) -> Res<u64> {
@@ -176,4 +176,28 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
     };
     fill_positions(conn, &mut jobs)?;
     Ok(jobs)
+}
+
+/// Every recorded attempt of job `id`, oldest first (`starts_job`).
+pub(crate) fn job_attempts(conn: &Connection, id: &str) -> Res<Vec<AttemptRecord>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT attempt, start_no, worker, started_at, ended_at, outcome, error
+             FROM starts WHERE job_id = ?1 ORDER BY start_no",
+        )
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok(AttemptRecord {
+                attempt: r.get("attempt")?,
+                start_no: r.get("start_no")?,
+                worker: r.get("worker")?,
+                started_at: r.get("started_at")?,
+                ended_at: r.get("ended_at")?,
+                outcome: r.get("outcome")?,
+                error: json_col(r, "error")?,
+            })
+        })
+        .map_err(map_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(map_err)
 }

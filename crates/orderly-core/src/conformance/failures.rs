@@ -4,14 +4,14 @@
 
 use serde_json::json;
 
-use crate::job::{JobState, NewJob};
+use crate::job::{JobState, Millis, NewJob};
 use crate::queue::QueuePatch;
 use crate::store::{HeartbeatParams, Store, StoreError};
 
 use super::{
     cancel, claim_expect, claim_lease, complete, conc, configure, enqueue, error_reason,
     expect_invalid_state, expect_not_found, fail, get, ids, keyed, nj, queue_info, report, retry,
-    success, FLAT_BACKOFF, T0,
+    success, FLAT_BACKOFF, T0, WORKER,
 };
 
 /// Section 5: `retry: false` fails for good; a retry waits `now + backoff`;
@@ -241,6 +241,29 @@ pub async fn success_clears_an_earlier_error<S: Store>(store: S) {
     );
     assert_eq!(shown.result, done.result);
     assert_eq!(shown, done, "job_get shows the job as reported");
+    // Each attempt keeps its own end in the job's history.
+    let history = s.job_attempts("e1").await.expect("attempts");
+    let summary: Vec<(u32, Option<&str>, Option<Millis>)> = history
+        .iter()
+        .map(|a| (a.attempt, a.outcome.as_deref(), a.ended_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, Some("failed"), Some(T0 + 1)),
+            (2, Some("failed"), Some(T0 + 1_101)),
+            (3, Some("succeeded"), Some(T0 + 1_102)),
+        ],
+        "{history:?}"
+    );
+    assert_eq!(history[0].error, e1.error, "attempt 1's own error");
+    assert_eq!(
+        history[1].error.as_ref().and_then(|e| e.get("reason")),
+        Some(&json!("lease_expired"))
+    );
+    assert_eq!(history[2].error, None);
+    assert!(history.windows(2).all(|w| w[0].start_no < w[1].start_no));
+    assert!(history.iter().all(|a| a.worker == WORKER));
 
     let l = claim_expect(s, q, 1, T0 + 1_103, &["e2"], "e2").await;
     let e2 = fail(s, &l[0], false, T0 + 1_104).await;

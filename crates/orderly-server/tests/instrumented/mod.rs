@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use orderly_core::{
-    ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job, Lease,
-    ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store, StoreError,
+    AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
+    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store,
+    StoreError,
 };
 use orderly_sqlite::SqliteStore;
 
@@ -92,6 +93,9 @@ impl Store for Instrumented {
     }
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
         self.inner.job_get(id).await
+    }
+    async fn job_attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.inner.job_attempts(id).await
     }
     async fn job_list(&self, p: ListParams) -> Result<Vec<Job>, StoreError> {
         self.inner.job_list(p).await
