@@ -1,0 +1,237 @@
+//! # orderly-bench
+//!
+//! Orderly's benchmark as a library: it measures a real server on the
+//! workloads of the peer comparison (`shared/bench/peers.md`) and prints
+//! its figures beside the peers'. `orderly bench` is a thin clap wrapper
+//! over [`run`].
+//!
+//! - **W1 enqueue**: N awaited single enqueues from one client, the same from
+//!   `clients` concurrent clients, and N jobs in batches of 1,000.
+//! - **W1 drain**: N jobs filled with the batch API into a fresh queue with no
+//!   worker, then drained by the worker runtime (`orderly_worker::Runner`
+//!   over the HTTP source) with c = 1 and c = 16 slots and a no-op handler;
+//!   each job costs one round trip (`complete` with `claim_next`). Drain
+//!   jobs/s = N / (last handler end − first handler start).
+//! - **W2 FIFO**: for each drain, inversions and maximum displacement of the
+//!   start order the handler saw, and the inversions of the start order the
+//!   server recorded (`start_no`), read back with the list API.
+//! - **W3 latency**: one idle worker long-polling a concurrency-1 queue; each
+//!   sample enqueues one job and times enqueue call → handler start.
+//!
+//! By default the bench starts its own server (`SERVER_EXE serve`) on a free
+//! loopback port with a fresh data directory, and kills it and removes the
+//! directory at the end, also on error or Ctrl-C. Every network call and
+//! every wait has a time limit, so the bench cannot hang.
+//!
+//! Layout: [`server`] (the launcher), `workload` (selection and sequencing),
+//! `enqueue`, `drain`, `latency` (the workloads), `stats` (FIFO figures,
+//! percentiles), [`peers`] (the peers' figures, read from `peers.json`),
+//! `report` (the Markdown report), `util` (bounded calls, progress bars).
+
+mod drain;
+mod enqueue;
+mod latency;
+pub mod peers;
+mod report;
+pub mod server;
+mod stats;
+mod util;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use orderly_client::Client;
+
+pub use peers::Peers;
+pub use server::LocalServer;
+pub use workload::{parse_only, Workload};
+
+/// Durability of the server the bench starts (`orderly serve --durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync on every commit (the server's default).
+    #[default]
+    Fsync,
+    /// fsync on commits that accept jobs.
+    Accepted,
+    /// No fsync.
+    None,
+}
+
+impl Durability {
+    /// The `--durability` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Durability::Fsync => "fsync",
+            Durability::Accepted => "accepted",
+            Durability::None => "none",
+        }
+    }
+}
+
+/// What to measure and where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Jobs per W1 workload (N).
+    pub jobs: u64,
+    /// W3 samples.
+    pub latency_samples: u64,
+    /// Concurrent clients of the "single, many clients" enqueue workload.
+    pub clients: u32,
+    /// Durability of the server the bench starts.
+    pub durability: Durability,
+    /// Measure this running server instead of starting one.
+    pub server: Option<String>,
+    /// A fresh server and data directory per workload.
+    pub isolate: bool,
+    /// Bearer token (for `server`; also given to the bench's own server).
+    pub token: Option<String>,
+    /// Workloads to run (see [`parse_only`]).
+    pub only: Vec<String>,
+    /// The `orderly` binary to start servers from (default: this process's
+    /// executable).
+    pub server_exe: Option<PathBuf>,
+    /// The peers' figures (default: the `peers.json` built in).
+    pub peers: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            jobs: 20_000,
+            latency_samples: 1_000,
+            clients: 32,
+            durability: Durability::Fsync,
+            server: None,
+            isolate: false,
+            token: None,
+            only: vec!["all".into()],
+            server_exe: None,
+            peers: None,
+        }
+    }
+}
+
+/// Where the figures come from.
+pub(crate) enum Target {
+    /// The server the bench started.
+    Local {
+        /// Its `--durability`.
+        durability: Durability,
+        /// A fresh server per workload.
+        isolate: bool,
+    },
+    /// A server given with `--server`.
+    Existing(String),
+}
+
+/// How to start a fresh server (`--isolate`).
+pub(crate) struct Launch {
+    /// The binary.
+    exe: PathBuf,
+    /// Its `--durability`.
+    durability: Durability,
+    /// Its bearer token.
+    token: Option<String>,
+}
+
+/// What every workload needs.
+pub(crate) struct Plan {
+    /// Client of the measured server.
+    client: Client,
+    /// Jobs per W1 workload.
+    n: u64,
+    /// Clients of the concurrent single-enqueue workload.
+    clients: u32,
+    /// W3 samples.
+    samples: u64,
+    /// Makes this run's queue names and job ids unique.
+    tag: String,
+}
+
+impl Plan {
+    /// A fresh queue name for one workload.
+    fn queue(&self, what: &str) -> String {
+        format!("bench-{what}-{}", self.tag)
+    }
+}
+
+/// `<pid>-<seconds since the epoch>`: distinct across runs on one server.
+fn run_tag() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{}-{secs}", std::process::id())
+}
+
+/// Runs the bench and prints its Markdown report on stdout.
+pub async fn run(o: Options) -> anyhow::Result<()> {
+    let selected = parse_only(&o.only)?;
+    let peers = match &o.peers {
+        Some(path) => Peers::from_file(path)?,
+        None => Peers::builtin()?,
+    };
+    if o.server.is_some() && o.durability != Durability::Fsync {
+        bail!("--durability applies to the server the bench starts; with --server, start that server with the durability you want");
+    }
+    if o.token.as_deref() == Some("") {
+        bail!("--token is empty");
+    }
+    let exe = match &o.server_exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .context("cannot find the orderly binary to start a server (use --server URL)")?,
+    };
+    let tag = run_tag();
+    let (client, mut server, target) = match &o.server {
+        Some(url) => {
+            let client = Client::new(url.clone(), o.token.clone());
+            server::wait_healthy(&client, None, Duration::from_secs(5))
+                .await
+                .with_context(|| format!("cannot reach the server at {url}"))?;
+            let base = url.trim_end_matches('/').to_string();
+            (client, None, Target::Existing(base))
+        }
+        None => {
+            let server = tokio::select! {
+                s = LocalServer::start(&exe, o.durability, o.token.as_deref()) => s?,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            };
+            let client = Client::new(server.url().to_string(), o.token.clone());
+            let target = Target::Local {
+                durability: o.durability,
+                isolate: o.isolate,
+            };
+            (client, Some(server), target)
+        }
+    };
+    let restart = (o.server.is_none() && o.isolate).then(|| Launch {
+        exe: exe.clone(),
+        durability: o.durability,
+        token: o.token.clone(),
+    });
+    let mut plan = Plan {
+        client,
+        n: o.jobs,
+        clients: o.clients,
+        samples: o.latency_samples,
+        tag,
+    };
+    let outcome = tokio::select! {
+        r = workload::run_workloads(&mut plan, &selected, &mut server, restart.as_ref()) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    let outcome = match (&mut server, outcome) {
+        (Some(s), Err(e)) => Err(s.explain(e, false)),
+        (_, o) => o,
+    };
+    if let Some(s) = server.take() {
+        s.stop().await;
+    }
+    let results = outcome?;
+    report::print_report(&plan, &target, &results, &peers);
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The Markdown report: Orderly's figures, then the comparison with the
+//! peers' figures of [`Peers`].
+
+use crate::enqueue::BATCH;
+use crate::peers::Peers;
+use crate::stats::thousands;
+use crate::workload::{Enqueue, Results};
+use crate::{Durability, Plan, Target};
+
+/// Orderly's figure for a [`crate::peers::PeerFigure::id`], if it was measured.
+fn measured(id: &str, r: &Results) -> Option<f64> {
+    match id {
+        "single_c1" => r.single_c1.as_ref().map(|e| e.per_s),
+        "single_many" => r.single_many.as_ref().map(|e| e.per_s),
+        "bulk" => r.bulk.as_ref().map(|e| e.per_s),
+        "drain_c1" => r.drain_c1.as_ref().map(|d| d.per_s),
+        "drain_c16" => r.drain_c16.as_ref().map(|d| d.per_s),
+        "latency_p50" => r.latency.as_ref().map(|l| l.p50),
+        "latency_p99" => r.latency.as_ref().map(|l| l.p99),
+        _ => None,
+    }
+}
+
+/// Prints the Markdown report on stdout.
+pub(crate) fn print_report(plan: &Plan, target: &Target, r: &Results, peers: &Peers) {
+    let n = plan.n as f64;
+    let durability = match target {
+        Target::Local { durability, isolate } => format!(
+            "{}; {}",
+            match durability {
+                Durability::Fsync => "**fsync on every commit** (`--durability fsync`, the default: every acknowledged job is on disk)",
+                Durability::Accepted => "**fsync on commits that accept jobs** (`--durability accepted`: every acknowledged job is on disk; claims and reports ride along with the next fsync)",
+                Durability::None => "**fsync off** (`--durability none`: survives a process crash, not a machine crash)",
+            },
+            if *isolate {
+                "a fresh server and data directory per workload (`--isolate`)"
+            } else {
+                "one server started by the bench with a fresh data directory, shared by the workloads in turn"
+            }
+        ),
+        Target::Existing(url) => {
+            format!("as configured on the server at {url} (not started by the bench)")
+        }
+    };
+    println!("## Orderly bench");
+    println!();
+    println!(
+        "N = {} jobs per W1 workload, W3 samples = {}; durability: {durability}; build: {}.",
+        thousands(n),
+        thousands(plan.samples as f64),
+        if cfg!(debug_assertions) {
+            "debug (figures are not representative: use a --release build)"
+        } else {
+            "release"
+        }
+    );
+    println!();
+    println!("| workload | enqueue | c | jobs/s | FIFO inversions / max displacement (client) | server start-order inversions |");
+    println!("|---|---|---|---|---|---|");
+    let enqueue_row = |what: &str, c: u32, e: &Option<Enqueue>| {
+        if let Some(e) = e {
+            println!(
+                "| W1 enqueue | {what} | {c} | {} | — | — |",
+                thousands(e.per_s)
+            );
+        }
+    };
+    enqueue_row("single, 1 client", 1, &r.single_c1);
+    enqueue_row(
+        &format!("single, {} clients", plan.clients),
+        plan.clients,
+        &r.single_many,
+    );
+    enqueue_row(
+        &format!("bulk ({} per batch)", thousands(BATCH as f64)),
+        1,
+        &r.bulk,
+    );
+    let mut notes = Vec::new();
+    for d in [&r.drain_c1, &r.drain_c16].into_iter().flatten() {
+        println!(
+            "| W1 drain + W2 | bulk fill ({}/s) | {} | {} | {} / {} | {} |",
+            thousands(d.fill_per_s),
+            d.c,
+            thousands(d.per_s),
+            thousands(d.client.inversions as f64),
+            thousands(d.client.max_displacement as f64),
+            thousands(d.server.inversions as f64),
+        );
+        if d.client.duplicates + d.client.missing + d.never_started + d.not_succeeded > 0 {
+            notes.push(format!(
+                "drain c = {}: {} redelivered, {} never handled, {} never started by the server, {} not succeeded",
+                d.c, d.client.duplicates, d.client.missing, d.never_started, d.not_succeeded
+            ));
+        }
+    }
+    if let Some(l) = &r.latency {
+        println!();
+        println!(
+            "W3 latency, enqueue call → handler start ({} samples{}), p50 / p99 / max ms: **{:.2} / {:.2} / {:.2}**",
+            thousands(l.samples as f64),
+            if l.lost > 0 {
+                format!(", {} lost", l.lost)
+            } else {
+                String::new()
+            },
+            l.p50,
+            l.p99,
+            l.max
+        );
+    }
+    for note in &notes {
+        println!();
+        println!("Note: {note}.");
+    }
+
+    println!();
+    println!("### Against the fastest peer (bench/peers.md, same workloads)");
+    println!();
+    println!("Peers' figures: {}", peers.source);
+    println!();
+    println!("| figure | Orderly | fastest peer | Orderly ÷ peer | target (peers.md) | met |");
+    println!("|---|---|---|---|---|---|");
+    for rf in &peers.figures {
+        let ours = measured(&rf.id, r);
+        let show = |x: f64| {
+            if rf.higher_is_better {
+                thousands(x)
+            } else {
+                format!("{x:.2}")
+            }
+        };
+        let (cmp, sign) = if rf.higher_is_better {
+            ("≥", "/s")
+        } else {
+            ("≤", " ms")
+        };
+        match ours {
+            Some(x) => {
+                let met = if rf.higher_is_better {
+                    x >= rf.target
+                } else {
+                    x <= rf.target
+                };
+                println!(
+                    "| {} | {} | {}{sign} ({}) | {:.2}x | {cmp} {}{sign} | {} |",
+                    rf.figure,
+                    show(x),
+                    show(rf.peer),
+                    rf.who,
+                    x / rf.peer,
+                    show(rf.target),
+                    if met { "yes" } else { "no" }
+                );
+            }
+            None => println!(
+                "| {} | not run | {}{sign} ({}) | — | {cmp} {}{sign} | — |",
+                rf.figure,
+                show(rf.peer),
+                rf.who,
+                show(rf.target)
+            ),
+        }
+    }
+    if let Some(d) = &r.drain_c1 {
+        println!();
+        println!(
+            "W2 target: 0 inversions at c = 1, always: client {}, server {} ({}).",
+            d.client.inversions,
+            d.server.inversions,
+            if d.client.inversions == 0 && d.server.inversions == 0 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! The server the bench starts: `orderly serve` on a free loopback port with
+//! a fresh data directory, configured by its flags only (every `ORDERLY_…`
+//! variable but the log filter is removed from its environment), killed and
+//! cleaned up at the end — on drop too.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use orderly_client::Client;
+
+use crate::Durability;
+
+/// Longest the bench waits for its server to answer `/healthz`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `orderly serve` child process on a free loopback port with a fresh data
+/// directory. Killed (and its directory removed) by [`LocalServer::stop`], or
+/// on drop if stop was never reached.
+pub struct LocalServer {
+    /// The child; `None` once stopped.
+    child: Option<tokio::process::Child>,
+    /// Temporary directory holding the data directory and the server's log.
+    dir: PathBuf,
+    /// The server's stderr.
+    log: PathBuf,
+    /// `http://127.0.0.1:<port>`.
+    url: String,
+}
+
+impl LocalServer {
+    /// Starts the server and waits until `/healthz` answers `ok`.
+    pub async fn start(
+        exe: &Path,
+        durability: Durability,
+        token: Option<&str>,
+    ) -> anyhow::Result<LocalServer> {
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("orderly-bench-{}", unique_suffix()));
+        std::fs::create_dir(&dir)
+            .with_context(|| format!("cannot create the scratch directory {}", dir.display()))?;
+        let log = dir.join("server.log");
+        let data = dir.join("data");
+        let mut server = LocalServer {
+            child: None,
+            dir,
+            log,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let stderr = std::fs::File::create(&server.log)
+            .with_context(|| format!("cannot create {}", server.log.display()))?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&data)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true);
+        cmd.arg("--durability").arg(durability.flag());
+        // The child reads every flag from ORDERLY_… variables too: only the
+        // flags above (and the log filter) may configure it.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("ORDERLY_") && k != "ORDERLY_LOG" {
+                cmd.env_remove(&key);
+            }
+        }
+        if let Some(t) = token {
+            cmd.env("ORDERLY_TOKEN", t);
+        }
+        cmd.env("NO_COLOR", "1");
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {} serve", exe.display()))?;
+        server.child = Some(child);
+        let client = Client::new(server.url.clone(), None);
+        if let Err(e) = wait_healthy(&client, server.child.as_mut(), START_TIMEOUT).await {
+            let e = server.explain(
+                e.context(format!(
+                    "the bench's server ({} serve on {}) did not come up",
+                    exe.display(),
+                    server.url
+                )),
+                true,
+            );
+            server.stop().await;
+            return Err(e);
+        }
+        Ok(server)
+    }
+
+    /// Adds what the server's side knows to `e`: whether it exited, and its
+    /// log's tail when it exited, logged a warning or error, or `always`.
+    pub fn explain(&mut self, e: anyhow::Error, always: bool) -> anyhow::Error {
+        let exited = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        let tail = log_tail(&self.log, 20, 4_000);
+        let tail = if tail.is_empty() {
+            "(empty)".to_string()
+        } else {
+            tail
+        };
+        let noteworthy = tail
+            .lines()
+            .any(|l| l.contains(" WARN ") || l.contains(" ERROR "));
+        let note = match exited {
+            Some(status) => format!(
+                "the bench's server ({}) exited ({status}); its log ends with:\n{tail}",
+                self.url
+            ),
+            None if always || noteworthy => {
+                format!("the bench's server ({}) logged:\n{tail}", self.url)
+            }
+            None => return e,
+        };
+        anyhow!("{e:#}\n{note}")
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Kills the server, waits for it (bounded) and removes its directory.
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                eprintln!("warning: the bench's server did not exit within 10 s of SIGKILL");
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!(
+                "warning: cannot remove the bench's scratch directory {}: {e}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+impl Drop for LocalServer {
+    /// Last resort when [`LocalServer::stop`] was not reached: kill, clean up.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+        }
+        if self.dir.exists() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .context("cannot find a free port on 127.0.0.1")?;
+    Ok(listener
+        .local_addr()
+        .context("cannot read the free port")?
+        .port())
+}
+
+/// `<pid>-<nanoseconds>`: a name no other run uses.
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// The last `lines` lines of a file, at most `max_chars` characters.
+fn log_tail(path: &Path, lines: usize, max_chars: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    let tail = all[all.len().saturating_sub(lines)..].join("\n");
+    let skip = tail.chars().count().saturating_sub(max_chars);
+    tail.chars().skip(skip).collect()
+}
+
+/// Waits until `/healthz` answers `ok` within `limit`; fails early if `child` exits.
+pub async fn wait_healthy(
+    client: &Client,
+    mut child: Option<&mut tokio::process::Child>,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(c) = child.as_deref_mut() {
+            if let Some(status) = c.try_wait().context("cannot check the server process")? {
+                bail!("the server exited ({status}) before answering /healthz");
+            }
+        }
+        let last = match tokio::time::timeout(Duration::from_secs(2), client.health()).await {
+            Ok(Ok(h)) if h.status == "ok" => return Ok(()),
+            Ok(Ok(h)) => format!(
+                "/healthz says {}{}",
+                h.status,
+                h.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "/healthz did not answer within 2 s".into(),
+        };
+        if Instant::now() >= deadline {
+            bail!("no healthy answer within {} s ({last})", limit.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,266 @@
+//! Which workloads run (`--only`), in what order, and the figures each
+//! leaves.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use orderly_client::Client;
+
+use crate::enqueue::BATCH;
+use crate::server::LocalServer;
+use crate::stats::{thousands, Fifo};
+use crate::{drain, enqueue, latency, Launch, Plan};
+
+/// Concurrency of the second drain (the peers' c = 16).
+pub(crate) const DRAIN_HIGH_C: u32 = 16;
+
+/// One workload of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// W1: single awaited enqueues, one client.
+    SingleC1,
+    /// W1: single awaited enqueues, `--clients` concurrent clients.
+    SingleMany,
+    /// W1: batches of 1,000.
+    Bulk,
+    /// W1 drain + W2 at c = 1.
+    DrainC1,
+    /// W1 drain + W2 at c = 16.
+    DrainC16,
+    /// W3.
+    Latency,
+}
+
+impl Workload {
+    /// Every workload, in the order they run.
+    pub const ALL: [Workload; 6] = [
+        Workload::SingleC1,
+        Workload::SingleMany,
+        Workload::Bulk,
+        Workload::DrainC1,
+        Workload::DrainC16,
+        Workload::Latency,
+    ];
+
+    /// Name used by `--only`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::SingleC1 => "single-c1",
+            Workload::SingleMany => "single-many",
+            Workload::Bulk => "bulk",
+            Workload::DrainC1 => "drain-c1",
+            Workload::DrainC16 => "drain-c16",
+            Workload::Latency => "latency",
+        }
+    }
+}
+
+/// Parses `--only` (names and groups: single-c1, single-many, bulk,
+/// drain-c1, drain-c16, latency; enqueue, drain (= w2), w1, w3, all) into the
+/// workloads to run, in their canonical order.
+pub fn parse_only(list: &[String]) -> anyhow::Result<Vec<Workload>> {
+    use Workload::*;
+    let mut chosen: Vec<Workload> = Vec::new();
+    for raw in list {
+        let item = raw.trim().to_ascii_lowercase();
+        let group: &[Workload] = match item.as_str() {
+            "" => continue,
+            "all" => &Workload::ALL,
+            "w1" => &[SingleC1, SingleMany, Bulk, DrainC1, DrainC16],
+            "enqueue" => &[SingleC1, SingleMany, Bulk],
+            "drain" | "w2" => &[DrainC1, DrainC16],
+            "w3" | "latency" => &[Latency],
+            "single-c1" => &[SingleC1],
+            "single-many" | "single-c32" | "single-clients" => &[SingleMany],
+            "bulk" => &[Bulk],
+            "drain-c1" => &[DrainC1],
+            "drain-c16" => &[DrainC16],
+            _ => bail!(
+                "--only: unknown workload {raw:?}; use {} or the groups enqueue, drain (w2), w1, w3, all",
+                Workload::ALL.map(Workload::name).join(", ")
+            ),
+        };
+        chosen.extend_from_slice(group);
+    }
+    let selected: Vec<Workload> = Workload::ALL
+        .into_iter()
+        .filter(|w| chosen.contains(w))
+        .collect();
+    if selected.is_empty() {
+        bail!("--only selects no workload");
+    }
+    Ok(selected)
+}
+
+/// Figures of every workload that ran.
+#[derive(Default)]
+pub(crate) struct Results {
+    /// W1 single, one client.
+    pub(crate) single_c1: Option<Enqueue>,
+    /// W1 single, many clients.
+    pub(crate) single_many: Option<Enqueue>,
+    /// W1 bulk.
+    pub(crate) bulk: Option<Enqueue>,
+    /// W1 drain + W2 at c = 1.
+    pub(crate) drain_c1: Option<Drain>,
+    /// W1 drain + W2 at c = 16.
+    pub(crate) drain_c16: Option<Drain>,
+    /// W3.
+    pub(crate) latency: Option<Latency>,
+}
+
+/// An enqueue workload's figure.
+pub(crate) struct Enqueue {
+    /// Jobs per second.
+    pub(crate) per_s: f64,
+    /// Wall time.
+    pub(crate) took: Duration,
+}
+
+/// A drain's figures (W1 drain and W2).
+pub(crate) struct Drain {
+    /// Concurrency (queue and workers).
+    pub(crate) c: u32,
+    /// Jobs/s of the batch fill.
+    pub(crate) fill_per_s: f64,
+    /// N / (last end − first start).
+    pub(crate) per_s: f64,
+    /// From first start to last end.
+    pub(crate) span: Duration,
+    /// FIFO of the start order the workers saw.
+    pub(crate) client: Fifo,
+    /// FIFO of the start order the server recorded.
+    pub(crate) server: Fifo,
+    /// Jobs of the queue the server never started.
+    pub(crate) never_started: u64,
+    /// Jobs of the queue not `succeeded` after the drain.
+    pub(crate) not_succeeded: u64,
+}
+
+/// W3 figures, in milliseconds.
+pub(crate) struct Latency {
+    /// Median.
+    pub(crate) p50: f64,
+    /// 99th percentile.
+    pub(crate) p99: f64,
+    /// Largest.
+    pub(crate) max: f64,
+    /// Samples measured.
+    pub(crate) samples: usize,
+    /// Samples whose job did not start within the sample timeout.
+    pub(crate) lost: u64,
+}
+
+/// Runs the selected workloads in order, with a line on stderr for each.
+/// With `restart`, every workload after the first gets a fresh server in
+/// `local` (the previous one is stopped first).
+pub(crate) async fn run_workloads(
+    plan: &mut Plan,
+    selected: &[Workload],
+    local: &mut Option<LocalServer>,
+    restart: Option<&Launch>,
+) -> anyhow::Result<Results> {
+    let mut r = Results::default();
+    let total = selected.len();
+    for (k, w) in selected.iter().enumerate() {
+        if let (Some(launch), true) = (restart, k > 0) {
+            if let Some(old) = local.take() {
+                old.stop().await;
+            }
+            let fresh =
+                LocalServer::start(&launch.exe, launch.durability, launch.token.as_deref()).await?;
+            plan.client = Client::new(fresh.url().to_string(), launch.token.clone());
+            *local = Some(fresh);
+        }
+        let plan: &Plan = plan;
+        let step = format!("[{}/{total}]", k + 1);
+        let n = plan.n;
+        match w {
+            Workload::SingleC1 => {
+                eprintln!("{step} W1 enqueue, single, 1 client: {n} jobs …");
+                let e = enqueue::enqueue_single(plan, &plan.queue("w1-single-c1"), 1).await?;
+                eprintln!(
+                    "      {} jobs/s ({:.2} s)",
+                    thousands(e.per_s),
+                    e.took.as_secs_f64()
+                );
+                r.single_c1 = Some(e);
+            }
+            Workload::SingleMany => {
+                let c = plan.clients;
+                eprintln!("{step} W1 enqueue, single, {c} clients: {n} jobs …");
+                let e = enqueue::enqueue_single(plan, &plan.queue(&format!("w1-single-c{c}")), c)
+                    .await?;
+                eprintln!(
+                    "      {} jobs/s ({:.2} s)",
+                    thousands(e.per_s),
+                    e.took.as_secs_f64()
+                );
+                r.single_many = Some(e);
+            }
+            Workload::Bulk => {
+                eprintln!("{step} W1 enqueue, bulk (batches of {BATCH}): {n} jobs …");
+                let e = enqueue::enqueue_bulk(plan, &plan.queue("w1-bulk")).await?;
+                eprintln!(
+                    "      {} jobs/s ({:.2} s)",
+                    thousands(e.per_s),
+                    e.took.as_secs_f64()
+                );
+                r.bulk = Some(e);
+            }
+            Workload::DrainC1 | Workload::DrainC16 => {
+                let c = if *w == Workload::DrainC1 {
+                    1
+                } else {
+                    DRAIN_HIGH_C
+                };
+                eprintln!("{step} W1 drain + W2 FIFO, c = {c}: fill {n} jobs, then drain …");
+                let d = drain::drain(plan, &plan.queue(&format!("w1-drain-c{c}")), c).await?;
+                eprintln!(
+                    "      fill {} jobs/s; drain {} jobs/s ({:.2} s); inversions client {} / server {}",
+                    thousands(d.fill_per_s),
+                    thousands(d.per_s),
+                    d.span.as_secs_f64(),
+                    d.client.inversions,
+                    d.server.inversions
+                );
+                if *w == Workload::DrainC1 {
+                    r.drain_c1 = Some(d);
+                } else {
+                    r.drain_c16 = Some(d);
+                }
+            }
+            Workload::Latency => {
+                eprintln!(
+                    "{step} W3 latency: {} samples, enqueue → handler start …",
+                    plan.samples
+                );
+                let l = latency::latency(plan, &plan.queue("w3-latency")).await?;
+                eprintln!(
+                    "      p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    l.p50, l.p99, l.max
+                );
+                r.latency = Some(l);
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Unit tests of `--only`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--only` expands groups, keeps the canonical order and rejects unknown names.
+    #[test]
+    fn only_parses_groups() {
+        let w = parse_only(&["drain".into(), "bulk".into()]).unwrap();
+        assert_eq!(
+            w,
+            vec![Workload::Bulk, Workload::DrainC1, Workload::DrainC16]
+        );
+        assert!(parse_only(&["nope".into()]).is_err());
+        assert_eq!(parse_only(&["all".into()]).unwrap().len(), 6);
+    }
+}
