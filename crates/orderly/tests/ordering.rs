@@ -114,7 +114,7 @@ async fn seed_scenario_runs_one_at_a_time_in_enqueue_order() {
                 read_seed(&srv)
                     .await
                     .iter()
-                    .map(|j| j.state.clone())
+                    .map(|j| j.state)
                     .collect::<Vec<_>>(),
                 worker.log()
             ));
