@@ -25,9 +25,6 @@ pub struct BenchArgs {
     /// `fsync` (the server's default), `accepted` or `none`.
     #[arg(long, env = "ORDERLY_BENCH_DURABILITY", value_enum, default_value_t = DurabilityArg::Fsync)]
     pub durability: DurabilityArg,
-    /// Same as `--durability none`.
-    #[arg(long, env = "ORDERLY_BENCH_NO_FSYNC", conflicts_with = "durability")]
-    pub no_fsync: bool,
     /// Measure this running server instead of starting one. It gets one fresh
     /// queue per workload (`bench-…`) and keeps their jobs afterwards.
     #[arg(long, env = "ORDERLY_BENCH_SERVER")]
@@ -54,14 +51,10 @@ pub struct BenchArgs {
 
 /// Runs `orderly bench`.
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
-    let durability = if a.no_fsync {
-        Durability::None
-    } else {
-        match a.durability {
-            DurabilityArg::Fsync => Durability::Fsync,
-            DurabilityArg::Accepted => Durability::Accepted,
-            DurabilityArg::None => Durability::None,
-        }
+    let durability = match a.durability {
+        DurabilityArg::Fsync => Durability::Fsync,
+        DurabilityArg::Accepted => Durability::Accepted,
+        DurabilityArg::None => Durability::None,
     };
     orderly_bench::run(Options {
         jobs: a.jobs,
