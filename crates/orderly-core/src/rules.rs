@@ -92,6 +92,19 @@ pub struct AttemptFacts<'a> {
     pub worker: Option<&'a str>,
 }
 
+impl<'a> AttemptFacts<'a> {
+    /// The facts of `job`'s current attempt.
+    pub fn of(job: &'a crate::job::Job) -> Self {
+        AttemptFacts {
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            cancel_requested: job.cancel_requested,
+            timeout_ms: job.timeout_ms,
+            worker: job.worker.as_deref(),
+        }
+    }
+}
+
 fn failed_next(
     a: &AttemptFacts<'_>,
     error: Value,

@@ -90,13 +90,7 @@ impl WriteCtx {
                 .ok_or_else(|| StoreError::Backend(format!("job seq {seq} vanished")))?;
             let timed_out = private.deadline_at.is_some_and(|d| d <= now);
             let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
-            let facts = rules::AttemptFacts {
-                attempt: job.attempt,
-                max_attempts: job.max_attempts,
-                cancel_requested: job.cancel_requested,
-                timeout_ms: job.timeout_ms,
-                worker: job.worker.as_deref(),
-            };
+            let facts = rules::AttemptFacts::of(&job);
             let next = rules::after_lease_lost(&facts, timed_out, &backoff, now, jitter);
             self.end_attempt(&job, &next, now)?;
         }

@@ -113,13 +113,7 @@ impl WriteCtx {
             Err(e) => return Err(e),
         };
         let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
-        let facts = rules::AttemptFacts {
-            attempt: job.attempt,
-            max_attempts: job.max_attempts,
-            cancel_requested: job.cancel_requested,
-            timeout_ms: job.timeout_ms,
-            worker: job.worker.as_deref(),
-        };
+        let facts = rules::AttemptFacts::of(&job);
         let next = rules::after_report(&facts, &p.outcome, &backoff, p.now, p.jitter);
         let after = self.end_attempt(&job, &next, p.now)?;
         self.conn
