@@ -47,44 +47,80 @@ fn corrupt(row: &Row<'_>, column: &str, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, what.into())
 }
 
+/// A row's columns by name, looked up once per row (asking SQLite for each
+/// field's index by name would walk every column name again per field).
+pub(crate) struct Cols<'r, 's> {
+    row: &'r Row<'s>,
+    names: Vec<&'r str>,
+}
+
+impl<'r, 's> Cols<'r, 's> {
+    /// The columns of `row`.
+    pub fn of(row: &'r Row<'s>) -> Self {
+        Cols {
+            row,
+            names: row.as_ref().column_names(),
+        }
+    }
+
+    fn index(&self, name: &str) -> rusqlite::Result<usize> {
+        self.names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| rusqlite::Error::InvalidColumnName(name.to_string()))
+    }
+
+    /// The value of column `name`.
+    pub fn get<T: rusqlite::types::FromSql>(&self, name: &str) -> rusqlite::Result<T> {
+        self.row.get(self.index(name)?)
+    }
+
+    /// A JSON column: `None` for SQL NULL, an error for text that is not JSON.
+    pub fn json(&self, name: &str) -> rusqlite::Result<Option<Value>> {
+        let text: Option<String> = self.get(name)?;
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| corrupt(self.row, name, format!("column {name} is not JSON: {e}")))
+        })
+        .transpose()
+    }
+}
+
 /// A JSON column: `None` for SQL NULL, an error for text that is not JSON.
 pub(crate) fn json_col(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<Value>> {
-    let text: Option<String> = row.get(column)?;
-    text.map(|t| {
-        serde_json::from_str(&t)
-            .map_err(|e| corrupt(row, column, format!("column {column} is not JSON: {e}")))
-    })
-    .transpose()
+    Cols::of(row).json(column)
 }
 
 /// Decodes a row holding [`JOB_COLUMNS`] (by name, so a query may add more).
 pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
-    let state: String = row.get("state")?;
+    let c = Cols::of(row);
+    let state: String = c.get("state")?;
     let state = JobState::parse(&state)
         .ok_or_else(|| corrupt(row, "state", format!("unknown job state {state:?}")))?;
     Ok(Job {
-        seq: row.get("seq")?,
-        id: row.get("id")?,
-        queue: row.get("queue")?,
-        key: row.get("key")?,
+        seq: c.get("seq")?,
+        id: c.get("id")?,
+        queue: c.get("queue")?,
+        key: c.get("key")?,
         state,
         position: None,
-        payload: json_col(row, "payload")?
+        payload: c
+            .json("payload")?
             .ok_or_else(|| corrupt(row, "payload", "payload is NULL".into()))?,
-        attempt: row.get("attempt")?,
-        max_attempts: row.get("max_attempts")?,
-        timeout_ms: row.get::<_, Option<i64>>("timeout_ms")?.map(|v| v as u64),
-        enqueued_at: row.get("enqueued_at")?,
-        run_at: row.get("run_at")?,
-        started_at: row.get("started_at")?,
-        finished_at: row.get("finished_at")?,
-        progress: json_col(row, "progress")?,
-        result: json_col(row, "result")?,
-        error: json_col(row, "error")?,
-        cancel_requested: row.get::<_, i64>("cancel_requested")? != 0,
-        lease_expires_at: row.get("lease_expires_at")?,
-        worker: row.get("lease_worker")?,
-        start_no: row.get("start_no")?,
+        attempt: c.get("attempt")?,
+        max_attempts: c.get("max_attempts")?,
+        timeout_ms: c.get::<Option<i64>>("timeout_ms")?.map(|v| v as u64),
+        enqueued_at: c.get("enqueued_at")?,
+        run_at: c.get("run_at")?,
+        started_at: c.get("started_at")?,
+        finished_at: c.get("finished_at")?,
+        progress: c.json("progress")?,
+        result: c.json("result")?,
+        error: c.json("error")?,
+        cancel_requested: c.get::<i64>("cancel_requested")? != 0,
+        lease_expires_at: c.get("lease_expires_at")?,
+        worker: c.get("lease_worker")?,
+        start_no: c.get("start_no")?,
     })
 }
 

@@ -74,12 +74,38 @@ impl WriteCtx {
 
     /// Applies one report, or recognises it as a repeat.
     pub(crate) fn job_report(&mut self, p: &ReportParams) -> Res<Reported> {
-        // The outcome's kind is part of what is remembered: a success sent again
-        // is a repeat, a failure sent with the token of a success is not.
-        let remembered = match p.outcome {
-            Outcome::Succeeded { .. } => format!("succeeded:{}", p.token),
-            Outcome::Failed { .. } => format!("failed:{}", p.token),
-        };
+        let reported = self.apply_report(p)?;
+        if let Reported::Applied(job) = &reported {
+            self.remember_report(job.seq, p, None)?;
+        }
+        Ok(reported)
+    }
+
+    /// Remembers the report that ended `seq`'s attempt and, when it also
+    /// claimed, the leases its commit issued (in one write of the job's row).
+    fn remember_report(&self, seq: i64, p: &ReportParams, issued: Option<&[Lease]>) -> Res<()> {
+        let issued = issued
+            .map(|leases| {
+                let pairs: Vec<(i64, &str)> = leases
+                    .iter()
+                    .map(|l| (l.job.seq, l.token.as_str()))
+                    .collect();
+                serde_json::to_string(&pairs).map_err(|e| StoreError::Backend(e.to_string()))
+            })
+            .transpose()?;
+        self.conn
+            .prepare_cached(
+                "UPDATE jobs SET reported_token = ?2, reported_leases = ?3 WHERE seq = ?1",
+            )
+            .and_then(|mut s| s.execute(params![seq, remembered(p), issued]))
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Ends the attempt a report is about, or recognises the report as a
+    /// repeat; does not remember it (see `remember_report`).
+    fn apply_report(&mut self, p: &ReportParams) -> Res<Reported> {
+        let remembered = remembered(p);
         let job = match self.current_lease(&p.id, &p.token, p.now) {
             Ok((job, _)) => job,
             Err(e @ StoreError::StaleLease { .. }) => {
@@ -116,12 +142,6 @@ impl WriteCtx {
         let facts = rules::AttemptFacts::of(&job);
         let next = rules::after_report(&facts, &p.outcome, &backoff, p.now, p.jitter);
         let after = self.end_attempt(&job, &next, p.now)?;
-        self.conn
-            .prepare_cached(
-                "UPDATE jobs SET reported_token = ?2, reported_leases = NULL WHERE seq = ?1",
-            )
-            .and_then(|mut s| s.execute(params![after.seq, remembered]))
-            .map_err(map_err)?;
         // A job back in line gets its position after the commit (see `read::fill_positions`).
         Ok(Reported::Applied(after))
     }
@@ -133,7 +153,7 @@ impl WriteCtx {
         report: &ReportParams,
         claim: &ClaimParams,
     ) -> Res<(Job, Vec<Lease>)> {
-        let job = match self.job_report(report)? {
+        let job = match self.apply_report(report)? {
             Reported::Applied(job) => job,
             Reported::Repeated(job, Some(issued)) => {
                 let still = self.still_current(&issued, claim.now)?;
@@ -151,16 +171,9 @@ impl WriteCtx {
             ..claim.clone()
         };
         let leases = self.job_claim(&claim)?;
-        let issued: Vec<(i64, &str)> = leases
-            .iter()
-            .map(|l| (l.job.seq, l.token.as_str()))
-            .collect();
-        let text =
-            serde_json::to_string(&issued).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.conn
-            .prepare_cached("UPDATE jobs SET reported_leases = ?2 WHERE seq = ?1")
-            .and_then(|mut s| s.execute(params![job.seq, text]))
-            .map_err(map_err)?;
+        // A repeat that claims anew records what it issued too: its answer
+        // may be lost as well.
+        self.remember_report(job.seq, report, Some(&leases))?;
         Ok((job, leases))
     }
 
@@ -201,5 +214,14 @@ fn granted_ms(job: &Job, private: &Private) -> u64 {
     match (private.deadline_at, job.started_at) {
         (Some(deadline), Some(started)) => asked.min((deadline - started).max(0) as u64),
         _ => asked,
+    }
+}
+
+/// What is remembered of a report: its token and outcome kind. A success sent
+/// again is a repeat; a failure sent with the token of a success is not.
+fn remembered(p: &ReportParams) -> String {
+    match p.outcome {
+        Outcome::Succeeded { .. } => format!("succeeded:{}", p.token),
+        Outcome::Failed { .. } => format!("failed:{}", p.token),
     }
 }
