@@ -161,7 +161,7 @@ async fn serve_connection(
     stop: CancellationToken,
     abort: CancellationToken,
 ) {
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(timeouts));
     let io = TokioIo::new(Watched {
         io: tcp,
         activity: activity.clone(),
@@ -188,7 +188,9 @@ async fn serve_connection(
     let mut draining = false;
     loop {
         let changed = activity.changed.notified();
-        let deadline = activity.deadline(timeouts);
+        // While a request is in flight there is no deadline: look again after
+        // an idle timeout (the phase has changed by then, or still is busy).
+        let deadline = activity.arm();
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -201,21 +203,14 @@ async fn serve_connection(
                 draining = true;
             }
             _ = abort.cancelled() => return,
-            _ = sleep_until(deadline) => {
-                if let Some(why) = activity.expired(timeouts) {
+            _ = tokio::time::sleep_until(deadline) => {
+                if let Some(why) = activity.expired() {
                     tracing::debug!(%peer, "closing the connection: {why}");
                     return;
                 }
             }
             _ = changed => {}
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -231,50 +226,78 @@ enum Phase {
 }
 
 /// A connection's phase, shared by the socket wrapper, the request guards and
-/// the connection's task (woken on every change).
+/// the connection's task.
 struct Activity {
-    phase: Mutex<Phase>,
+    /// The phase, and the deadline the connection's task sleeps until.
+    state: Mutex<(Phase, Option<Instant>)>,
+    timeouts: ConnectionTimeouts,
+    /// Wakes the connection's task when the deadline moved closer.
     changed: Notify,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(timeouts: ConnectionTimeouts) -> Self {
         // A new connection must send its first request's headers in time.
         Activity {
-            phase: Mutex::new(Phase::Head(Instant::now())),
+            state: Mutex::new((Phase::Head(Instant::now()), None)),
+            timeouts,
             changed: Notify::new(),
         }
     }
 
-    fn update(&self, f: impl FnOnce(Phase) -> Phase) {
-        let mut p = self.phase.lock().unwrap_or_else(|e| e.into_inner());
-        *p = f(*p);
-        drop(p);
-        self.changed.notify_one();
+    fn state(&self) -> std::sync::MutexGuard<'_, (Phase, Option<Instant>)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Bytes arrived on the socket.
-    fn read_some(&self) {
-        let mut p = self.phase.lock().unwrap_or_else(|e| e.into_inner());
-        if let Phase::Idle(_) = *p {
-            *p = Phase::Head(Instant::now());
-            drop(p);
-            self.changed.notify_one();
-        }
-    }
-
-    fn deadline(&self, t: ConnectionTimeouts) -> Option<Instant> {
-        match *self.phase.lock().unwrap_or_else(|e| e.into_inner()) {
-            Phase::Head(since) => Some(since + t.header),
-            Phase::Idle(since) => Some(since + t.idle),
+    fn deadline_of(&self, phase: Phase) -> Option<Instant> {
+        match phase {
+            Phase::Head(since) => Some(since + self.timeouts.header),
+            Phase::Idle(since) => Some(since + self.timeouts.idle),
             Phase::Busy(_) => None,
         }
     }
 
+    /// The deadline for the connection's task to sleep until, remembered so
+    /// that a change knows whether it must wake the task. While a request is
+    /// in flight there is none: the task looks again after an idle timeout.
+    fn arm(&self) -> Instant {
+        let mut st = self.state();
+        let at = self
+            .deadline_of(st.0)
+            .unwrap_or_else(|| Instant::now() + self.timeouts.idle);
+        st.1 = Some(at);
+        at
+    }
+
+    /// Sets the phase. The connection's task is woken only if the deadline
+    /// moved closer than the one it sleeps until; a later one it finds when
+    /// it wakes (nothing has expired, it looks again). So most requests cost
+    /// the task no wake-up, rather than one per phase change.
+    fn set(&self, f: impl FnOnce(Phase) -> Option<Phase>) {
+        let sooner = {
+            let mut st = self.state();
+            let Some(phase) = f(st.0) else { return };
+            st.0 = phase;
+            matches!((self.deadline_of(phase), st.1), (Some(new), Some(armed)) if new < armed)
+        };
+        if sooner {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Bytes arrived on the socket: an idle connection starts a request.
+    fn read_some(&self) {
+        self.set(|p| match p {
+            Phase::Idle(_) => Some(Phase::Head(Instant::now())),
+            _ => None,
+        });
+    }
+
     /// Why the connection must close now, if it must.
-    fn expired(&self, t: ConnectionTimeouts) -> Option<String> {
+    fn expired(&self) -> Option<String> {
         let now = Instant::now();
-        match *self.phase.lock().unwrap_or_else(|e| e.into_inner()) {
+        let t = self.timeouts;
+        match self.state().0 {
             Phase::Head(since) if now >= since + t.header => Some(format!(
                 "request headers not complete within the header timeout of {:?}",
                 t.header
@@ -296,9 +319,9 @@ struct BusyGuard {
 
 impl BusyGuard {
     fn new(activity: Arc<Activity>, in_flight: Arc<AtomicUsize>) -> Self {
-        activity.update(|p| match p {
-            Phase::Busy(n) => Phase::Busy(n + 1),
-            _ => Phase::Busy(1),
+        activity.set(|p| match p {
+            Phase::Busy(n) => Some(Phase::Busy(n + 1)),
+            _ => Some(Phase::Busy(1)),
         });
         in_flight.fetch_add(1, Ordering::SeqCst);
         BusyGuard {
@@ -311,9 +334,9 @@ impl BusyGuard {
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.activity.update(|p| match p {
-            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
-            _ => Phase::Idle(Instant::now()),
+        self.activity.set(|p| match p {
+            Phase::Busy(n) if n > 1 => Some(Phase::Busy(n - 1)),
+            _ => Some(Phase::Idle(Instant::now())),
         });
     }
 }
