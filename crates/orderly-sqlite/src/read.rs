@@ -201,3 +201,50 @@ pub(crate) fn job_attempts(conn: &Connection, id: &str) -> Res<Vec<AttemptRecord
         .map_err(map_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(map_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use orderly_core::{EnqueueParams, NewJob, Store, StoreError};
+
+    use crate::{SqliteOptions, SqliteStore, DB_FILE};
+
+    /// A row that cannot be read as written is an error naming the damage,
+    /// never a guess (an unknown state is not shown as `failed`, broken JSON
+    /// not as `null`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_corrupt_row_is_an_error_not_a_guess() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&SqliteOptions::new(dir.path())).expect("open");
+        let job = |id: &str| NewJob {
+            id: id.into(),
+            key: None,
+            payload: serde_json::json!({"ok": true}),
+            run_at: None,
+            max_attempts: None,
+            timeout_ms: None,
+        };
+        store
+            .job_enqueue_many(EnqueueParams {
+                queue: "q".into(),
+                jobs: vec![job("bad-state"), job("bad-json")],
+                now: 1,
+            })
+            .await
+            .expect("enqueue");
+        let raw = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open raw");
+        raw.execute_batch(
+            "UPDATE jobs SET state = 'exploded' WHERE id = 'bad-state';
+             UPDATE jobs SET payload = '{not json' WHERE id = 'bad-json';",
+        )
+        .expect("damage the rows");
+        for (id, what) in [("bad-state", "exploded"), ("bad-json", "payload")] {
+            match store.job_get(id).await {
+                Err(StoreError::Corrupt(message)) => {
+                    assert!(message.contains(what), "{id}: {message}")
+                }
+                other => panic!("{id}: expected Corrupt, got {other:?}"),
+            }
+        }
+        store.close().await;
+    }
+}
