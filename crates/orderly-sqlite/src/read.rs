@@ -5,7 +5,7 @@
 use orderly_core::{AttemptRecord, Job, JobState, ListParams, QueueConfig, QueueInfo, StateCounts};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::rows::{job_by_id, job_from_row, json_col, map_err, Res, JOB_COLUMNS};
+use crate::rows::{job_by_id, job_from_row, map_err, Cols, Res, JOB_COLUMNS};
 
 /// Waiting jobs of `queue` ahead of `seq`.
 fn position_of(conn: &Connection, queue: &str, seq: i64) -> Res<u64> {
@@ -178,28 +178,49 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
     Ok(jobs)
 }
 
-/// Every recorded attempt of job `id`, oldest first (`starts_job`).
+/// Every recorded attempt of job `id`, oldest first: the chain of its start
+/// records from its latest (`last_start_no`) back through `prev_start_no`,
+/// one primary-key read per attempt. The chain ends where retention deleted
+/// older records.
 pub(crate) fn job_attempts(conn: &Connection, id: &str) -> Res<Vec<AttemptRecord>> {
+    let last: Option<Option<i64>> = conn
+        .prepare_cached("SELECT last_start_no FROM jobs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(map_err)?;
+    let mut next = last.flatten();
+    let mut out = Vec::new();
     let mut stmt = conn
         .prepare_cached(
-            "SELECT attempt, start_no, worker, started_at, ended_at, outcome, error
-             FROM starts WHERE job_id = ?1 ORDER BY start_no",
+            "SELECT attempt, start_no, worker, started_at, ended_at, outcome, error, prev_start_no
+             FROM starts WHERE start_no = ?1 AND job_id = ?2",
         )
         .map_err(map_err)?;
-    let rows = stmt
-        .query_map([id], |r| {
-            Ok(AttemptRecord {
-                attempt: r.get("attempt")?,
-                start_no: r.get("start_no")?,
-                worker: r.get("worker")?,
-                started_at: r.get("started_at")?,
-                ended_at: r.get("ended_at")?,
-                outcome: r.get("outcome")?,
-                error: json_col(r, "error")?,
+    while let Some(start_no) = next {
+        let row = stmt
+            .query_row(params![start_no, id], |r| {
+                let c = Cols::of(r);
+                Ok((
+                    AttemptRecord {
+                        attempt: c.get("attempt")?,
+                        start_no: c.get("start_no")?,
+                        worker: c.get("worker")?,
+                        started_at: c.get("started_at")?,
+                        ended_at: c.get("ended_at")?,
+                        outcome: c.get("outcome")?,
+                        error: c.json("error")?,
+                    },
+                    c.get::<Option<i64>>("prev_start_no")?,
+                ))
             })
-        })
-        .map_err(map_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+            .optional()
+            .map_err(map_err)?;
+        let Some((record, prev)) = row else { break };
+        out.push(record);
+        // Strictly older, so a damaged chain cannot loop.
+        next = prev.filter(|p| *p < start_no);
+    }
+    out.reverse();
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -86,11 +86,6 @@ impl<'r, 's> Cols<'r, 's> {
     }
 }
 
-/// A JSON column: `None` for SQL NULL, an error for text that is not JSON.
-pub(crate) fn json_col(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<Value>> {
-    Cols::of(row).json(column)
-}
-
 /// Decodes a row holding [`JOB_COLUMNS`] (by name, so a query may add more).
 pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let c = Cols::of(row);

@@ -18,13 +18,18 @@ pub const SCHEMA_VERSION: i64 = 3;
 
 /// v3: the leases a report's commit issued (so that report sent again gets
 /// exactly those back), and each attempt's end in its start record (the
-/// attempt history: when it ended, how, and its error).
+/// attempt history: when it ended, how, and its error). A job's start
+/// records are chained (`prev_start_no`, from the job's `last_start_no`,
+/// which a retry keeps), so its history is read by primary key, one row per
+/// attempt, without an index that every start would have to update.
 const V3: &str = r#"
 ALTER TABLE jobs ADD COLUMN reported_leases TEXT;
+ALTER TABLE jobs ADD COLUMN last_start_no INTEGER;
+UPDATE jobs SET last_start_no = start_no WHERE start_no IS NOT NULL;
+ALTER TABLE starts ADD COLUMN prev_start_no INTEGER;
 ALTER TABLE starts ADD COLUMN ended_at INTEGER;
 ALTER TABLE starts ADD COLUMN outcome TEXT;
 ALTER TABLE starts ADD COLUMN error TEXT;
-CREATE INDEX starts_job ON starts (job_id, start_no);
 "#;
 
 /// v2: the token of the report that last moved a job on, so that the same
@@ -217,6 +222,13 @@ mod tests {
             .expect("report");
         assert_eq!(done.value.state, JobState::Succeeded);
         assert_eq!(done.value.error, None);
+        // Its history holds the start the old schema recorded, then the new one.
+        let history = store.job_attempts("old-retry").await.expect("attempts");
+        let starts: Vec<(i64, u32, Option<&str>)> = history
+            .iter()
+            .map(|a| (a.start_no, a.attempt, a.outcome.as_deref()))
+            .collect();
+        assert_eq!(starts, [(3, 1, None), (4, 2, Some("succeeded"))]);
         let next = store
             .job_enqueue_many(orderly_core::EnqueueParams {
                 queue: "q".into(),

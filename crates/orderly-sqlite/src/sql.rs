@@ -35,7 +35,7 @@ pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
 /// The front of a queue's ready line, with what a lease's expiry needs. (`jobs_ready`,
 /// named: with `timeout_ms` read from the row the planner would otherwise
 /// prefer `jobs_by_state`, which holds every queued job, not only heads)
-pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2";
+pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2";
 
 #[cfg(test)]
 mod tests {

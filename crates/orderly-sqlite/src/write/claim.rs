@@ -111,20 +111,22 @@ impl WriteCtx {
         if capacity == 0 {
             return Ok(Vec::new());
         }
-        let candidates: Vec<(i64, Option<i64>)> = {
+        let candidates: Vec<(i64, Option<i64>, Option<i64>)> = {
             let mut stmt = self
                 .conn
                 .prepare_cached(sql::CLAIM_CANDIDATES)
                 .map_err(map_err)?;
             let rows = stmt
-                .query_map(params![p.queue, capacity], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map(params![p.queue, capacity], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         };
         let lease_ms = p.lease_ms.unwrap_or(config.lease_ms);
         let mut leases = Vec::with_capacity(candidates.len());
-        for (seq, timeout_ms) in candidates {
-            leases.push(self.start(seq, timeout_ms, lease_ms, p)?);
+        for (seq, timeout_ms, prev_start_no) in candidates {
+            leases.push(self.start(seq, timeout_ms, prev_start_no, lease_ms, p)?);
         }
         Ok(leases)
     }
@@ -134,6 +136,7 @@ impl WriteCtx {
         &mut self,
         seq: i64,
         timeout_ms: Option<i64>,
+        prev_start_no: Option<i64>,
         lease_ms: u64,
         p: &ClaimParams,
     ) -> Res<Lease> {
@@ -146,7 +149,7 @@ impl WriteCtx {
             .prepare_cached(&format!(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?2,
                     lease_token = ?3, lease_worker = ?4, lease_ms = ?5,
-                    deadline_at = ?6, lease_expires_at = ?7, start_no = ?8
+                    deadline_at = ?6, lease_expires_at = ?7, start_no = ?8, last_start_no = ?8
                  WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
             ))
             .and_then(|mut stmt| {
@@ -166,8 +169,8 @@ impl WriteCtx {
             })
             .map_err(map_err)?;
         self.conn
-            .prepare_cached("INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            .and_then(|mut s| s.execute(params![start_no, seq, job.id, job.attempt, p.worker, p.now]))
+            .prepare_cached("INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at, prev_start_no) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .and_then(|mut s| s.execute(params![start_no, seq, job.id, job.attempt, p.worker, p.now, prev_start_no]))
             .map_err(map_err)?;
         self.lower_due_floor(&p.queue, expires_at);
         self.moved(change(
