@@ -149,8 +149,24 @@ pub fn after_report(
             result: Some(result.clone().unwrap_or(Value::Null)),
             error: None,
         },
-        Outcome::Failed { error, retry } => {
-            failed_next(a, error.clone(), *retry, backoff, now, jitter)
+        Outcome::Failed {
+            error,
+            retry,
+            retry_after_ms,
+        } => {
+            let next = failed_next(a, error.clone(), *retry, backoff, now, jitter);
+            match (next, retry_after_ms) {
+                // The caller said when: that replaces the backoff.
+                (Next::Wait { error, .. }, Some(ms)) => {
+                    let run_at = now.saturating_add(i64::try_from(*ms).unwrap_or(i64::MAX));
+                    Next::Wait {
+                        state: waiting_state(run_at, now),
+                        run_at,
+                        error,
+                    }
+                }
+                (next, _) => next,
+            }
         }
     }
 }
@@ -426,7 +442,28 @@ mod tests {
         let failed = Outcome::Failed {
             error: json!("boom"),
             retry: true,
+            retry_after_ms: None,
         };
+        let told = Outcome::Failed {
+            error: json!("busy"),
+            retry: true,
+            retry_after_ms: Some(7_000),
+        };
+        assert_eq!(
+            after_report(&a, &told, &b(), 1_000, 0.5),
+            Next::Wait {
+                state: JobState::Scheduled,
+                run_at: 8_000,
+                error: json!("busy")
+            },
+            "a retry_after replaces the backoff"
+        );
+        let last = AttemptFacts { attempt: 3, ..a };
+        assert_eq!(
+            after_report(&last, &told, &b(), 1_000, 0.5).state(),
+            JobState::Failed,
+            "a retry_after does not add attempts"
+        );
         assert_eq!(
             after_report(&a, &failed, &b(), 1_000, 0.5),
             Next::Wait {

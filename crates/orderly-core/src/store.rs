@@ -273,6 +273,9 @@ pub enum Outcome {
         error: Value,
         /// False: do not retry.
         retry: bool,
+        /// Retry after this long instead of the queue's backoff (a webhook's
+        /// `Retry-After`); the attempt still counts.
+        retry_after_ms: Option<u64>,
     },
 }
 

@@ -260,3 +260,16 @@ mod tests {
         .is_err());
     }
 }
+
+/// A report's outcome: a `retry_after_ms` must be a delay Orderly accepts
+/// elsewhere (at most a year). `field` names it in the error.
+pub fn outcome(o: &crate::store::Outcome, field: &str) -> Result<(), ValidationError> {
+    if let crate::store::Outcome::Failed {
+        retry_after_ms: Some(ms),
+        ..
+    } = o
+    {
+        range(field, *ms, 0, MAX_DELAY_MS)?;
+    }
+    Ok(())
+}

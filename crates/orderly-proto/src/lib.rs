@@ -279,6 +279,9 @@ pub struct FailRequest {
     /// `false`: fail for good now; otherwise retry while attempts remain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<bool>,
+    /// Retry after this many milliseconds instead of the queue's backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
     /// Also claim the next jobs in the same round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_next: Option<ClaimRequest>,
@@ -313,6 +316,10 @@ pub struct ReportItem {
     /// For `failed`: `false` fails for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<bool>,
+    /// For `failed`: retry after this many milliseconds instead of the
+    /// queue's backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// `POST /v1/reports` body.

@@ -159,6 +159,7 @@ pub fn report_request(
         ReportOutcome::Failed => Outcome::Failed {
             error: item.error.unwrap_or(serde_json::Value::Null),
             retry: item.retry.unwrap_or(true),
+            retry_after_ms: item.retry_after_ms,
         },
         ReportOutcome::Unknown => {
             return Err(ValidationError::value(

@@ -367,6 +367,7 @@ impl Service {
         claim_next: Option<ClaimRequest>,
     ) -> Result<(Job, Option<Vec<Lease>>), ServiceError> {
         validate::job_id(id)?;
+        validate::outcome(&outcome, "retry_after_ms")?;
         let report = ReportParams {
             id: id.to_string(),
             token,
@@ -423,8 +424,10 @@ impl Service {
         let mut slots: Vec<Option<Result<Job, ServiceError>>> = Vec::with_capacity(items.len());
         let mut params = Vec::new();
         for item in items {
+            let index = slots.len();
             match item.and_then(|r| {
                 validate::job_id(&r.id)?;
+                validate::outcome(&r.outcome, &format!("reports[{index}].retry_after_ms"))?;
                 Ok(r)
             }) {
                 Ok(r) => {

@@ -201,6 +201,9 @@ impl Handler for CommandHandler {
                     Stopped::Cancelled(Some(CancelReason::LeaseLost)) => {
                         Failure::retryable(json!({"message": "lease lost while running"}))
                     }
+                    Stopped::Cancelled(Some(CancelReason::Shutdown)) => {
+                        Failure::retryable(json!({"message": "stopped by a shutdown"}))
+                    }
                     Stopped::Cancelled(_) => {
                         Failure::fatal(json!({"message": "cancelled while running"}))
                     }

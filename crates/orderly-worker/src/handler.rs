@@ -36,6 +36,9 @@ pub enum CancelReason {
     /// The lease is gone (the job was handed to someone else): stop, nothing
     /// will be reported.
     LeaseLost,
+    /// The worker is shutting down and its grace period is over: stop,
+    /// nothing will be reported, the job runs again in its place.
+    Shutdown,
 }
 
 /// What a running handler is given besides its job: a cancellation signal and
@@ -100,12 +103,28 @@ pub struct Failure {
     pub error: Value,
     /// `true`: retry with backoff while attempts remain; `false`: never.
     pub retry: bool,
+    /// Retry after this long instead of the queue's backoff (a webhook's
+    /// `Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Failure {
     /// A failure that follows the retry policy.
     pub fn retryable(error: Value) -> Self {
-        Failure { error, retry: true }
+        Failure {
+            error,
+            retry: true,
+            retry_after: None,
+        }
+    }
+
+    /// A failure retried after `delay` (the attempt still counts).
+    pub fn retry_after(error: Value, delay: std::time::Duration) -> Self {
+        Failure {
+            error,
+            retry: true,
+            retry_after: Some(delay),
+        }
     }
 
     /// A failure that is not retried.
@@ -113,6 +132,7 @@ impl Failure {
         Failure {
             error,
             retry: false,
+            retry_after: None,
         }
     }
 

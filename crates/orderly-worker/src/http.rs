@@ -135,6 +135,9 @@ impl JobSource for HttpSource {
                     error: f.error.clone(),
                     // `None` lets the queue's policy decide.
                     retry: (!f.retry).then_some(false),
+                    retry_after_ms: f
+                        .retry_after
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     claim_next: next,
                 };
                 tokio::time::timeout(limit(wait), self.client.fail(id, &req)).await

@@ -17,7 +17,9 @@
 //! - With `max_jobs`, a slot reserves its share before it claims, so the
 //!   runner never takes more jobs than it may run.
 //! - The stop token stops claiming; jobs in hand run to the end and are
-//!   reported.
+//!   reported. The abandon token (a grace period that ran out) also stops
+//!   the jobs in hand ([`CancelReason::Shutdown`]) and reports nothing, so
+//!   they run again in their place.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -146,6 +148,8 @@ struct Shared<S, H> {
     handler: Arc<H>,
     config: RunnerConfig,
     stop: CancellationToken,
+    /// Fired when running jobs must be given up (stop fires with it).
+    abandon: CancellationToken,
     quota: Quota,
 }
 
@@ -157,12 +161,14 @@ impl<S: JobSource, H: Handler> Runner<S, H> {
             taken: AtomicU64::new(0),
             handled: AtomicU64::new(0),
         };
+        let abandon = CancellationToken::new();
         Runner {
             shared: Arc::new(Shared {
                 source,
                 handler,
                 config,
-                stop: CancellationToken::new(),
+                stop: abandon.child_token(),
+                abandon,
                 quota,
             }),
         }
@@ -172,6 +178,13 @@ impl<S: JobSource, H: Handler> Runner<S, H> {
     /// in hand finish and are reported.
     pub fn stop_token(&self) -> CancellationToken {
         self.shared.stop.clone()
+    }
+
+    /// The token that gives up the jobs in hand: their handlers are
+    /// cancelled with [`CancelReason::Shutdown`] and nothing is reported
+    /// (their leases stay, for whoever reruns them). It also stops claiming.
+    pub fn abandon_token(&self) -> CancellationToken {
+        self.shared.abandon.clone()
     }
 
     /// Runs until stopped, `max_jobs` is reached, or a claim is refused.
@@ -275,6 +288,9 @@ impl<S: JobSource, H: Handler> Shared<S, H> {
             let outcome = self.run_one(&lease).await;
             self.quota.handled.fetch_add(1, Ordering::SeqCst);
             let Some(outcome) = outcome else {
+                if self.abandon.is_cancelled() {
+                    return Ok(());
+                }
                 continue;
             };
             let want_next = next.is_empty() && !self.stop.is_cancelled() && self.quota.reserve();
@@ -310,6 +326,14 @@ impl<S: JobSource, H: Handler> Shared<S, H> {
         let result = loop {
             tokio::select! {
                 r = &mut task => break r,
+                _ = self.abandon.cancelled() => {
+                    tracing::warn!("job {}: shutting down; stopping it, not reporting (it runs again in its place)", lease.job.id);
+                    ctx.cancel(CancelReason::Shutdown);
+                    if tokio::time::timeout(LOST_LEASE_GRACE, &mut task).await.is_err() {
+                        task.abort();
+                    }
+                    return None;
+                }
                 _ = tokio::time::sleep_until(next_beat) => {
                     match self.source.heartbeat(lease, ctx.take_progress()).await {
                         Ok(beat) => {

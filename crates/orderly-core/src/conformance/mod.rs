@@ -485,6 +485,7 @@ fn failure(retry: bool) -> Outcome {
     Outcome::Failed {
         error: json!({ "message": "boom" }),
         retry,
+        retry_after_ms: None,
     }
 }
 

@@ -61,6 +61,7 @@ pub async fn fail(
     let outcome = Outcome::Failed {
         error: req.error,
         retry: req.retry.unwrap_or(true),
+        retry_after_ms: req.retry_after_ms,
     };
     report(&state, &id, req.token, outcome, req.claim_next).await
 }

@@ -134,6 +134,9 @@ impl Handler for Logged {
             (Err(_), Some(CancelReason::LeaseLost)) => {
                 eprintln!("job {id}: lease lost; stopped, not reporting")
             }
+            (Err(_), Some(CancelReason::Shutdown)) => {
+                eprintln!("job {id}: stopped by the shutdown; it runs again in its place")
+            }
             (Err(f), None) => eprintln!(
                 "job {id} failed in {ms} ms: {}",
                 f.error["message"].as_str().unwrap_or("error")

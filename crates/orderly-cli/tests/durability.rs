@@ -425,6 +425,7 @@ async fn stale_worker_cannot_report_after_its_lease_expired() {
                 token: a.token.clone(),
                 error: json!("from A"),
                 retry: Some(false),
+                retry_after_ms: None,
                 claim_next: None,
             },
         )
