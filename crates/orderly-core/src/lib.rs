@@ -13,6 +13,7 @@
 //! replays random interleavings against a real backend and the model side by
 //! side, claim for claim.
 
+pub mod executor;
 pub mod job;
 pub mod model;
 pub mod queue;
@@ -23,6 +24,7 @@ pub mod validate;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use executor::Executor;
 pub use job::{Job, JobState, Millis, NewJob};
 pub use queue::{Backoff, QueueConfig, QueueInfo, QueuePatch, StateCounts};
 pub use store::{

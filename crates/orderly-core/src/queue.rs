@@ -3,7 +3,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::executor::Executor;
 use crate::job::JobState;
+
+/// Reads a stored executor; one written before executors had a shape
+/// (any JSON object was kept as given, and never ran) reads as none.
+fn lenient_executor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Executor>, D::Error> {
+    let v = Option::<Value>::deserialize(d)?;
+    Ok(v.and_then(|v| serde_json::from_value(v).ok()))
+}
 
 /// Retry delays: `initial_ms * factor^(failures-1)`, capped at `max_ms`, with jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -40,8 +48,10 @@ pub struct QueueConfig {
     pub lease_ms: u64,
     /// A paused queue accepts jobs but starts none.
     pub paused: bool,
-    /// Executor configuration (run by the server; reserved for a later release), opaque here.
-    pub executor: Option<Value>,
+    /// The server runs this queue's jobs itself (none: pull workers).
+    /// A stored executor this version cannot read is shown as none.
+    #[serde(default, deserialize_with = "lenient_executor")]
+    pub executor: Option<Executor>,
 }
 
 impl QueueConfig {
@@ -86,7 +96,7 @@ pub struct QueuePatch {
     /// Pause or resume.
     pub paused: Option<bool>,
     /// New executor (`Some(None)` clears it).
-    pub executor: Option<Option<Value>>,
+    pub executor: Option<Option<Executor>>,
 }
 
 impl QueuePatch {

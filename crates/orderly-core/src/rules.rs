@@ -171,6 +171,34 @@ pub fn after_report(
     }
 }
 
+/// What an attempt whose runner gave it up leads to (its server was
+/// stopped or killed, and the lease is released on the next start rather
+/// than left to expire): like a lease that ran out without a timeout, the
+/// job goes back to its original place at once, unless it has no attempts
+/// left or a cancel was asked. The error says so, as `reason: "interrupted"`.
+pub fn after_interrupt(a: &AttemptFacts<'_>, now: Millis) -> Next {
+    let error = json!({
+        "message": format!(
+            "attempt {} was interrupted: its runner {} stopped with the server (shutdown or crash) and the job runs again in its place",
+            a.attempt,
+            a.worker.unwrap_or("?")
+        ),
+        "reason": "interrupted"
+    });
+    match after_lease_expiry(a.attempt, a.max_attempts, a.cancel_requested) {
+        JobState::Queued => Next::Wait {
+            state: JobState::Queued,
+            run_at: now,
+            error,
+        },
+        state => Next::Finish {
+            state,
+            result: None,
+            error: Some(error),
+        },
+    }
+}
+
 /// What a lease that ran out leads to. `timed_out` is true when the
 /// attempt's deadline (`timeout_ms` from its start) passed: that is a failed
 /// attempt and follows the retry policy with backoff. Otherwise the worker

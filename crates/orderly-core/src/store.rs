@@ -389,6 +389,17 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<QueueInfo, StoreError>;
 
+    /// Gives up, at once, every lease held by a worker whose name starts
+    /// with `worker_prefix` (a server's own executors after a restart): each
+    /// job goes back to its original place as `rules::after_interrupt`
+    /// decides, without waiting for the lease to expire. Other workers'
+    /// leases are left alone. Returns how many were released.
+    async fn lease_release(
+        &self,
+        worker_prefix: &str,
+        now: Millis,
+    ) -> Result<Committed<u64>, StoreError>;
+
     /// Makes due scheduled jobs queued and puts expired leases back in line,
     /// in every queue; `jitter` (in `[0, 1)`) is for the backoff of timed-out
     /// attempts.

@@ -209,9 +209,7 @@ pub fn queue_patch(p: &QueuePatch) -> Result<(), ValidationError> {
         range("lease_ms", l, MIN_LEASE_MS, MAX_LEASE_MS)?;
     }
     if let Some(Some(e)) = &p.executor {
-        if !e.is_object() {
-            return Err(ValidationError::value("executor", "must be an object"));
-        }
+        e.check()?;
     }
     Ok(())
 }

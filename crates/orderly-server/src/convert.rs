@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use orderly_core::{
-    Backoff, Job, JobState, Lease, Millis, Outcome, QueueInfo, QueuePatch, ValidationError,
+    Backoff, Executor, Job, JobState, Lease, Millis, Outcome, QueueInfo, QueuePatch,
+    ValidationError,
 };
 use orderly_proto::{
     BackoffView, ClaimRequest, CountsView, EnqueueRequest, JobView, LeaseView, QueueConfigRequest,
@@ -100,7 +101,8 @@ pub fn queue_view(q: QueueInfo) -> QueueView {
         },
         lease_ms: q.config.lease_ms,
         paused: q.config.paused,
-        executor: q.config.executor,
+        // Everything but a webhook's secret.
+        executor: q.config.executor.as_ref().map(Executor::public_view),
         counts: CountsView {
             scheduled: c.scheduled,
             queued: c.queued,
@@ -189,8 +191,13 @@ pub fn state_filter(state: Option<&str>) -> Result<Option<JobState>, ValidationE
 }
 
 /// A queue configuration change; `executor: null` clears the executor.
-pub fn queue_patch(req: QueueConfigRequest) -> QueuePatch {
-    QueuePatch {
+pub fn queue_patch(req: QueueConfigRequest) -> Result<QueuePatch, ValidationError> {
+    let executor = match req.executor {
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(e) => Some(Some(Executor::from_json(&e)?)),
+    };
+    Ok(QueuePatch {
         concurrency: req.concurrency,
         max_attempts: req.max_attempts,
         backoff: req.backoff.map(|b| Backoff {
@@ -200,8 +207,6 @@ pub fn queue_patch(req: QueueConfigRequest) -> QueuePatch {
         }),
         lease_ms: req.lease_ms,
         paused: req.paused,
-        executor: req
-            .executor
-            .map(|e| if e.is_null() { None } else { Some(e) }),
-    }
+        executor,
+    })
 }

@@ -415,6 +415,19 @@ impl Store for SqliteStore {
             .value)
     }
 
+    async fn lease_release(
+        &self,
+        worker_prefix: &str,
+        now: Millis,
+    ) -> Result<Committed<u64>, StoreError> {
+        let prefix = worker_prefix.to_string();
+        self.writer
+            .write(CommitKind::Progress, move |ctx| {
+                ctx.lease_release(&prefix, now)
+            })
+            .await
+    }
+
     async fn maintenance_run(
         &self,
         now: Millis,

@@ -22,6 +22,10 @@ pub const EXPIRED_IN_QUEUE: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND st
 /// (`jobs_leases_all`)
 pub const EXPIRED_ALL: &str =
     "SELECT seq FROM jobs WHERE state = 'running' AND lease_expires_at <= ?1";
+/// Running jobs held by workers whose name starts with ?1 (of length ?2).
+/// (`jobs_leases_all`: bounded by the running jobs)
+pub const RUNNING_HELD_BY: &str = "SELECT seq FROM jobs INDEXED BY jobs_leases_all \
+    WHERE state = 'running' AND substr(lease_worker, 1, ?2) = ?1";
 /// The next time a maintenance pass has work. (`jobs_due_all`, `jobs_leases_all`)
 pub const NEXT_DUE: &str = "SELECT min(t) FROM (
     SELECT min(run_at) AS t FROM jobs WHERE state = 'scheduled'
@@ -90,5 +94,13 @@ mod tests {
                 "{query}\nsorts: {p}"
             );
         }
+        // Releasing a worker's leases reads the running jobs' partial index
+        // whole: bounded by the running jobs, never the waiting ones.
+        let p = plan(&conn, super::RUNNING_HELD_BY);
+        assert!(
+            p.contains("USING INDEX jobs_leases_all") && !p.contains("TEMP B-TREE"),
+            "{}\nplan: {p}",
+            super::RUNNING_HELD_BY
+        );
     }
 }

@@ -56,6 +56,7 @@ mod leases;
 mod maintenance;
 mod model_replay;
 mod queues;
+mod release;
 mod reports;
 
 pub use changes::*;
@@ -67,6 +68,7 @@ pub use leases::*;
 pub use maintenance::*;
 pub use model_replay::*;
 pub use queues::*;
+pub use release::*;
 pub use reports::*;
 
 /// Runs every contract test, each against a fresh store from `make_store`.
@@ -125,6 +127,7 @@ macro_rules! store_conformance_tests {
             long_line_behind_busy_key_does_not_block_other_keys,
             expired_lease_is_claimed_again_first,
             expired_lease_without_attempts_left_fails,
+            released_leases_rerun_in_place,
             maintenance_reaps_and_promotes,
             timeouts_fail_the_attempt,
             leases_carry_their_granted_length,

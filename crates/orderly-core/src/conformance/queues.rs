@@ -149,7 +149,10 @@ pub async fn queue_configure_and_counts<S: Store>(store: S) {
             ..QueuePatch::default()
         },
         QueuePatch {
-            executor: Some(Some(json!({ "type": "command", "argv": ["true"] }))),
+            executor: Some(Some(
+                crate::Executor::from_json(&json!({ "type": "command", "argv": ["true"] }))
+                    .expect("a valid executor"),
+            )),
             ..QueuePatch::default()
         },
         QueuePatch {

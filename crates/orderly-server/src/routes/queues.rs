@@ -32,6 +32,6 @@ pub async fn configure(
     ApiJson(req): ApiJson<QueueConfigRequest>,
 ) -> Result<Json<QueueView>, ApiError> {
     Ok(Json(queue_view(
-        state.service.configure(&queue, queue_patch(req)).await?,
+        state.service.configure(&queue, queue_patch(req)?).await?,
     )))
 }

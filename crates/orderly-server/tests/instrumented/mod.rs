@@ -114,6 +114,13 @@ impl Store for Instrumented {
     ) -> Result<QueueInfo, StoreError> {
         self.inner.queue_configure(name, patch, now).await
     }
+    async fn lease_release(
+        &self,
+        worker_prefix: &str,
+        now: Millis,
+    ) -> Result<Committed<u64>, StoreError> {
+        self.inner.lease_release(worker_prefix, now).await
+    }
     async fn maintenance_run(
         &self,
         now: Millis,

@@ -97,6 +97,30 @@ impl WriteCtx {
         Ok(())
     }
 
+    /// Gives up the leases of workers named `prefix…` (see
+    /// `Store::lease_release`), in `seq` order.
+    pub(crate) fn lease_release(&mut self, prefix: &str, now: Millis) -> Res<u64> {
+        let mut seqs: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(sql::RUNNING_HELD_BY)
+                .map_err(map_err)?;
+            let len = i64::try_from(prefix.len()).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(rusqlite::params![prefix, len], |r| r.get(0))
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        };
+        seqs.sort_unstable();
+        for &seq in &seqs {
+            let (job, _) = job_with_private(&self.conn, By::Seq(seq))?
+                .ok_or_else(|| StoreError::Backend(format!("job seq {seq} vanished")))?;
+            let next = rules::after_interrupt(&rules::AttemptFacts::of(&job), now);
+            self.end_attempt(&job, &next, now)?;
+        }
+        Ok(seqs.len() as u64)
+    }
+
     /// Claims jobs (see `Store::job_claim`).
     pub(crate) fn job_claim(&mut self, p: &ClaimParams) -> Res<Vec<Lease>> {
         let Some(config) = self.config(&p.queue)? else {
