@@ -134,6 +134,9 @@ impl Handler for Logged {
             (Err(_), Some(CancelReason::LeaseLost)) => {
                 eprintln!("job {id}: lease lost; stopped, not reporting")
             }
+            (Err(_), Some(CancelReason::TimedOut)) => {
+                eprintln!("job {id} timed out after {ms} ms; stopped")
+            }
             (Err(_), Some(CancelReason::Shutdown)) => {
                 eprintln!("job {id}: stopped by the shutdown; it runs again in its place")
             }

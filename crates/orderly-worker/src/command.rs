@@ -201,6 +201,9 @@ impl Handler for CommandHandler {
                     Stopped::Cancelled(Some(CancelReason::LeaseLost)) => {
                         Failure::retryable(json!({"message": "lease lost while running"}))
                     }
+                    Stopped::Cancelled(Some(CancelReason::TimedOut)) => {
+                        Failure::retryable(json!({"message": "timed out"}))
+                    }
                     Stopped::Cancelled(Some(CancelReason::Shutdown)) => {
                         Failure::retryable(json!({"message": "stopped by a shutdown"}))
                     }
@@ -313,6 +316,7 @@ mod tests {
             seq: 7,
             attempt: 2,
             payload,
+            timeout_ms: None,
         }
     }
 

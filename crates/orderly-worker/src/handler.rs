@@ -26,6 +26,9 @@ pub struct Job {
     pub attempt: u32,
     /// The payload it was enqueued with.
     pub payload: Value,
+    /// Its per-attempt time limit: the runner stops a run that takes longer
+    /// ([`CancelReason::TimedOut`]) and reports it failed.
+    pub timeout_ms: Option<u64>,
 }
 
 /// Why a running job's context was cancelled.
@@ -36,6 +39,9 @@ pub enum CancelReason {
     /// The lease is gone (the job was handed to someone else): stop, nothing
     /// will be reported.
     LeaseLost,
+    /// The job's `timeout_ms` passed: stop; the runner reports a failed
+    /// attempt (retried while attempts remain).
+    TimedOut,
     /// The worker is shutting down and its grace period is over: stop,
     /// nothing will be reported, the job runs again in its place.
     Shutdown,

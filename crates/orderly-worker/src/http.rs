@@ -43,6 +43,7 @@ fn job_of(v: JobView) -> Job {
         seq: v.seq,
         attempt: v.attempt,
         payload: v.payload,
+        timeout_ms: v.timeout_ms,
     }
 }
 

@@ -323,9 +323,21 @@ impl<S: JobSource, H: Handler> Shared<S, H> {
         };
         let mut every = heartbeat_interval(granted(lease.lease_ms));
         let mut next_beat = Instant::now() + every;
+        let limit = lease.job.timeout_ms.map(Duration::from_millis);
+        let deadline = limit.map(|t| Instant::now() + t);
         let result = loop {
+            let timed_out = async {
+                match deadline {
+                    Some(d) if !ctx.is_cancelled() => tokio::time::sleep_until(d).await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = &mut task => break r,
+                _ = timed_out => {
+                    tracing::warn!("job {}: timed out after {:?}; stopping it", lease.job.id, limit.unwrap_or_default());
+                    ctx.cancel(CancelReason::TimedOut);
+                }
                 _ = self.abandon.cancelled() => {
                     tracing::warn!("job {}: shutting down; stopping it, not reporting (it runs again in its place)", lease.job.id);
                     ctx.cancel(CancelReason::Shutdown);
@@ -366,6 +378,14 @@ impl<S: JobSource, H: Handler> Shared<S, H> {
             // A cancelled job does not come back.
             (Outcome::Failed(f), Some(CancelReason::Requested)) => {
                 Outcome::Failed(Failure { retry: false, ..f })
+            }
+            // Whatever the handler said on its way out, the attempt timed out.
+            (_, Some(CancelReason::TimedOut)) => {
+                let ms = lease.job.timeout_ms.unwrap_or(0);
+                Outcome::Failed(Failure::retryable(serde_json::json!({
+                    "message": format!("attempt {} timed out after {ms} ms", lease.job.attempt),
+                    "reason": "timeout",
+                })))
             }
             (o, _) => o,
         })
@@ -438,6 +458,7 @@ mod tests {
                 seq: i,
                 attempt: 1,
                 payload: json!({ "i": i }),
+                timeout_ms: None,
             },
             token: format!("t{i}"),
             lease_ms,
@@ -597,6 +618,48 @@ mod tests {
         assert_eq!(*h.seen.lock().unwrap(), vec![Some(CancelReason::Requested)]);
         let st = src.st();
         assert!(matches!(&st.reported[0].1, Outcome::Failed(f) if !f.retry));
+    }
+
+    /// A run past the job's `timeout_ms` is stopped and reported failed
+    /// (retryable, reason `timeout`), whatever the handler returned.
+    #[tokio::test(start_paused = true)]
+    async fn timeout_stops_the_run_and_reports_a_failure() {
+        let mut l = lease(1, 30_000);
+        l.job.timeout_ms = Some(500);
+        let src = Fake::with(vec![l]);
+        let h = sleeper(60_000);
+        let t0 = Instant::now();
+        Runner::new(src.clone(), h.clone(), config(1))
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(*h.seen.lock().unwrap(), vec![Some(CancelReason::TimedOut)]);
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        let st = src.st();
+        match &st.reported[0].1 {
+            Outcome::Failed(f) => {
+                assert!(f.retry);
+                assert_eq!(f.error["reason"], "timeout");
+            }
+            o => panic!("reported {o:?}"),
+        }
+    }
+
+    /// The abandon token stops a running job and reports nothing.
+    #[tokio::test(start_paused = true)]
+    async fn abandon_stops_running_jobs_without_reporting() {
+        let src = Fake::with(vec![lease(1, 30_000), lease(2, 30_000)]);
+        let h = sleeper(60_000);
+        let r = Runner::new(src.clone(), h.clone(), RunnerConfig::new("q", "w"));
+        let abandon = r.abandon_token();
+        let run = tokio::spawn(r.run());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        abandon.cancel();
+        assert_eq!(run.await.unwrap().unwrap().handled, 1);
+        assert_eq!(*h.seen.lock().unwrap(), vec![Some(CancelReason::Shutdown)]);
+        let st = src.st();
+        assert!(st.reported.is_empty(), "{:?}", st.reported);
+        assert_eq!(st.ready.len(), 1, "no claim after the abandon");
     }
 
     /// A report that may not have arrived is sent again; a refused one is not.
