@@ -7,6 +7,9 @@
 //! - [`service`] holds the operations independent of HTTP, and the wake-ups
 //!   that make long polls answer at once;
 //! - [`maintenance`] runs the scheduler/lease reaper and retention;
+//! - [`executors`] runs the jobs of queues configured with an executor
+//!   (a command or a webhook per job) inside the server, and is the
+//!   in-process job source the embedded library's handlers use too;
 //! - [`routes`] has one handler module per resource, [`extract`] the
 //!   extractors with JSON rejections, [`error`] the one mapping to HTTP;
 //! - [`serve`] is the accept loop with header, idle and shutdown bounds.
@@ -16,6 +19,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod executors;
 pub mod extract;
 pub mod maintenance;
 pub mod routes;

@@ -90,6 +90,8 @@ pub struct Service {
     pub(crate) maintenance_wake: Notify,
     /// Fired on shutdown: long polls answer at once with what they have.
     shutdown: tokio_util::sync::CancellationToken,
+    /// Notified after every queue configuration change (executors follow it).
+    config_changed: Arc<Notify>,
 }
 
 /// Longest a claim sleeps before looking again without a wake-up: a safety
@@ -110,6 +112,7 @@ impl Service {
             job_waiters: Waiters::default(),
             maintenance_wake: Notify::new(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            config_changed: Arc::new(Notify::new()),
         }
     }
 
@@ -532,12 +535,12 @@ impl Service {
     ) -> Result<QueueInfo, ServiceError> {
         validate::queue_name(name)?;
         validate::queue_patch(&patch)?;
-        if let Some(Some(_)) = &patch.executor {
-            return Err(ValidationError::new(
-                "not_supported",
-                "`executor`: server-side executors are not available in this release; run a pull worker (`orderly worker QUEUE -- COMMAND`)",
-            )
-            .into());
+        if let Some(Some(e)) = &patch.executor {
+            // The program, directory or URL must work here before it is stored.
+            let e = e.clone();
+            tokio::task::spawn_blocking(move || crate::executors::build::check(&e))
+                .await
+                .map_err(|e| StoreError::Backend(format!("executor check failed: {e}")))??;
         }
         let info = self
             .store
@@ -545,7 +548,21 @@ impl Service {
             .await?;
         // More capacity, or a queue resumed: it is not known how many may start.
         self.queue_waiters.wake_all(name);
+        self.config_changed.notify_one();
         Ok(info)
+    }
+
+    /// What is notified after every queue configuration change.
+    pub fn config_changed(&self) -> Arc<Notify> {
+        self.config_changed.clone()
+    }
+
+    /// Gives back at once the leases of workers named `prefix…` (this
+    /// node's executors or handlers, after a restart), waking claimers of
+    /// the jobs it puts back; returns how many.
+    pub async fn release_leases(&self, prefix: &str) -> Result<u64, ServiceError> {
+        let out = self.store.lease_release(prefix, now_millis()).await?;
+        Ok(self.woken(out))
     }
 
     /// One maintenance pass: makes due jobs ready and puts expired leases
