@@ -312,6 +312,84 @@ pub struct QueueSetArgs {
     /// Pause (true) or resume (false).
     #[arg(long)]
     pub paused: Option<bool>,
+    /// The server runs a command per job: `--exec -- CMD ARGS...` (payload on
+    /// stdin, stdout the result; the environment is an allow-list).
+    #[arg(long, requires = "command", conflicts_with_all = ["webhook", "no_executor"])]
+    pub exec: bool,
+    /// The command of `--exec`, after `--`.
+    #[arg(last = true, requires = "exec")]
+    pub command: Vec<String>,
+    /// Working directory of `--exec`'s command.
+    #[arg(long, requires = "exec")]
+    pub cwd: Option<String>,
+    /// A variable for `--exec`'s command, `NAME=VALUE` (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", requires = "exec", value_parser = parse_pair::<'='>)]
+    pub env_vars: Vec<(String, String)>,
+    /// Most bytes of stdout kept as `--exec`'s result (default 1 MiB).
+    #[arg(long, requires = "exec")]
+    pub max_output_bytes: Option<u64>,
+    /// The server POSTs each job to this http(s) URL.
+    #[arg(long, conflicts_with = "no_executor")]
+    pub webhook: Option<String>,
+    /// A header for `--webhook`, `NAME: VALUE` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", requires = "webhook", value_parser = parse_pair::<':'>)]
+    pub headers: Vec<(String, String)>,
+    /// Time limit of one `--webhook` request (e.g. 30s).
+    #[arg(long, requires = "webhook", value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Option<Duration>,
+    /// Signs every `--webhook` request (`Orderly-Signature`); never shown back.
+    #[arg(long, requires = "webhook", env = "ORDERLY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Most bytes of a `--webhook` response kept as the result (default 1 MiB).
+    #[arg(long, requires = "webhook")]
+    pub max_response_bytes: Option<u64>,
+    /// Back to pull workers: remove the queue's executor.
+    #[arg(long)]
+    pub no_executor: bool,
+}
+
+/// `NAME<sep>VALUE`, both sides trimmed of spaces around the separator.
+fn parse_pair<const SEP: char>(s: &str) -> Result<(String, String), String> {
+    match s.split_once(SEP) {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim_start().to_string())),
+        _ => Err(format!("expected NAME{SEP}VALUE, got {s:?}")),
+    }
+}
+
+/// The executor `orderly queue set` asks for: `Some(Value::Null)` clears it.
+fn executor_of(s: &QueueSetArgs) -> Option<serde_json::Value> {
+    use serde_json::{json, Map, Value};
+    if s.no_executor {
+        return Some(Value::Null);
+    }
+    if s.exec {
+        let mut e = json!({"type": "command", "argv": s.command});
+        if let Some(d) = &s.cwd {
+            e["cwd"] = json!(d);
+        }
+        if !s.env_vars.is_empty() {
+            e["env"] = Value::Object(s.env_vars.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>());
+        }
+        if let Some(m) = s.max_output_bytes {
+            e["max_output_bytes"] = json!(m);
+        }
+        return Some(e);
+    }
+    let url = s.webhook.as_ref()?;
+    let mut e = json!({"type": "webhook", "url": url});
+    if !s.headers.is_empty() {
+        e["headers"] = Value::Object(s.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>());
+    }
+    if let Some(t) = s.webhook_timeout {
+        e["timeout_ms"] = json!(u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    }
+    if let Some(sec) = &s.secret {
+        e["secret"] = json!(sec);
+    }
+    if let Some(m) = s.max_response_bytes {
+        e["max_response_bytes"] = json!(m);
+    }
+    Some(e)
 }
 
 fn print_queues(queues: &[QueueView]) {
@@ -367,7 +445,7 @@ pub async fn queue(a: QueueArgs) -> anyhow::Result<()> {
                 backoff,
                 lease_ms: s.lease.map(|d| d.as_millis() as u64),
                 paused: s.paused,
-                executor: None,
+                executor: executor_of(&s),
             };
             println!(
                 "{}",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use orderly_core::Store;
 use orderly_server::serve::ShutdownReport;
+use orderly_server::executors::{self, Executors, ExecutorsConfig};
 use orderly_server::{maintenance, AppState, ServerConfig};
 use orderly_sqlite::{Durability, SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
@@ -79,8 +80,10 @@ pub struct ServeArgs {
     /// Longest a request body may take to arrive once its headers have (answered 408).
     #[arg(long, env = "ORDERLY_BODY_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub body_timeout: Duration,
-    /// Longest a graceful shutdown waits for requests in flight; the server
-    /// exits non-zero if it had to abandon some.
+    /// Longest a graceful shutdown waits for requests in flight and for the
+    /// jobs its executors are running (those still running are then killed
+    /// and rerun in place on the next start); the server exits non-zero if it
+    /// had to abandon requests.
     #[arg(long, env = "ORDERLY_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 }
@@ -174,6 +177,25 @@ async fn serve(
     };
     let timeouts = config.connection_timeouts();
     let state = AppState::new(store, config);
+    let node = {
+        let dir = args.data_dir.clone();
+        tokio::task::spawn_blocking(move || executors::node_id(&dir))
+            .await?
+            .with_context(|| format!("cannot read or create {}/node-id", args.data_dir.display()))?
+    };
+    // Before anything is served: what the last run left running is killed
+    // and goes back to its place in line.
+    let executors = Executors::start(
+        state.service.clone(),
+        ExecutorsConfig {
+            node,
+            grace: args.shutdown_grace,
+            resync: Duration::from_secs(10),
+        },
+        cancel.clone(),
+    )
+    .await
+    .context("cannot start the executors")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -189,6 +211,7 @@ async fn serve(
         args.data_dir.display()
     );
     let service = state.service.clone();
+    let stopping = executors.clone();
     let grace = args.shutdown_grace;
     let shutdown = cancel.clone();
     let app = orderly_server::router(state);
@@ -202,13 +225,20 @@ async fn serve(
                 "shutting down: finishing requests in flight (at most {})",
                 humantime::format_duration(grace)
             );
-            // Long polls answer now with what they have; the maintenance loops stop.
+            // Executors take no new jobs; long polls answer now with what they
+            // have; the maintenance loops stop.
+            stopping.stop();
             service.shutdown();
             shutdown.cancel();
         },
         grace,
     )
     .await;
+    // Executors' running jobs get the same grace, then are killed (they rerun
+    // in place on the next start); the store closes after them.
+    if executors.shutdown().await {
+        tracing::warn!("executor jobs still running after the grace period were stopped; they run again in place on the next start");
+    }
     Ok(report)
 }
 

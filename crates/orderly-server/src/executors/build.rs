@@ -64,7 +64,7 @@ fn command(c: &CommandExecutor, node: &str) -> Result<CommandHandler, Validation
         None => None,
     };
     let program = &c.argv[0];
-    find_program(program, cwd.as_deref()).ok_or_else(|| {
+    let found = find_program(program, cwd.as_deref()).ok_or_else(|| {
         ValidationError::value(
             "executor.argv[0]",
             if program.contains('/') {
@@ -74,10 +74,15 @@ fn command(c: &CommandExecutor, node: &str) -> Result<CommandHandler, Validation
             },
         )
     })?;
-    let mut h = CommandHandler::new(c.argv.clone())
+    let mut argv = c.argv.clone();
+    if program.contains('/') {
+        // Resolved once, here: never relative to whichever directory is current.
+        argv[0] = found.to_string_lossy().into_owned();
+    }
+    let mut h = CommandHandler::new(argv, Env::AllowList)
         .map_err(|e| ValidationError::value("executor.argv", e))?
-        .env_mode(Env::AllowList)
         .marker(NODE_MARKER, node)
+        .map_err(|e| ValidationError::value("executor", e))?
         .max_output_bytes(usize::try_from(c.output_bound()).unwrap_or(usize::MAX));
     if let Some(d) = cwd {
         h = h.cwd(d);

@@ -207,10 +207,9 @@ impl Executors {
         }
     }
 
-    /// Stops every runner: running jobs get [`ExecutorsConfig::grace`] to
-    /// finish and be reported, then are killed and left to rerun in place on
-    /// the next start. Returns whether some had to be killed.
-    pub async fn shutdown(&self) -> bool {
+    /// Stops claiming on every queue (the jobs in hand go on); call it
+    /// before the service's long polls are ended.
+    pub fn stop(&self) {
         let handles: Vec<RunnerHandle> = self
             .running
             .lock()
@@ -222,6 +221,31 @@ impl Executors {
             h.stop();
             self.retired.add(h);
         }
+    }
+
+    /// Stops every runner: running jobs get [`ExecutorsConfig::grace`] to
+    /// finish and be reported, then are killed and left to rerun in place on
+    /// the next start. Returns whether some had to be killed.
+    pub async fn shutdown(&self) -> bool {
+        self.stop();
         self.retired.shutdown(self.config.grace).await
     }
+}
+
+/// This server instance's name, kept in `dir/node-id` (created on first
+/// use): it names the executors' leases and marks their children, so a
+/// restart on the same data finds what it left behind.
+pub fn node_id(dir: &std::path::Path) -> std::io::Result<String> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let tmp = dir.join("node-id.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
 }
