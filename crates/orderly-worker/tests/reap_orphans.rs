@@ -1,9 +1,11 @@
 //! [`reap_orphans`] for real: a detached process tree carrying the marker is
-//! killed, a process with another marker value survives, and the caller —
-//! which carries the marker too — is never signalled.
+//! killed (with a member of its group that dropped the marker), a process
+//! with another marker value survives, and the caller — which carries the
+//! marker too — is never signalled.
 //!
-//! The marker is set on this test process itself, so this file holds one
-//! test: it sets it before any other thread runs.
+//! A process's `/proc/PID/environ` is the environment it was started with,
+//! so for the caller to carry the marker the test runs itself again as a
+//! child with the marker in its environment, and does the work there.
 
 #![cfg(target_os = "linux")]
 
@@ -69,20 +71,43 @@ fn detached(value: &str, script: &str) -> Tree {
     )
 }
 
+/// Set on the test's own rerun.
+const RERUN: &str = "ORDERLY_REAP_TEST_RERUN";
+
 #[test]
 fn reaper_kills_the_marked_tree_and_nothing_else() {
-    // Unique on a machine shared with other test runs.
-    let value = format!(
-        "reap-test-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    if std::env::var_os(RERUN).is_none() {
+        // Unique on a machine shared with other test runs.
+        let value = format!(
+            "reap-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "reaper_kills_the_marked_tree_and_nothing_else",
+                "--nocapture",
+            ])
+            .env(RERUN, "1")
+            .env(KEY, &value)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "the rerun carrying the marker failed (or was killed): {status:?}"
+        );
+        return;
+    }
+    let value = std::env::var(KEY).unwrap();
     let other = format!("{value}-other");
-    // The caller carries the marker too: it must not kill itself.
-    std::env::set_var(KEY, &value);
+    // The caller carries the marker where the reaper looks.
+    let own = std::fs::read("/proc/self/environ").unwrap();
+    let marker = format!("{KEY}={value}");
+    assert!(own.split(|b| *b == 0).any(|v| v == marker.as_bytes()));
 
     let dir = tempfile::tempdir().unwrap();
     let bg_file = dir.path().join("bg.pid");
@@ -103,13 +128,16 @@ fn reaper_kills_the_marked_tree_and_nothing_else() {
     let cleared = wait_for_pid(&cleared_file);
     let mut survivor = detached(&other, "exec sleep 300");
     assert!(alive(leader) && alive(bg) && alive(cleared) && alive(survivor.0.id()));
-    let environ = std::fs::read(format!("/proc/{cleared}/environ")).unwrap();
-    assert!(
-        !environ
-            .split(|b| *b == 0)
-            .any(|v| v.starts_with(KEY.as_bytes())),
-        "the cleared sleep still has the marker"
-    );
+    // Until `env` has exec'd `sleep`, the forked process still has the marker.
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(format!("/proc/{cleared}/environ"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .any(|v| v.starts_with(KEY.as_bytes()))
+    {
+        assert!(Instant::now() < until, "{cleared} kept the marker");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let reaped = reap_orphans(KEY, &value).unwrap();
 

@@ -7,7 +7,7 @@
 //! `ORDERLY_SEQ`, `ORDERLY_ATTEMPT`, `ORDERLY_KEY` and, for older scripts,
 //! `ORDERLY_JOB_KEY`), over a base chosen by [`Env`] (all of this process's
 //! environment, or an allow-list of it) and the configured variables
-//! ([`env`] has the precedence). Exit 0 succeeds with stdout as the result
+//! ([`mod@env`] has the precedence). Exit 0 succeeds with stdout as the result
 //! (JSON if it parses, else the text); stdout beyond the bound
 //! ([`DEFAULT_MAX_OUTPUT_BYTES`] unless set) fails the run, naming the
 //! bound. A non-zero exit or a signal fails the run with stderr's tail.

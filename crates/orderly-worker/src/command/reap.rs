@@ -94,7 +94,9 @@ mod imp {
                     kill(Pid::from_raw(f.pid), Signal::SIGKILL)
                 };
                 match sent {
-                    Ok(()) | Err(Errno::ESRCH) => {
+                    // Gone by itself in between: nothing to do.
+                    Err(Errno::ESRCH) => {}
+                    Ok(()) => {
                         let pid = f.pid.unsigned_abs();
                         if !reaped.killed.contains(&pid) {
                             tracing::warn!(
