@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use orderly_worker::{
-    CancelReason, CommandHandler, Failure, Handler, HttpSource, Job, JobContext, Runner,
-    RunnerConfig,
+    command::Env, CancelReason, CommandHandler, Failure, Handler, HttpSource, Job, JobContext,
+    Runner, RunnerConfig,
 };
 use serde_json::Value;
 
@@ -66,7 +66,7 @@ pub async fn run(a: WorkerArgs) -> anyhow::Result<()> {
         .health()
         .await
         .map_err(|e| anyhow::anyhow!("server {}: {e}", client.base()))?;
-    let handler = CommandHandler::new(a.command.clone())?
+    let handler = CommandHandler::new(a.command.clone(), Env::Inherit)?
         .env("ORDERLY_SERVER", client.base())
         .max_output_bytes(a.max_output_bytes);
     let mut config = RunnerConfig::new(a.queue.clone(), name.clone());
