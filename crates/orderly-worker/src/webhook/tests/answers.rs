@@ -96,9 +96,7 @@ async fn too_many_requests_with_delta_seconds() {
         )
     })
     .await;
-    let f = run(&WebhookHandler::new(&r.url("/")).unwrap())
-        .await
-        .unwrap_err();
+    let f = failure_from(&r).await;
     assert!(f.retry);
     assert_eq!(f.retry_after, Some(Duration::from_secs(7)));
     assert_eq!(f.error["status"], json!(429));
@@ -116,9 +114,7 @@ async fn too_many_requests_with_an_http_date() {
         with_header(StatusCode::TOO_MANY_REQUESTS, "retry-after", at, "")
     })
     .await;
-    let f = run(&WebhookHandler::new(&r.url("/")).unwrap())
-        .await
-        .unwrap_err();
+    let f = failure_from(&r).await;
     assert!(f.retry);
     let delay = f.retry_after.expect("a Retry-After delay");
     assert!(
@@ -132,9 +128,7 @@ async fn too_many_requests_with_an_http_date() {
 #[tokio::test]
 async fn unavailable_without_a_usable_retry_after() {
     let r = answering(StatusCode::SERVICE_UNAVAILABLE, "maintenance").await;
-    let f = run(&WebhookHandler::new(&r.url("/")).unwrap())
-        .await
-        .unwrap_err();
+    let f = failure_from(&r).await;
     assert!(f.retry);
     assert_eq!(f.retry_after, None);
     assert_eq!(f.error["status"], json!(503));
@@ -149,9 +143,7 @@ async fn unavailable_without_a_usable_retry_after() {
         )
     })
     .await;
-    let f = run(&WebhookHandler::new(&r.url("/")).unwrap())
-        .await
-        .unwrap_err();
+    let f = failure_from(&r).await;
     assert!(f.retry);
     assert_eq!(f.retry_after, None);
     assert_eq!(f.error["retry_after"], json!("soon"));
@@ -170,9 +162,7 @@ async fn retry_after_only_on_429_and_503() {
         )
     })
     .await;
-    let f = run(&WebhookHandler::new(&r.url("/")).unwrap())
-        .await
-        .unwrap_err();
+    let f = failure_from(&r).await;
     assert!(f.retry);
     assert_eq!(f.retry_after, None);
 }
@@ -181,9 +171,7 @@ async fn retry_after_only_on_429_and_503() {
 #[tokio::test]
 async fn gone_is_fatal() {
     let r = answering(StatusCode::GONE, "unsubscribed").await;
-    let f = run(&WebhookHandler::new(&r.url("/")).unwrap())
-        .await
-        .unwrap_err();
+    let f = failure_from(&r).await;
     assert!(!f.retry);
     assert_eq!(f.retry_after, None);
     assert_eq!(f.error["status"], json!(410));
@@ -196,9 +184,7 @@ async fn gone_is_fatal() {
 #[tokio::test]
 async fn server_error_keeps_the_body_tail() {
     let r = answering(StatusCode::INTERNAL_SERVER_ERROR, "db down").await;
-    let f = run(&WebhookHandler::new(&r.url("/")).unwrap())
-        .await
-        .unwrap_err();
+    let f = failure_from(&r).await;
     assert!(f.retry);
     assert_eq!(f.error["kind"], json!("status"));
     assert_eq!(f.error["status"], json!(500));
@@ -212,9 +198,7 @@ async fn server_error_keeps_the_body_tail() {
     let long: &'static str =
         Box::leak(format!("{}THE-END", "é-trace ".repeat(2000)).into_boxed_str());
     let r = answering(StatusCode::BAD_GATEWAY, long).await;
-    let f = run(&WebhookHandler::new(&r.url("/")).unwrap())
-        .await
-        .unwrap_err();
+    let f = failure_from(&r).await;
     assert!(f.retry);
     let body = f.error["body"].as_str().unwrap();
     assert!(body.ends_with("THE-END"), "{body}");
@@ -243,9 +227,7 @@ async fn redirects_are_not_followed() {
         with_header(StatusCode::FOUND, "location", "/elsewhere".into(), "")
     })
     .await;
-    let f = run(&WebhookHandler::new(&r.url("/")).unwrap())
-        .await
-        .unwrap_err();
+    let f = failure_from(&r).await;
     assert!(f.retry);
     assert_eq!(f.error["status"], json!(302));
     assert_eq!(f.error["location"], json!("/elsewhere"));

@@ -115,47 +115,34 @@ async fn connections_are_reused() {
     assert_eq!(r.connections(), 1, "one TCP connection for six requests");
 }
 
-/// A receiver that never answers: the request times out, retryable, and
-/// the error says so.
+/// The timeout covers the whole exchange: a receiver that never answers,
+/// and one that sends its headers and then a body that never ends. Either
+/// is a retryable failure saying it timed out.
 #[tokio::test]
-async fn timeout_before_the_answer() {
-    let r = Receiver::start(|| async {
+async fn timeouts() {
+    let silent = Receiver::start(|| async {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         StatusCode::OK.into_response()
     })
     .await;
-    let h = WebhookHandler::new(&r.url("/"))
-        .unwrap()
-        .timeout(Duration::from_millis(300));
-    let f = run(&h).await.unwrap_err();
-    assert!(f.retry);
-    assert_eq!(f.retry_after, None);
-    assert_eq!(f.error["kind"], json!("timeout"));
-    assert_eq!(f.error["timeout_ms"], json!(300));
-    assert!(
-        f.error["message"]
-            .as_str()
-            .unwrap()
-            .contains("timed out after 300 ms"),
-        "{f:?}"
-    );
-}
-
-/// The timeout covers the body too: headers then a body that never ends.
-#[tokio::test]
-async fn timeout_covers_the_body() {
-    let r = Receiver::start(|| async {
+    let endless_body = Receiver::start(|| async {
         let stream = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("{")) })
             .chain(futures::stream::pending());
         axum::body::Body::from_stream(stream).into_response()
     })
     .await;
-    let h = WebhookHandler::new(&r.url("/"))
-        .unwrap()
-        .timeout(Duration::from_millis(300));
-    let f = run(&h).await.unwrap_err();
-    assert!(f.retry);
-    assert_eq!(f.error["kind"], json!("timeout"));
+    for r in [silent, endless_body] {
+        let h = WebhookHandler::new(&r.url("/"))
+            .unwrap()
+            .timeout(Duration::from_millis(300));
+        let f = run(&h).await.unwrap_err();
+        assert!(f.retry);
+        assert_eq!(f.retry_after, None);
+        assert_eq!(f.error["kind"], json!("timeout"));
+        assert_eq!(f.error["timeout_ms"], json!(300));
+        assert!(error_text(&f).contains("timed out after 300 ms"), "{f:?}");
+        assert_eq!(r.seen().len(), 1);
+    }
 }
 
 /// Nobody listening: a retryable failure saying it could not connect.
@@ -286,6 +273,13 @@ fn debug_hides_the_secret() {
     assert!(shown.contains("example.com/hook"), "{shown}");
     let unsigned = format!("{:?}", WebhookHandler::new("http://a.test/").unwrap());
     assert!(unsigned.contains("secret: None"), "{unsigned}");
+}
+
+/// The failure of `job()` POSTed to `r` by a default handler.
+async fn failure_from(r: &Receiver) -> Failure {
+    run(&WebhookHandler::new(&r.url("/")).unwrap())
+        .await
+        .unwrap_err()
 }
 
 /// The failure's message.
