@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orderly_client::proto::{JobState, QueueConfigRequest};
 use serde_json::{json, Value};
@@ -53,13 +53,15 @@ async fn enqueue_batch(srv: &TestServer, queue: &str, jobs: Vec<orderly_client::
 }
 
 async fn wait_all_finished(srv: &TestServer, queue: &str, n: usize, timeout: Duration) -> Vec<orderly_client::proto::JobView> {
-    let mut last = Vec::new();
-    let ok = wait_until(deadline(timeout), || async {
-        last = srv.list_all(queue).await;
-        last.len() == n && last.iter().all(|j| j.state.is_finished())
-    })
-    .await;
-    if !ok {
+    let until = deadline(timeout);
+    let last = loop {
+        let jobs = srv.list_all(queue).await;
+        if (jobs.len() == n && jobs.iter().all(|j| j.state.is_finished())) || Instant::now() >= until {
+            break jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if !(last.len() == n && last.iter().all(|j| j.state.is_finished())) {
         srv.fail(format!("{queue}: not all {n} jobs finished: {:?}", last.iter().map(|j| (j.seq, j.state)).collect::<Vec<_>>()));
     }
     last

@@ -76,13 +76,15 @@ fn webhook(url: &str, concurrency: u32, extra: Value) -> QueueConfigRequest {
 }
 
 async fn finished(srv: &TestServer, queue: &str, n: usize) -> Vec<JobView> {
-    let mut last = Vec::new();
-    let ok = wait_until(deadline(Duration::from_secs(60)), || async {
-        last = srv.list_all(queue).await;
-        last.len() == n && last.iter().all(|j| j.state.is_finished())
-    })
-    .await;
-    if !ok {
+    let until = deadline(Duration::from_secs(60));
+    let last = loop {
+        let jobs = srv.list_all(queue).await;
+        if (jobs.len() == n && jobs.iter().all(|j| j.state.is_finished())) || Instant::now() >= until {
+            break jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if !(last.len() == n && last.iter().all(|j| j.state.is_finished())) {
         srv.fail(format!("{queue}: {:?}", last.iter().map(|j| (j.seq, j.state)).collect::<Vec<_>>()));
     }
     last

@@ -19,15 +19,19 @@
 //!   loss, report with `claim_next`, resend on transient errors, graceful stop.
 //! - [`command`]: [`CommandHandler`], which runs a child process per job in
 //!   its own process group.
+//! - [`webhook`]: [`WebhookHandler`], which POSTs each job to a URL (signed
+//!   with a secret if given) and maps the answer to a result or a failure.
 
 pub mod command;
 pub mod handler;
 pub mod http;
 pub mod runner;
 pub mod source;
+pub mod webhook;
 
 pub use command::CommandHandler;
 pub use handler::{CancelReason, Failure, Handler, Job, JobContext};
 pub use http::HttpSource;
 pub use runner::{heartbeat_interval, Runner, RunnerConfig, RunnerError, Summary};
 pub use source::{Beat, ClaimParams, JobSource, Lease, Outcome, SourceError};
+pub use webhook::{WebhookError, WebhookHandler};
