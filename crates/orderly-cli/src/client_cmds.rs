@@ -338,7 +338,12 @@ pub struct QueueSetArgs {
     #[arg(long, requires = "webhook", value_parser = humantime::parse_duration)]
     pub webhook_timeout: Option<Duration>,
     /// Signs every `--webhook` request (`Orderly-Signature`); never shown back.
-    #[arg(long, requires = "webhook", env = "ORDERLY_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        requires = "webhook",
+        env = "ORDERLY_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
     pub secret: Option<String>,
     /// Most bytes of a `--webhook` response kept as the result (default 1 MiB).
     #[arg(long, requires = "webhook")]
@@ -351,7 +356,9 @@ pub struct QueueSetArgs {
 /// `NAME<sep>VALUE`, both sides trimmed of spaces around the separator.
 fn parse_pair<const SEP: char>(s: &str) -> Result<(String, String), String> {
     match s.split_once(SEP) {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim_start().to_string())),
+        Some((k, v)) if !k.trim().is_empty() => {
+            Ok((k.trim().to_string(), v.trim_start().to_string()))
+        }
         _ => Err(format!("expected NAME{SEP}VALUE, got {s:?}")),
     }
 }
@@ -368,7 +375,12 @@ fn executor_of(s: &QueueSetArgs) -> Option<serde_json::Value> {
             e["cwd"] = json!(d);
         }
         if !s.env_vars.is_empty() {
-            e["env"] = Value::Object(s.env_vars.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>());
+            e["env"] = Value::Object(
+                s.env_vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect::<Map<_, _>>(),
+            );
         }
         if let Some(m) = s.max_output_bytes {
             e["max_output_bytes"] = json!(m);
@@ -378,7 +390,12 @@ fn executor_of(s: &QueueSetArgs) -> Option<serde_json::Value> {
     let url = s.webhook.as_ref()?;
     let mut e = json!({"type": "webhook", "url": url});
     if !s.headers.is_empty() {
-        e["headers"] = Value::Object(s.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>());
+        e["headers"] = Value::Object(
+            s.headers
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect::<Map<_, _>>(),
+        );
     }
     if let Some(t) = s.webhook_timeout {
         e["timeout_ms"] = json!(u64::try_from(t.as_millis()).unwrap_or(u64::MAX));

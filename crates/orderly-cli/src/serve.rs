@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use orderly_core::Store;
-use orderly_server::serve::ShutdownReport;
 use orderly_server::executors::{self, Executors, ExecutorsConfig};
+use orderly_server::serve::ShutdownReport;
 use orderly_server::{maintenance, AppState, ServerConfig};
 use orderly_sqlite::{Durability, SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;

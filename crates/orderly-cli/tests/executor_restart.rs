@@ -31,7 +31,8 @@ fn starts(dir: &Path) -> Vec<(i64, u32)> {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.first() == Some(&"start")).then(|| (f[1].parse().unwrap_or(-1), f[2].parse().unwrap_or(0)))
+            (f.first() == Some(&"start"))
+                .then(|| (f[1].parse().unwrap_or(-1), f[2].parse().unwrap_or(0)))
         })
         .collect()
 }
@@ -99,13 +100,22 @@ async fn sigterm_lets_the_running_job_finish() {
     let mut srv = TestServer::start_with_args(None, &["--shutdown-grace", "20s"]).await;
     let seqs = setup(&srv, 2).await;
     srv.sigterm();
-    let status = srv.wait_exit(Duration::from_secs(30)).await.expect("server exits");
+    let status = srv
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("server exits");
     assert!(status.success(), "clean exit: {status} {}", srv.log_tail());
     srv.restart().await;
     all_succeeded(&srv).await;
     let j1 = srv.job("j1").await;
-    assert_eq!(j1.attempt, 1, "j1 finished before the server stopped: {j1:?}");
-    assert_eq!(starts(srv.dir()), vec![(seqs[0], 1), (seqs[1], 1), (seqs[2], 1)]);
+    assert_eq!(
+        j1.attempt, 1,
+        "j1 finished before the server stopped: {j1:?}"
+    );
+    assert_eq!(
+        starts(srv.dir()),
+        vec![(seqs[0], 1), (seqs[1], 1), (seqs[2], 1)]
+    );
 }
 
 /// SIGTERM past the grace period: the job's process group is killed, the
@@ -116,13 +126,21 @@ async fn sigterm_past_the_grace_period_kills_and_reruns_in_place() {
     let seqs = setup(&srv, 300).await;
     let child = child_pid(&srv, seqs[0]);
     srv.sigterm();
-    srv.wait_exit(Duration::from_secs(30)).await.expect("server exits");
-    assert!(!alive(child), "the job's child {child} outlived the shutdown");
+    srv.wait_exit(Duration::from_secs(30))
+        .await
+        .expect("server exits");
+    assert!(
+        !alive(child),
+        "the job's child {child} outlived the shutdown"
+    );
     srv.restart().await;
     all_succeeded(&srv).await;
     let j1 = srv.job("j1").await;
     assert_eq!(j1.attempt, 2, "{j1:?}");
-    assert_eq!(starts(srv.dir()), vec![(seqs[0], 1), (seqs[0], 2), (seqs[1], 1), (seqs[2], 1)]);
+    assert_eq!(
+        starts(srv.dir()),
+        vec![(seqs[0], 1), (seqs[0], 2), (seqs[1], 1), (seqs[2], 1)]
+    );
 }
 
 /// kill -9 mid-job: the child outlives the server (an orphan); the next
@@ -134,15 +152,24 @@ async fn kill9_mid_job_reaps_the_orphan_and_reruns_in_place() {
     let seqs = setup(&srv, 300).await;
     let child = child_pid(&srv, seqs[0]);
     srv.kill9();
-    assert!(alive(child), "the orphan runs on after kill -9 (or this test proves nothing)");
+    assert!(
+        alive(child),
+        "the orphan runs on after kill -9 (or this test proves nothing)"
+    );
     srv.restart().await;
     assert!(
-        wait_until(deadline(Duration::from_secs(10)), || async { !alive(child) }).await,
+        wait_until(deadline(Duration::from_secs(10)), || async {
+            !alive(child)
+        })
+        .await,
         "the restarted server did not kill the orphan {child}"
     );
     // Within 20 s: j1 did not wait for its 60 s lease.
     all_succeeded(&srv).await;
     let j1 = srv.job("j1").await;
     assert_eq!(j1.attempt, 2, "{j1:?}");
-    assert_eq!(starts(srv.dir()), vec![(seqs[0], 1), (seqs[0], 2), (seqs[1], 1), (seqs[2], 1)]);
+    assert_eq!(
+        starts(srv.dir()),
+        vec![(seqs[0], 1), (seqs[0], 2), (seqs[1], 1), (seqs[2], 1)]
+    );
 }

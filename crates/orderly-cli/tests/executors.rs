@@ -43,7 +43,11 @@ fn logged(log: &Path, body: &str) -> String {
     )
 }
 
-async fn enqueue_batch(srv: &TestServer, queue: &str, jobs: Vec<orderly_client::proto::EnqueueRequest>) -> Vec<i64> {
+async fn enqueue_batch(
+    srv: &TestServer,
+    queue: &str,
+    jobs: Vec<orderly_client::proto::EnqueueRequest>,
+) -> Vec<i64> {
     let out = srv
         .client()
         .enqueue_batch(queue, &orderly_client::proto::BatchRequest { jobs })
@@ -52,17 +56,27 @@ async fn enqueue_batch(srv: &TestServer, queue: &str, jobs: Vec<orderly_client::
     out.value.iter().map(|j| j.seq).collect()
 }
 
-async fn wait_all_finished(srv: &TestServer, queue: &str, n: usize, timeout: Duration) -> Vec<orderly_client::proto::JobView> {
+async fn wait_all_finished(
+    srv: &TestServer,
+    queue: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<orderly_client::proto::JobView> {
     let until = deadline(timeout);
     let last = loop {
         let jobs = srv.list_all(queue).await;
-        if (jobs.len() == n && jobs.iter().all(|j| j.state.is_finished())) || Instant::now() >= until {
+        if (jobs.len() == n && jobs.iter().all(|j| j.state.is_finished()))
+            || Instant::now() >= until
+        {
             break jobs;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     if !(last.len() == n && last.iter().all(|j| j.state.is_finished())) {
-        srv.fail(format!("{queue}: not all {n} jobs finished: {:?}", last.iter().map(|j| (j.seq, j.state)).collect::<Vec<_>>()));
+        srv.fail(format!(
+            "{queue}: not all {n} jobs finished: {:?}",
+            last.iter().map(|j| (j.seq, j.state)).collect::<Vec<_>>()
+        ));
     }
     last
 }
@@ -74,7 +88,14 @@ async fn command_executor_runs_a_serial_queue_in_seq_order() {
     let srv = TestServer::start().await;
     let log = srv.dir().join("serial.log");
     srv.configure("serial", exec(&logged(&log, "cat"), 1)).await;
-    let seqs = enqueue_batch(&srv, "serial", (0..50).map(|i| job_req(&format!("s{i}"), None, json!({"i": i}))).collect()).await;
+    let seqs = enqueue_batch(
+        &srv,
+        "serial",
+        (0..50)
+            .map(|i| job_req(&format!("s{i}"), None, json!({"i": i})))
+            .collect(),
+    )
+    .await;
     let jobs = wait_all_finished(&srv, "serial", 50, Duration::from_secs(120)).await;
     for (i, j) in jobs.iter().enumerate() {
         assert_eq!(j.state, JobState::Succeeded, "{j:?}");
@@ -84,7 +105,12 @@ async fn command_executor_runs_a_serial_queue_in_seq_order() {
     let ev = events(&log);
     let expected: Vec<(String, i64, String)> = seqs
         .iter()
-        .flat_map(|s| [("start".to_string(), *s, "-".to_string()), ("end".to_string(), *s, "-".to_string())])
+        .flat_map(|s| {
+            [
+                ("start".to_string(), *s, "-".to_string()),
+                ("end".to_string(), *s, "-".to_string()),
+            ]
+        })
         .collect();
     assert_eq!(ev, expected, "one at a time, in seq order");
     // The server's own record agrees: start_no follows seq.
@@ -99,7 +125,8 @@ async fn command_executor_runs_a_serial_queue_in_seq_order() {
 async fn command_executor_keeps_key_order_and_the_concurrency_limit() {
     let srv = TestServer::start().await;
     let log = srv.dir().join("keyed.log");
-    srv.configure("keyed", exec(&logged(&log, "sleep 0.05"), 4)).await;
+    srv.configure("keyed", exec(&logged(&log, "sleep 0.05"), 4))
+        .await;
     let jobs = (0..40)
         .map(|i| job_req(&format!("k{i}"), Some(&format!("acct-{}", i % 5)), json!(i)))
         .collect();
@@ -113,8 +140,14 @@ async fn command_executor_keeps_key_order_and_the_concurrency_limit() {
     let mut peak = 0;
     for (e, seq, key) in &ev {
         if e == "start" {
-            assert!(!running.iter().any(|(_, k)| k == key), "two jobs of {key} at once: {ev:?}");
-            assert!(last_start.get(key).is_none_or(|s| s < seq), "{key} out of order: {ev:?}");
+            assert!(
+                !running.iter().any(|(_, k)| k == key),
+                "two jobs of {key} at once: {ev:?}"
+            );
+            assert!(
+                last_start.get(key).is_none_or(|s| s < seq),
+                "{key} out of order: {ev:?}"
+            );
             last_start.insert(key.clone(), *seq);
             running.push((*seq, key.clone()));
             peak = peak.max(running.len());
@@ -132,9 +165,14 @@ async fn command_executor_keeps_key_order_and_the_concurrency_limit() {
 async fn a_failed_command_is_retried_before_the_next_job_of_its_key() {
     let srv = TestServer::start().await;
     let log = srv.dir().join("retry.log");
-    let body = r#"if [ "$ORDERLY_ATTEMPT" = 1 ] && grep -q fail; then echo "bad input" >&2; exit 3; fi"#;
+    let body =
+        r#"if [ "$ORDERLY_ATTEMPT" = 1 ] && grep -q fail; then echo "bad input" >&2; exit 3; fi"#;
     let mut cfg = exec(&logged(&log, body), 2);
-    cfg.backoff = Some(orderly_client::proto::BackoffView { initial_ms: 200, max_ms: 200, factor: 1.0 });
+    cfg.backoff = Some(orderly_client::proto::BackoffView {
+        initial_ms: 200,
+        max_ms: 200,
+        factor: 1.0,
+    });
     srv.configure("retry", cfg).await;
     enqueue_batch(
         &srv,
@@ -148,8 +186,16 @@ async fn a_failed_command_is_retried_before_the_next_job_of_its_key() {
     let done = wait_all_finished(&srv, "retry", 2, Duration::from_secs(60)).await;
     assert_eq!(done[0].attempt, 2, "r1 ran twice");
     assert_eq!(done[0].state, JobState::Succeeded);
-    let starts: Vec<i64> = events(&log).into_iter().filter(|e| e.0 == "start").map(|e| e.1).collect();
-    assert_eq!(starts, [done[0].seq, done[0].seq, done[1].seq], "r1, r1 again, then r2");
+    let starts: Vec<i64> = events(&log)
+        .into_iter()
+        .filter(|e| e.0 == "start")
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(
+        starts,
+        [done[0].seq, done[0].seq, done[1].seq],
+        "r1, r1 again, then r2"
+    );
 
     // A job that keeps failing ends failed with the exit code and stderr's tail.
     let mut cfg = exec("echo 'it broke' >&2; exit 7", 1);
@@ -177,8 +223,17 @@ async fn a_timeout_kills_the_whole_process_group() {
     srv.client().enqueue("slow", &req).await.expect("enqueue");
     let done = wait_all_finished(&srv, "slow", 1, Duration::from_secs(30)).await;
     assert_eq!(done[0].state, JobState::Failed, "{:?}", done[0]);
-    assert_eq!(done[0].error.as_ref().map(|e| e["reason"].clone()), Some(json!("timeout")), "{:?}", done[0].error);
-    let pid: i32 = std::fs::read_to_string(&pids).expect("pid file").trim().parse().expect("pid");
+    assert_eq!(
+        done[0].error.as_ref().map(|e| e["reason"].clone()),
+        Some(json!("timeout")),
+        "{:?}",
+        done[0].error
+    );
+    let pid: i32 = std::fs::read_to_string(&pids)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
     assert!(
         wait_until(deadline(Duration::from_secs(10)), || async { !alive(pid) }).await,
         "the job's child {pid} survived the timeout"
@@ -191,15 +246,27 @@ async fn output_beyond_the_bound_fails_naming_it() {
     let srv = TestServer::start().await;
     let mut cfg = QueueConfigRequest {
         max_attempts: Some(1),
-        executor: Some(json!({"type": "command", "argv": ["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' a"], "max_output_bytes": 100})),
+        executor: Some(
+            json!({"type": "command", "argv": ["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' a"], "max_output_bytes": 100}),
+        ),
         ..Default::default()
     };
     cfg.concurrency = Some(1);
     srv.configure("big", cfg).await;
-    srv.client().enqueue("big", &job_req("o1", None, json!(null))).await.expect("enqueue");
+    srv.client()
+        .enqueue("big", &job_req("o1", None, json!(null)))
+        .await
+        .expect("enqueue");
     let done = wait_all_finished(&srv, "big", 1, Duration::from_secs(30)).await;
-    let msg = done[0].error.as_ref().map(|e| e["message"].to_string()).unwrap_or_default();
-    assert!(msg.contains("100-byte bound") && msg.contains("max_output_bytes"), "{msg}");
+    let msg = done[0]
+        .error
+        .as_ref()
+        .map(|e| e["message"].to_string())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("100-byte bound") && msg.contains("max_output_bytes"),
+        "{msg}"
+    );
 }
 
 /// §6 and §10: the child's environment is an allow-list: the server's token
@@ -215,11 +282,29 @@ async fn the_child_never_sees_the_servers_token() {
         },
     )
     .await;
-    srv.client().enqueue("env", &job_req("e1", Some("acct-7"), json!(null))).await.expect("enqueue");
+    srv.client()
+        .enqueue("env", &job_req("e1", Some("acct-7"), json!(null)))
+        .await
+        .expect("enqueue");
     let done = wait_all_finished(&srv, "env", 1, Duration::from_secs(30)).await;
-    let out = done[0].result.as_ref().and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    assert!(!out.contains("server-secret-token"), "the token leaked: {out}");
-    for want in ["ORDERLY_JOB_ID=e1", "ORDERLY_QUEUE=env", "ORDERLY_KEY=acct-7", "ORDERLY_ATTEMPT=1", "GREETING=hi", "PATH="] {
+    let out = done[0]
+        .result
+        .as_ref()
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !out.contains("server-secret-token"),
+        "the token leaked: {out}"
+    );
+    for want in [
+        "ORDERLY_JOB_ID=e1",
+        "ORDERLY_QUEUE=env",
+        "ORDERLY_KEY=acct-7",
+        "ORDERLY_ATTEMPT=1",
+        "GREETING=hi",
+        "PATH=",
+    ] {
         assert!(out.contains(want), "{want} missing from {out}");
     }
 }
@@ -233,36 +318,107 @@ async fn bad_executor_configuration_is_refused_and_changes_nothing() {
     let before = srv.client().queue("q").await.expect("queue");
     let dir = srv.dir().display().to_string();
     for (what, executor, mention) in [
-        ("empty argv", json!({"type": "command", "argv": []}), "executor.argv"),
-        ("relative program not found", json!({"type": "command", "argv": ["./no-such-script.sh"], "cwd": dir}), "no such executable"),
-        ("program not on PATH", json!({"type": "command", "argv": ["no-such-program-xyz"]}), "PATH"),
-        ("missing cwd", json!({"type": "command", "argv": ["true"], "cwd": "/no/such/dir"}), "executor.cwd"),
-        ("unknown field", json!({"type": "command", "argv": ["true"], "shell": true}), "shell"),
+        (
+            "empty argv",
+            json!({"type": "command", "argv": []}),
+            "executor.argv",
+        ),
+        (
+            "relative program not found",
+            json!({"type": "command", "argv": ["./no-such-script.sh"], "cwd": dir}),
+            "no such executable",
+        ),
+        (
+            "program not on PATH",
+            json!({"type": "command", "argv": ["no-such-program-xyz"]}),
+            "PATH",
+        ),
+        (
+            "missing cwd",
+            json!({"type": "command", "argv": ["true"], "cwd": "/no/such/dir"}),
+            "executor.cwd",
+        ),
+        (
+            "unknown field",
+            json!({"type": "command", "argv": ["true"], "shell": true}),
+            "shell",
+        ),
         ("unknown type", json!({"type": "lambda"}), "executor.type"),
-        ("not http", json!({"type": "webhook", "url": "ftp://example.com/x"}), "http"),
-        ("webhook unknown field", json!({"type": "webhook", "url": "http://127.0.0.1:9/x", "retries": 3}), "retries"),
+        (
+            "not http",
+            json!({"type": "webhook", "url": "ftp://example.com/x"}),
+            "http",
+        ),
+        (
+            "webhook unknown field",
+            json!({"type": "webhook", "url": "http://127.0.0.1:9/x", "retries": 3}),
+            "retries",
+        ),
     ] {
-        let req = QueueConfigRequest { concurrency: Some(9), executor: Some(executor), ..Default::default() };
+        let req = QueueConfigRequest {
+            concurrency: Some(9),
+            executor: Some(executor),
+            ..Default::default()
+        };
         let err = srv.client().configure("q", &req).await.expect_err(what);
         assert_eq!(err.status(), Some(400), "{what}: {err}");
-        assert!(err.to_string().contains(mention), "{what}: {err} should mention {mention}");
+        assert!(
+            err.to_string().contains(mention),
+            "{what}: {err} should mention {mention}"
+        );
     }
-    assert_eq!(srv.client().queue("q").await.expect("queue"), before, "nothing changed");
+    assert_eq!(
+        srv.client().queue("q").await.expect("queue"),
+        before,
+        "nothing changed"
+    );
 }
 
 /// §6 and §9: `orderly queue set q --exec -- CMD ARGS...` configures it.
 #[tokio::test]
 async fn queue_set_exec_from_the_command_line() {
     let srv = TestServer::start().await;
-    let out = srv.run_cli_ok(&["queue", "set", "cli", "--concurrency", "2", "--exec", "--env", "A=1", "--", "sh", "-c", "echo \"$A $ORDERLY_SEQ\""]).await;
+    // `--server` before the `--` that starts the command.
+    let url = srv.url();
+    let mut cmd = orderly();
+    cmd.args([
+        "queue",
+        "set",
+        "cli",
+        "--server",
+        &url,
+        "--concurrency",
+        "2",
+        "--exec",
+        "--env",
+        "A=1",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$A $ORDERLY_SEQ\"",
+    ]);
+    let out = run_bounded(cmd, Duration::from_secs(20)).await;
+    assert!(out.status.success(), "{}", show(&out));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.contains("\"command\""), "{out}");
     let q = srv.client().queue("cli").await.expect("queue");
-    assert_eq!(q.executor.as_ref().map(|e| e["argv"].clone()), Some(json!(["sh", "-c", "echo \"$A $ORDERLY_SEQ\""])));
-    let j = srv.client().enqueue("cli", &job_req("c1", None, json!(null))).await.expect("enqueue");
+    assert_eq!(
+        q.executor.as_ref().map(|e| e["argv"].clone()),
+        Some(json!(["sh", "-c", "echo \"$A $ORDERLY_SEQ\""]))
+    );
+    let j = srv
+        .client()
+        .enqueue("cli", &job_req("c1", None, json!(null)))
+        .await
+        .expect("enqueue");
     let done = wait_all_finished(&srv, "cli", 1, Duration::from_secs(30)).await;
     assert_eq!(done[0].result, Some(json!(format!("1 {}", j.value.seq))));
-    srv.run_cli_ok(&["queue", "set", "cli", "--no-executor"]).await;
-    assert_eq!(srv.client().queue("cli").await.expect("queue").executor, None);
+    srv.run_cli_ok(&["queue", "set", "cli", "--no-executor"])
+        .await;
+    assert_eq!(
+        srv.client().queue("cli").await.expect("queue").executor,
+        None
+    );
 }
 
 fn alive(pid: i32) -> bool {

@@ -32,21 +32,42 @@ struct Receiver {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
-async fn hook(State(r): State<Receiver>, headers: HeaderMap, raw: axum::body::Bytes) -> axum::response::Response {
+async fn hook(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    raw: axum::body::Bytes,
+) -> axum::response::Response {
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    let signature = headers.get("orderly-signature").and_then(|v| v.to_str().ok()).map(String::from);
+    let signature = headers
+        .get("orderly-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let push = |event| {
-        r.seen.lock().unwrap().push(Seen { at: Instant::now(), event, body: body.clone(), signature: signature.clone(), raw: raw.to_vec() })
+        r.seen.lock().unwrap().push(Seen {
+            at: Instant::now(),
+            event,
+            body: body.clone(),
+            signature: signature.clone(),
+            raw: raw.to_vec(),
+        })
     };
     push("start");
     let attempt = body["attempt"].as_u64().unwrap_or(0);
-    let answer = body["payload"]["answer"].as_str().unwrap_or("ok").to_string();
+    let answer = body["payload"]["answer"]
+        .as_str()
+        .unwrap_or("ok")
+        .to_string();
     if let Some(ms) = body["payload"]["sleep_ms"].as_u64() {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     push("end");
     match (answer.as_str(), attempt) {
-        ("busy-once", 1) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response(),
+        ("busy-once", 1) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            "slow down",
+        )
+            .into_response(),
         ("fail-once", 1) => (StatusCode::INTERNAL_SERVER_ERROR, "database is down").into_response(),
         ("gone", _) => (StatusCode::GONE, "no such account").into_response(),
         _ => axum::Json(json!({"handled": body["id"], "attempt": attempt})).into_response(),
@@ -55,8 +76,12 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, raw: axum::body::By
 
 async fn receiver() -> (String, Receiver) {
     let r = Receiver::default();
-    let app = axum::Router::new().route("/hook", post(hook)).with_state(r.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let app = axum::Router::new()
+        .route("/hook", post(hook))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, r)
@@ -69,7 +94,11 @@ fn webhook(url: &str, concurrency: u32, extra: Value) -> QueueConfigRequest {
     }
     QueueConfigRequest {
         concurrency: Some(concurrency),
-        backoff: Some(orderly_client::proto::BackoffView { initial_ms: 100, max_ms: 100, factor: 1.0 }),
+        backoff: Some(orderly_client::proto::BackoffView {
+            initial_ms: 100,
+            max_ms: 100,
+            factor: 1.0,
+        }),
         executor: Some(e),
         ..Default::default()
     }
@@ -79,13 +108,18 @@ async fn finished(srv: &TestServer, queue: &str, n: usize) -> Vec<JobView> {
     let until = deadline(Duration::from_secs(60));
     let last = loop {
         let jobs = srv.list_all(queue).await;
-        if (jobs.len() == n && jobs.iter().all(|j| j.state.is_finished())) || Instant::now() >= until {
+        if (jobs.len() == n && jobs.iter().all(|j| j.state.is_finished()))
+            || Instant::now() >= until
+        {
             break jobs;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     if !(last.len() == n && last.iter().all(|j| j.state.is_finished())) {
-        srv.fail(format!("{queue}: {:?}", last.iter().map(|j| (j.seq, j.state)).collect::<Vec<_>>()));
+        srv.fail(format!(
+            "{queue}: {:?}",
+            last.iter().map(|j| (j.seq, j.state)).collect::<Vec<_>>()
+        ));
     }
     last
 }
@@ -97,16 +131,27 @@ async fn webhook_executor_posts_a_serial_queue_in_seq_order() {
     let (url, r) = receiver().await;
     let srv = TestServer::start().await;
     srv.configure("hooks", webhook(&url, 1, json!({}))).await;
-    let jobs = (0..50).map(|i| job_req(&format!("h{i}"), None, json!({"i": i}))).collect();
-    srv.client().enqueue_batch("hooks", &BatchRequest { jobs }).await.expect("enqueue");
+    let jobs = (0..50)
+        .map(|i| job_req(&format!("h{i}"), None, json!({"i": i})))
+        .collect();
+    srv.client()
+        .enqueue_batch("hooks", &BatchRequest { jobs })
+        .await
+        .expect("enqueue");
     let done = finished(&srv, "hooks", 50).await;
     for j in &done {
         assert_eq!(j.state, JobState::Succeeded, "{j:?}");
         assert_eq!(j.result, Some(json!({"handled": j.id, "attempt": 1})));
     }
     let seen = r.seen.lock().unwrap().clone();
-    let order: Vec<(&str, i64)> = seen.iter().map(|s| (s.event, s.body["seq"].as_i64().unwrap_or(-1))).collect();
-    let expected: Vec<(&str, i64)> = done.iter().flat_map(|j| [("start", j.seq), ("end", j.seq)]).collect();
+    let order: Vec<(&str, i64)> = seen
+        .iter()
+        .map(|s| (s.event, s.body["seq"].as_i64().unwrap_or(-1)))
+        .collect();
+    let expected: Vec<(&str, i64)> = done
+        .iter()
+        .flat_map(|j| [("start", j.seq), ("end", j.seq)])
+        .collect();
     assert_eq!(order, expected, "one at a time, in seq order");
     assert_eq!(seen[0].body["queue"], json!("hooks"));
     assert_eq!(seen[0].body["payload"], json!({"i": 0}));
@@ -120,9 +165,18 @@ async fn webhook_executor_keeps_key_order_and_the_concurrency_limit() {
     let srv = TestServer::start().await;
     srv.configure("keyed", webhook(&url, 4, json!({}))).await;
     let jobs = (0..40)
-        .map(|i| job_req(&format!("k{i}"), Some(&format!("acct-{}", i % 5)), json!({"sleep_ms": 30})))
+        .map(|i| {
+            job_req(
+                &format!("k{i}"),
+                Some(&format!("acct-{}", i % 5)),
+                json!({"sleep_ms": 30}),
+            )
+        })
         .collect();
-    srv.client().enqueue_batch("keyed", &BatchRequest { jobs }).await.expect("enqueue");
+    srv.client()
+        .enqueue_batch("keyed", &BatchRequest { jobs })
+        .await
+        .expect("enqueue");
     finished(&srv, "keyed", 40).await;
     let seen = r.seen.lock().unwrap().clone();
     let mut running: Vec<(i64, String)> = Vec::new();
@@ -132,8 +186,14 @@ async fn webhook_executor_keeps_key_order_and_the_concurrency_limit() {
         let seq = s.body["seq"].as_i64().unwrap_or(-1);
         let key = s.body["key"].as_str().unwrap_or("-").to_string();
         if s.event == "start" {
-            assert!(!running.iter().any(|(_, k)| *k == key), "two of {key} at once");
-            assert!(last.get(&key).is_none_or(|p| *p < seq), "{key} out of order");
+            assert!(
+                !running.iter().any(|(_, k)| *k == key),
+                "two of {key} at once"
+            );
+            assert!(
+                last.get(&key).is_none_or(|p| *p < seq),
+                "{key} out of order"
+            );
             last.insert(key.clone(), seq);
             running.push((seq, key));
             peak = peak.max(running.len());
@@ -157,20 +217,47 @@ async fn webhook_status_handling() {
         job_req("flaky", None, json!({"answer": "fail-once"})),
         job_req("gone", None, json!({"answer": "gone"})),
     ];
-    srv.client().enqueue_batch("status", &BatchRequest { jobs }).await.expect("enqueue");
+    srv.client()
+        .enqueue_batch("status", &BatchRequest { jobs })
+        .await
+        .expect("enqueue");
     let done = finished(&srv, "status", 3).await;
     let by = |id: &str| done.iter().find(|j| j.id == id).cloned().expect(id);
-    assert_eq!((by("busy").state, by("busy").attempt), (JobState::Succeeded, 2));
-    assert_eq!((by("flaky").state, by("flaky").attempt), (JobState::Succeeded, 2));
+    assert_eq!(
+        (by("busy").state, by("busy").attempt),
+        (JobState::Succeeded, 2)
+    );
+    assert_eq!(
+        (by("flaky").state, by("flaky").attempt),
+        (JobState::Succeeded, 2)
+    );
     let gone = by("gone");
-    assert_eq!((gone.state, gone.attempt), (JobState::Failed, 1), "410 is not retried");
-    assert!(gone.error.as_ref().is_some_and(|e| e.to_string().contains("410")), "{:?}", gone.error);
+    assert_eq!(
+        (gone.state, gone.attempt),
+        (JobState::Failed, 1),
+        "410 is not retried"
+    );
+    assert!(
+        gone.error
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("410")),
+        "{:?}",
+        gone.error
+    );
     // The 429's retry came no sooner than its Retry-After of 1 s (the
     // queue's own backoff is 100 ms).
     let seen = r.seen.lock().unwrap().clone();
-    let busy: Vec<Instant> = seen.iter().filter(|s| s.event == "start" && s.body["id"] == "busy").map(|s| s.at).collect();
+    let busy: Vec<Instant> = seen
+        .iter()
+        .filter(|s| s.event == "start" && s.body["id"] == "busy")
+        .map(|s| s.at)
+        .collect();
     assert_eq!(busy.len(), 2);
-    assert!(busy[1] - busy[0] >= Duration::from_millis(950), "retried after {:?}", busy[1] - busy[0]);
+    assert!(
+        busy[1] - busy[0] >= Duration::from_millis(950),
+        "retried after {:?}",
+        busy[1] - busy[0]
+    );
 }
 
 /// §6 and §10: with a secret every request is signed (checked here against
@@ -179,21 +266,46 @@ async fn webhook_status_handling() {
 async fn signed_requests_and_the_secret_never_leaks() {
     let (url, r) = receiver().await;
     let srv = TestServer::start().await;
-    srv.configure("signed", webhook(&url, 1, json!({"secret": "s3cr3t-value", "headers": {"X-Team": "billing"}}))).await;
+    srv.configure(
+        "signed",
+        webhook(
+            &url,
+            1,
+            json!({"secret": "s3cr3t-value", "headers": {"X-Team": "billing"}}),
+        ),
+    )
+    .await;
     for shown in [
         serde_json::to_string(&srv.client().queue("signed").await.expect("queue")).expect("json"),
         serde_json::to_string(&srv.client().queues().await.expect("queues")).expect("json"),
         srv.run_cli_ok(&["queue", "show", "signed"]).await,
     ] {
-        assert!(!shown.contains("s3cr3t-value"), "the secret leaked: {shown}");
+        assert!(
+            !shown.contains("s3cr3t-value"),
+            "the secret leaked: {shown}"
+        );
         assert!(shown.contains("secret_set"), "{shown}");
     }
-    srv.client().enqueue("signed", &job_req("s1", None, json!({"x": 1}))).await.expect("enqueue");
+    srv.client()
+        .enqueue("signed", &job_req("s1", None, json!({"x": 1})))
+        .await
+        .expect("enqueue");
     finished(&srv, "signed", 1).await;
     let seen = r.seen.lock().unwrap().clone();
     let sig = seen[0].signature.clone().expect("Orderly-Signature header");
-    let t: u64 = sig.split(',').next().and_then(|p| p.strip_prefix("t=")).and_then(|t| t.parse().ok()).expect("t=");
-    assert_eq!(sig, orderly_worker::webhook::signature::header_value(b"s3cr3t-value", t, &seen[0].raw));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let t: u64 = sig
+        .split(',')
+        .next()
+        .and_then(|p| p.strip_prefix("t="))
+        .and_then(|t| t.parse().ok())
+        .expect("t=");
+    assert_eq!(
+        sig,
+        orderly_worker::webhook::signature::header_value(b"s3cr3t-value", t, &seen[0].raw)
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     assert!(now.abs_diff(t) < 300, "a fresh timestamp");
 }

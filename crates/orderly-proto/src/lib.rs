@@ -379,9 +379,20 @@ pub struct QueueConfigRequest {
     /// Pause (accept but start nothing) or resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
-    /// Executor configuration (reserved; stored as given).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The server runs the queue's jobs: `{"type": "command", …}` or
+    /// `{"type": "webhook", …}`; `null` removes the executor (pull workers).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub executor: Option<Value>,
+}
+
+/// A field that is present, even as `null` (`Some(Value::Null)`); absent is
+/// `None` (with `#[serde(default)]`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Jobs per state.

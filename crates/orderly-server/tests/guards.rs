@@ -89,26 +89,34 @@ async fn with_a_token_the_token_decides_and_its_scheme_is_case_insensitive() {
     }
 }
 
+/// §4 and §6: an executor is stored as given, shown without a webhook's
+/// secret, kept when a later PUT leaves it out, and removed by `null`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn executors_are_refused_until_they_exist() {
+async fn executors_are_configured_shown_without_secrets_and_cleared() {
     let app = TestApp::new();
-    let before = app.get("/v1/queues").await;
-    let (status, body) = app
-        .put(
-            "/v1/queues/q",
-            json!({"executor": {"type": "command", "argv": ["true"]}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["error"]["code"], "not_supported");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap_or("")
-        .contains("orderly worker"));
-    assert_eq!(app.get("/v1/queues").await, before, "nothing changed");
-    // Clearing it (null) is fine.
+    let cmd = json!({"type": "command", "argv": ["true"], "env": {"A": "1"}});
+    let (status, body) = app.put("/v1/queues/q", json!({"executor": cmd})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["executor"], cmd);
+    let (_, body) = app.put("/v1/queues/q", json!({"concurrency": 3})).await;
+    assert_eq!(body["executor"], cmd, "left out: kept");
+    let hook = json!({"type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "hunter2"});
+    let (status, body) = app.put("/v1/queues/q", json!({"executor": hook})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for shown in [
+        body,
+        app.get("/v1/queues/q").await,
+        app.get("/v1/queues").await,
+    ] {
+        assert!(
+            !shown.to_string().contains("hunter2"),
+            "the secret leaked: {shown}"
+        );
+        assert!(shown.to_string().contains("\"secret_set\":true"), "{shown}");
+    }
     let (status, body) = app.put("/v1/queues/q", json!({"executor": null})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["executor"], Value::Null, "null removes it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

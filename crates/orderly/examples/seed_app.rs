@@ -59,7 +59,11 @@ fn status(state: JobState) -> &'static str {
 }
 
 fn error(code: StatusCode, message: impl std::fmt::Display) -> Response {
-    (code, Json(json!({"error": {"message": message.to_string()}}))).into_response()
+    (
+        code,
+        Json(json!({"error": {"message": message.to_string()}})),
+    )
+        .into_response()
 }
 
 /// `POST /request/{uid}`: accepted once it is on disk; posting a uid again
@@ -92,7 +96,10 @@ async fn status_all(State(o): State<Orderly>) -> Response {
         let Some(last) = page.last() else { break };
         after = Some(last.seq);
         for j in page {
-            out.insert(j.id.clone(), json!({"uid": j.id, "status": status(j.state)}));
+            out.insert(
+                j.id.clone(),
+                json!({"uid": j.id, "status": status(j.state)}),
+            );
         }
     }
     Json(Value::Object(out.into_iter().collect())).into_response()

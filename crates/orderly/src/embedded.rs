@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orderly_core::{Enqueued, Job, QueueInfo, QueuePatch, Store};
-use orderly_server::executors::{self, spawn_runner, Executors, ExecutorsConfig, RunnerSet, ServiceSource};
+use orderly_server::executors::{
+    self, spawn_runner, Executors, ExecutorsConfig, RunnerSet, ServiceSource,
+};
 use orderly_server::service::JobRequest;
 use orderly_server::{AppState, ServerConfig};
 use orderly_sqlite::{Durability, SqliteOptions, SqliteStore};
@@ -103,9 +105,7 @@ impl Orderly {
         let tracker = TaskTracker::new();
         state.spawn_background(&tracker, &cancel);
         let service = state.service.clone();
-        service
-            .release_leases(&handler_prefix(&node))
-            .await?;
+        service.release_leases(&handler_prefix(&node)).await?;
         let executors = Executors::start(
             service,
             ExecutorsConfig {
@@ -135,7 +135,12 @@ impl Orderly {
     /// with [`Orderly::configure`]). The handler takes a [`JobCx`] with the
     /// typed payload; `Ok` is the result, `Err` a failure that follows the
     /// retry policy ([`Fail::fatal`] for none), a panic a failure too.
-    pub fn handle<T, R, E, F, Fut>(&self, queue: &str, concurrency: u32, handler: F) -> Result<(), Error>
+    pub fn handle<T, R, E, F, Fut>(
+        &self,
+        queue: &str,
+        concurrency: u32,
+        handler: F,
+    ) -> Result<(), Error>
     where
         T: DeserializeOwned + Send + 'static,
         R: Serialize + Send + 'static,
@@ -144,7 +149,10 @@ impl Orderly {
         Fut: std::future::Future<Output = Result<R, E>> + Send + 'static,
     {
         orderly_core::validate::queue_name(queue)?;
-        let mut rc = RunnerConfig::new(queue, format!("{}{queue}", handler_prefix(&self.inner.node)));
+        let mut rc = RunnerConfig::new(
+            queue,
+            format!("{}{queue}", handler_prefix(&self.inner.node)),
+        );
         rc.slots = concurrency.max(1);
         let h = spawn_runner(
             Arc::new(ServiceSource::new(self.inner.state.service.clone())),
@@ -158,13 +166,21 @@ impl Orderly {
     /// Enqueues one job (durably committed when this returns).
     pub async fn enqueue(&self, queue: &str, job: NewJob) -> Result<Enqueued, Error> {
         let mut out = self.enqueue_many(queue, vec![job]).await?;
-        out.pop().ok_or_else(|| Error::Open("the store returned no job".into()))
+        out.pop()
+            .ok_or_else(|| Error::Open("the store returned no job".into()))
     }
 
     /// Enqueues jobs atomically, with consecutive `seq`s in this order.
-    pub async fn enqueue_many(&self, queue: &str, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, Error> {
+    pub async fn enqueue_many(
+        &self,
+        queue: &str,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, Error> {
         let batch = jobs.len() != 1;
-        let reqs: Vec<JobRequest> = jobs.into_iter().map(NewJob::into_request).collect::<Result<_, _>>()?;
+        let reqs: Vec<JobRequest> = jobs
+            .into_iter()
+            .map(NewJob::into_request)
+            .collect::<Result<_, _>>()?;
         Ok(self.inner.state.service.enqueue(queue, reqs, batch).await?)
     }
 
@@ -188,8 +204,18 @@ impl Orderly {
     }
 
     /// A page of a queue's jobs in `seq` order, after `after`.
-    pub async fn jobs(&self, queue: &str, after: Option<i64>, limit: u32) -> Result<Vec<Job>, Error> {
-        Ok(self.inner.state.service.list(queue, None, after, Some(limit)).await?)
+    pub async fn jobs(
+        &self,
+        queue: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Job>, Error> {
+        Ok(self
+            .inner
+            .state
+            .service
+            .list(queue, None, after, Some(limit))
+            .await?)
     }
 
     /// Cancels a job (a running one is asked to stop).

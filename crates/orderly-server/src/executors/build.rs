@@ -103,7 +103,11 @@ fn find_program(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
         }]
     } else {
         std::env::var_os("PATH")
-            .map(|path| std::env::split_paths(&path).map(|d| d.join(program)).collect())
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(program))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     candidates.into_iter().find(|p| is_executable(p))

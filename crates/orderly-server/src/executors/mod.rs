@@ -149,9 +149,7 @@ impl Executors {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             let gone: Vec<String> = running
                 .iter()
-                .filter(|(name, r)| {
-                    wanted.get(*name) != Some(&(r.executor.clone(), r.concurrency))
-                })
+                .filter(|(name, r)| wanted.get(*name) != Some(&(r.executor.clone(), r.concurrency)))
                 .map(|(name, _)| name.clone())
                 .collect();
             for name in gone {

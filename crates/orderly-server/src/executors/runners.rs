@@ -61,7 +61,10 @@ pub fn spawn_runner<S: JobSource, H: Handler>(
             match result {
                 Ok(_) => return,
                 Err(e) => {
-                    tracing::warn!("runner of queue {} stopped: {e}; restarting in 1 s", config.queue);
+                    tracing::warn!(
+                        "runner of queue {} stopped: {e}; restarting in 1 s",
+                        config.queue
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = s.cancelled() => return,
@@ -103,7 +106,10 @@ impl RunnerSet {
         let deadline = tokio::time::Instant::now() + grace;
         let mut left = Vec::new();
         for mut h in handles {
-            if tokio::time::timeout_at(deadline, &mut h.task).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut h.task)
+                .await
+                .is_err()
+            {
                 left.push(h);
             }
         }
@@ -122,7 +128,10 @@ impl RunnerSet {
             + orderly_worker::runner::LOST_LEASE_GRACE
             + Duration::from_secs(1);
         for mut h in left {
-            if tokio::time::timeout_at(deadline, &mut h.task).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut h.task)
+                .await
+                .is_err()
+            {
                 h.task.abort();
             }
         }

@@ -124,6 +124,10 @@ impl JobSource for ServiceSource {
             )
             .await
             .map_err(source_error)?;
-        Ok(leases.unwrap_or_default().into_iter().map(lease_of).collect())
+        Ok(leases
+            .unwrap_or_default()
+            .into_iter()
+            .map(lease_of)
+            .collect())
     }
 }
