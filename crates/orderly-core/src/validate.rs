@@ -214,6 +214,19 @@ pub fn queue_patch(p: &QueuePatch) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// A report's outcome: a `retry_after_ms` must be a delay Orderly accepts
+/// elsewhere (at most a year). `field` names it in the error.
+pub fn outcome(o: &crate::store::Outcome, field: &str) -> Result<(), ValidationError> {
+    if let crate::store::Outcome::Failed {
+        retry_after_ms: Some(ms),
+        ..
+    } = o
+    {
+        range(field, *ms, 0, MAX_DELAY_MS)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,17 +270,4 @@ mod tests {
         })
         .is_err());
     }
-}
-
-/// A report's outcome: a `retry_after_ms` must be a delay Orderly accepts
-/// elsewhere (at most a year). `field` names it in the error.
-pub fn outcome(o: &crate::store::Outcome, field: &str) -> Result<(), ValidationError> {
-    if let crate::store::Outcome::Failed {
-        retry_after_ms: Some(ms),
-        ..
-    } = o
-    {
-        range(field, *ms, 0, MAX_DELAY_MS)?;
-    }
-    Ok(())
 }

@@ -105,8 +105,8 @@ async fn executors_are_configured_shown_without_secrets_and_cleared() {
     assert_eq!(status, StatusCode::OK, "{body}");
     for shown in [
         body,
-        app.get("/v1/queues/q").await,
-        app.get("/v1/queues").await,
+        app.get("/v1/queues/q").await.1,
+        app.get("/v1/queues").await.1,
     ] {
         assert!(
             !shown.to_string().contains("hunter2"),
