@@ -138,9 +138,15 @@ async fn signature_verifies_as_documented() {
     );
 }
 
-/// The Python snippet between the markers of `docs/webhooks.md`.
-fn python_snippet() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/webhooks.md");
+/// The documents holding the receiver's Python snippet between markers.
+const SNIPPET_DOCS: [&str; 2] = ["docs/webhooks.md", "README.md"];
+
+/// The Python snippet between the markers of `doc` (relative to the
+/// repository root).
+fn python_snippet(doc: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(doc);
     let doc = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let begin = "<!-- orderly-signature-verify:begin -->";
@@ -177,7 +183,28 @@ async fn python_snippet_verifies_a_real_request() {
         std::fs::write(&p, bytes).unwrap();
         p.to_str().unwrap().to_string()
     };
-    let snippet = file("verify.py", python_snippet().as_bytes());
+    for doc in SNIPPET_DOCS {
+        let snippet = file("verify.py", python_snippet(doc).as_bytes());
+        check_snippet(doc, &snippet, &dir, &header, &body, stamp).await;
+    }
+}
+
+/// Runs the cases of [`python_snippet_verifies_a_real_request`] against one
+/// document's snippet, saved at `snippet`.
+async fn check_snippet(
+    doc: &str,
+    snippet: &str,
+    dir: &tempfile::TempDir,
+    header: &str,
+    body: &[u8],
+    stamp: u64,
+) {
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let snippet = snippet.to_string();
     let header_file = file("signature.txt", header.as_bytes());
     let body_file = file("body.bin", &body);
     let mut changed = body.to_vec();
@@ -229,6 +256,9 @@ print("valid" if ok else "invalid")
         (SECRET, &body_file, at(stamp - WINDOW_SECS - 1), "invalid"),
     ] {
         let got = python(secret, body.clone(), now.clone()).await;
-        assert_eq!(got, expected, "secret {secret:?}, body {body}, now {now}");
+        assert_eq!(
+            got, expected,
+            "{doc}: secret {secret:?}, body {body}, now {now}"
+        );
     }
 }
