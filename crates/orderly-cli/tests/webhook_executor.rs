@@ -309,3 +309,71 @@ async fn signed_requests_and_the_secret_never_leaks() {
         .as_secs();
     assert!(now.abs_diff(t) < 300, "a fresh timestamp");
 }
+
+/// §6: a server killed -9 in the middle of a webhook call reruns that job
+/// at once on its next start (as attempt 2, before the later job), without
+/// waiting for its 60 s lease.
+#[tokio::test]
+async fn kill9_mid_request_reruns_the_job_in_place() {
+    let (url, r) = receiver().await;
+    let mut srv = TestServer::start().await;
+    let mut cfg = webhook(&url, 1, json!({}));
+    cfg.lease_ms = Some(60_000);
+    srv.configure("restart", cfg).await;
+    let jobs = vec![
+        job_req("w1", None, json!({"sleep_ms": 600_000})),
+        job_req("w2", None, json!({})),
+    ];
+    srv.client()
+        .enqueue_batch("restart", &BatchRequest { jobs })
+        .await
+        .expect("enqueue");
+    let started = || {
+        r.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.event == "start")
+            .count()
+    };
+    assert!(
+        wait_until(deadline(Duration::from_secs(20)), || async {
+            started() == 1
+        })
+        .await,
+        "w1 was posted"
+    );
+    srv.kill9();
+    srv.restart().await;
+    // Within 20 s (its lease is 60 s): w1 again as attempt 2, then w2.
+    assert!(
+        wait_until(deadline(Duration::from_secs(20)), || async {
+            started() == 2
+        })
+        .await,
+        "w1 was not posted again after the restart"
+    );
+    let seen = r.seen.lock().unwrap().clone();
+    let starts: Vec<(String, u64)> = seen
+        .iter()
+        .filter(|s| s.event == "start")
+        .map(|s| {
+            (
+                s.body["id"].as_str().unwrap_or("").to_string(),
+                s.body["attempt"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        [("w1".to_string(), 1), ("w1".to_string(), 2)],
+        "w1 reruns first, before w2"
+    );
+    let w1 = srv.job("w1").await;
+    assert_eq!((w1.state, w1.attempt), (JobState::Running, 2), "{w1:?}");
+    assert_eq!(
+        srv.job("w2").await.state,
+        JobState::Queued,
+        "w2 waits behind w1"
+    );
+}
