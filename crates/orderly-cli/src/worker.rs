@@ -45,7 +45,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "ORDERLY_WORKER_NAME")]
     pub name: Option<String>,
     /// Most bytes of stdout kept as the result.
-    #[arg(long, env = "ORDERLY_WORKER_MAX_OUTPUT_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "ORDERLY_WORKER_MAX_OUTPUT_BYTES", default_value_t = orderly_worker::command::DEFAULT_MAX_OUTPUT_BYTES)]
     pub max_output_bytes: usize,
     /// Exit after this many jobs (default: run until interrupted).
     #[arg(long, env = "ORDERLY_WORKER_MAX_JOBS")]
