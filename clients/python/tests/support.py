@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,9 +79,15 @@ def wait_until(cond: Callable[[], T], timeout: float, what: str, diag: Callable[
 class Server:
     """``orderly serve`` on ``127.0.0.1:0``, its data in a fresh directory."""
 
-    def __init__(self, data_dir: Path, args: list[str] | None = None, listen: str = "127.0.0.1:0") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        args: list[str] | None = None,
+        listen: str = "127.0.0.1:0",
+        log_path: Path | None = None,
+    ) -> None:
         self.data_dir = data_dir
-        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self.log_path = log_path or data_dir.parent / f"{data_dir.name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - kept open while the server runs
         self.proc = subprocess.Popen(
             [orderly_bin(), "serve", "--listen", listen, "--data-dir", str(data_dir), *(args or [])],
@@ -177,3 +184,19 @@ def check_fifo(observed: list[str], poll: int) -> None:
 def job_json(j: orderly.Job) -> dict[str, Any]:
     """A job's fields that do not depend on time."""
     return {k: v for k, v in j.raw.items() if not k.endswith("_at")}
+
+
+def raw_http(url: str, request: bytes, timeout: float = 30) -> tuple[int, bytes]:
+    """Sends ``request`` bytes as they are to the server at ``url`` and reads
+    its answer (status, body): for requests no HTTP client would send."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(request)
+        reader = s.makefile("rb")
+        status_line = reader.readline()
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        return int(status_line.split()[1]), reader.read(length)

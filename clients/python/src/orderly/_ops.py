@@ -79,9 +79,13 @@ class Call(Generic[T]):
     """Safe to send again after a connection error or a 5xx."""
     hold_ms: int = 0
     """How long the server may hold the request before answering (a long poll)."""
+    raw_body: bytes | None = None
+    """A body sent as it is, instead of ``body`` as JSON."""
 
     def content(self) -> bytes | None:
-        """The JSON body, or ``None`` without one."""
+        """The body, or ``None`` without one."""
+        if self.raw_body is not None:
+            return self.raw_body
         if isinstance(self.body, _Unset):
             return None
         try:
@@ -277,5 +281,8 @@ def raw(
     path: str,
     params: Mapping[str, str | int] | None,
     body: Any,
+    content: bytes | None = None,
 ) -> Call[Any]:
-    return Call(method.upper(), path, lambda obj: obj, params=params, body=body)
+    if content is not None and not isinstance(body, _Unset):
+        raise TypeError("give json= or content=, not both")
+    return Call(method.upper(), path, lambda obj: obj, params=params, body=body, raw_body=content)

@@ -277,12 +277,14 @@ class Client:
         *,
         params: Mapping[str, str | int] | None = None,
         json: Any = UNSET,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Sends one request of the API as it is (for routes this client does not
         wrap yet) and returns its JSON answer; errors are raised as for the
-        other methods. Sent once."""
-        return self._run(_ops.raw(method, path, params, json), headers)
+        other methods. The body is ``json`` (any JSON value) or ``content``
+        (bytes sent as they are, as JSON). Sent once."""
+        return self._run(_ops.raw(method, path, params, json, content), headers)
 
 
 def _health(r: httpx.Response) -> Health:
