@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "--cancel-grace",
         type=parse_duration,
         default=None,
-        help="how long an async handler has to stop after a cancel before it is cancelled [default 5s]",
+        help="how long a handler asked to stop has to return before an async one is cancelled [default 5s]",
     )
     w.add_argument(
         "--log-level",

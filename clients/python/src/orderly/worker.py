@@ -61,8 +61,7 @@ MIN_HEARTBEAT = 0.05
 DEFAULT_LEASE_MS = 30_000
 """Lease length assumed when the server does not say."""
 STOP_WAIT = 5.0
-"""How long a handler may take to return once its lease was lost or the
-worker gives it up, before the slot stops waiting for it."""
+"""How long a cancelled async handler may take to end before the slot stops waiting for it."""
 CLAIM_RETRY_INITIAL = 0.2
 CLAIM_RETRY_MAX = 5.0
 
@@ -513,14 +512,14 @@ class _Run:
         return outcome_of(None if exc is not None else task.result(), exc, ctx)
 
     async def _stop_handler(self, h: _Handler, task: asyncio.Future[Any]) -> None:
-        """Lets a handler that was asked to stop return; an async one is
-        cancelled past ``cancel_grace``; a thread is left behind past ``STOP_WAIT``."""
-        await asyncio.wait({task}, timeout=min(self.w.cancel_grace, STOP_WAIT) if h.is_async else STOP_WAIT)
+        """Gives a handler that was asked to stop ``cancel_grace`` to return;
+        then an async one is cancelled, and a thread is left behind."""
+        await asyncio.wait({task}, timeout=self.w.cancel_grace)
         if not task.done() and h.is_async:
             task.cancel()
             await asyncio.wait({task}, timeout=STOP_WAIT)
         if not task.done():
-            log.warning("a handler did not return %.0f s after it was asked to stop; leaving it", STOP_WAIT)
+            log.warning("a handler did not return %.1f s after it was asked to stop", self.w.cancel_grace)
         elif not task.cancelled():
             task.exception()  # retrieved: not reported, and not logged as never retrieved
 
