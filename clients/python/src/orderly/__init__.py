@@ -8,12 +8,14 @@ Orderly job server, which runs jobs in the order it accepted them.
 <JobState.SUCCEEDED: 'succeeded'>
 
 The layout: ``client`` and ``async_client`` (the two clients, the same
-methods), ``_ops`` (each API call once, without I/O), ``models`` (what the
-server sends), ``errors`` (one exception class per API error code),
-``worker`` and ``context`` (the pull worker and what a handler sees),
-``cli`` (``python -m orderly worker``).
+methods), ``_ops`` (each API call once, without I/O), ``_http`` (what both
+clients do around httpx), ``models`` (what the server sends; ``_convert``
+reads it), ``errors`` (one exception class per API error code),
+``worker``, ``_runner`` and ``context`` (the pull worker, its loops, and
+what a handler sees), ``cli`` (``python -m orderly worker``).
 """
 
+from ._convert import Duration
 from ._ops import UNSET
 from ._version import __version__
 from .async_client import AsyncClient
@@ -55,7 +57,6 @@ from .models import (
     Backoff,
     ClaimNext,
     Counts,
-    Duration,
     Eta,
     Health,
     Heartbeat,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
+from ._convert import Duration, Reader, ms
 from .models import (
     Backoff,
     ClaimNext,
-    Duration,
     Heartbeat,
     Job,
     JobState,
@@ -24,8 +24,6 @@ from .models import (
     NewJob,
     Queue,
     ReportResult,
-    _Reader,
-    ms,
 )
 
 T = TypeVar("T")
@@ -109,20 +107,20 @@ def retry_delay(attempt: int, initial: float, cap: float = 5.0) -> float:
 
 
 def _jobs(obj: Any) -> list[Job]:
-    return [Job.from_json(j) for j in _Reader(obj, "answer").items("jobs")]
+    return [Job.from_json(j) for j in Reader(obj, "answer").items("jobs")]
 
 
 def _page(obj: Any) -> Page:
-    r = _Reader(obj, "job list")
+    r = Reader(obj, "job list")
     return Page(jobs=_jobs(obj), next_after=r.opt_integer("next_after"))
 
 
 def _queues(obj: Any) -> list[Queue]:
-    return [Queue.from_json(q) for q in _Reader(obj, "queue list").items("queues")]
+    return [Queue.from_json(q) for q in Reader(obj, "queue list").items("queues")]
 
 
 def _leases(obj: Any) -> list[Lease]:
-    return [Lease.from_json(x) for x in _Reader(obj, "claim").items("leases")]
+    return [Lease.from_json(x) for x in Reader(obj, "claim").items("leases")]
 
 
 def enqueue(queue: str, job: NewJob) -> Call[Job]:

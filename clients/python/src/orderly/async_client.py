@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _ops
+from ._convert import Duration, ms
 from ._http import Settings, read, request_kwargs, should_retry, transport_error
 from ._ops import UNSET, Call, _Unset, retry_delay
 from .client import _health
 from .models import (
     Backoff,
     ClaimNext,
-    Duration,
     Health,
     Heartbeat,
     Job,
@@ -30,7 +30,6 @@ from .models import (
     NewJob,
     Queue,
     ReportResult,
-    ms,
 )
 
 T = TypeVar("T")

@@ -13,8 +13,9 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._convert import Duration
 from ._ops import UNSET, _Unset
-from .models import Duration, Job, Lease
+from .models import Job, Lease
 
 CancelReason = Literal["requested", "lease_lost", "shutdown"]
 """Why a job was asked to stop: someone cancelled it, its lease was lost

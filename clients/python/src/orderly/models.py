@@ -11,17 +11,14 @@ milliseconds (``lease_ms``, ``timeout_ms``), named so.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from enum import Enum
-from typing import Any, TypeAlias
+from typing import Any
 
+from ._convert import Duration, Reader, ms, rfc3339
 from .errors import OrderlyError
-
-Duration: TypeAlias = float | int | timedelta
-"""A duration argument: seconds (``1.5``) or a :class:`datetime.timedelta`."""
 
 
 class JobState(str, Enum):
@@ -54,73 +51,6 @@ class JobState(str, Enum):
         return self in (JobState.SCHEDULED, JobState.QUEUED)
 
 
-class _Reader:
-    """Reads typed fields of one JSON object, naming the field in any error."""
-
-    def __init__(self, obj: Any, what: str) -> None:
-        if not isinstance(obj, dict):
-            raise OrderlyError(f"{what}: expected a JSON object from the server, got {obj!r:.200}")
-        self.obj: dict[str, Any] = obj
-        self.what = what
-
-    def _bad(self, name: str, expected: str) -> OrderlyError:
-        return OrderlyError(
-            f"{self.what}.{name}: expected {expected} from the server, got {self.obj.get(name)!r:.200}"
-        )
-
-    def any(self, name: str) -> Any:
-        return self.obj.get(name)
-
-    def string(self, name: str) -> str:
-        v = self.obj.get(name)
-        if not isinstance(v, str):
-            raise self._bad(name, "a string")
-        return v
-
-    def opt_string(self, name: str) -> str | None:
-        return None if self.obj.get(name) is None else self.string(name)
-
-    def integer(self, name: str) -> int:
-        v = self.obj.get(name)
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise self._bad(name, "an integer")
-        return v
-
-    def opt_integer(self, name: str) -> int | None:
-        return None if self.obj.get(name) is None else self.integer(name)
-
-    def number(self, name: str) -> float:
-        v = self.obj.get(name)
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise self._bad(name, "a number")
-        return float(v)
-
-    def boolean(self, name: str) -> bool:
-        v = self.obj.get(name)
-        if not isinstance(v, bool):
-            raise self._bad(name, "true or false")
-        return v
-
-    def time(self, name: str) -> datetime:
-        v = self.string(name)
-        try:
-            t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            raise self._bad(name, "an RFC 3339 time") from None
-        if t.tzinfo is None:
-            raise self._bad(name, "an RFC 3339 time with its offset")
-        return t.astimezone(timezone.utc)
-
-    def opt_time(self, name: str) -> datetime | None:
-        return None if self.obj.get(name) is None else self.time(name)
-
-    def items(self, name: str) -> list[Any]:
-        v = self.obj.get(name)
-        if not isinstance(v, list):
-            raise self._bad(name, "a list")
-        return v
-
-
 @dataclass(frozen=True)
 class WaitingOn:
     """Why a waiting job has not started (contract section 4.1)."""
@@ -139,7 +69,7 @@ class WaitingOn:
     @classmethod
     def from_json(cls, obj: Any) -> WaitingOn:
         """Reads the server's ``waiting_on`` object."""
-        r = _Reader(obj, "waiting_on")
+        r = Reader(obj, "waiting_on")
         return cls(
             reason=r.string("reason"),
             job=r.opt_string("job"),
@@ -161,7 +91,7 @@ class Eta:
     @classmethod
     def from_json(cls, obj: Any) -> Eta:
         """Reads the server's ``eta`` object."""
-        r = _Reader(obj, "eta")
+        r = Reader(obj, "eta")
         return cls(earliest=r.opt_time("earliest"), latest=r.opt_time("latest"))
 
 
@@ -228,7 +158,7 @@ class Job:
     @classmethod
     def from_json(cls, obj: Any) -> Job:
         """Reads a job object of the API."""
-        r = _Reader(obj, "job")
+        r = Reader(obj, "job")
         state = r.string("state")
         try:
             job_state = JobState(state)
@@ -283,7 +213,7 @@ class Backoff:
     @classmethod
     def from_json(cls, obj: Any) -> Backoff:
         """Reads a backoff object of the API."""
-        r = _Reader(obj, "backoff")
+        r = Reader(obj, "backoff")
         return cls(initial_ms=r.integer("initial_ms"), max_ms=r.integer("max_ms"), factor=r.number("factor"))
 
 
@@ -307,7 +237,7 @@ class Counts:
     @classmethod
     def from_json(cls, obj: Any) -> Counts:
         """Reads a counts object of the API."""
-        r = _Reader(obj, "counts")
+        r = Reader(obj, "counts")
         return cls(**{s.value: r.integer(s.value) for s in JobState})
 
 
@@ -337,7 +267,7 @@ class Queue:
     @classmethod
     def from_json(cls, obj: Any) -> Queue:
         """Reads a queue object of the API."""
-        r = _Reader(obj, "queue")
+        r = Reader(obj, "queue")
         return cls(
             name=r.string("name"),
             concurrency=r.integer("concurrency"),
@@ -367,7 +297,7 @@ class Lease:
     @classmethod
     def from_json(cls, obj: Any) -> Lease:
         """Reads a lease object of the API."""
-        r = _Reader(obj, "lease")
+        r = Reader(obj, "lease")
         return cls(
             job=Job.from_json(r.any("job")),
             token=r.string("token"),
@@ -390,7 +320,7 @@ class Heartbeat:
     @classmethod
     def from_json(cls, obj: Any) -> Heartbeat:
         """Reads a heartbeat answer."""
-        r = _Reader(obj, "heartbeat")
+        r = Reader(obj, "heartbeat")
         return cls(
             expires_at=r.time("expires_at"),
             lease_ms=r.integer("lease_ms"),
@@ -410,7 +340,7 @@ class ReportResult:
     @classmethod
     def from_json(cls, obj: Any) -> ReportResult:
         """Reads a report answer."""
-        r = _Reader(obj, "report")
+        r = Reader(obj, "report")
         leases = r.any("leases")
         return cls(
             job=Job.from_json(r.any("job")),
@@ -486,24 +416,3 @@ class NewJob:
         if self.timeout is not None:
             out["timeout_ms"] = ms(self.timeout, "timeout")
         return out
-
-
-def ms(value: Duration, name: str) -> int:
-    """``value`` (seconds or a timedelta) in whole milliseconds; refuses negative ones."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, timedelta)):
-        raise TypeError(f"{name} must be seconds (a number) or a timedelta, not {type(value).__name__}")
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be a finite number of seconds, 0 or more: got {value!r}")
-    return round(seconds * 1000)
-
-
-def rfc3339(value: datetime | str, name: str) -> str:
-    """``value`` as the RFC 3339 string the API takes (a string is passed as it is)."""
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime or an RFC 3339 string, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} is a naive datetime: give it a timezone, e.g. datetime.now(timezone.utc)")
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
