@@ -1,0 +1,284 @@
+"""The asyncio client: :class:`AsyncClient`, method for method the same as
+:class:`orderly.Client` (a test checks the signatures match), over one
+``httpx.AsyncClient``. See ``orderly.client`` for what is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from . import _ops
+from ._convert import Duration, ms
+from ._http import Settings, read, request_kwargs, should_retry, transport_error
+from ._ops import UNSET, Call, _Unset, retry_delay
+from .client import _health
+from .models import (
+    Backoff,
+    ClaimNext,
+    Health,
+    Heartbeat,
+    Job,
+    JobState,
+    Lease,
+    NewJob,
+    Queue,
+    ReportResult,
+)
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """A connection to an Orderly server, for asyncio.
+
+    ``url`` defaults to ``ORDERLY_SERVER``, then ``http://127.0.0.1:7771``;
+    ``token`` to ``ORDERLY_TOKEN``. ``timeout`` (seconds) bounds each call
+    (a long poll gets its own duration on top); ``retries`` is how many times
+    an idempotent call is sent again, after ``retry_backoff`` seconds growing
+    exponentially (with jitter, at most 5 s). Use it as an async context manager,
+    or await :meth:`aclose`.
+    """
+
+    wait_chunk: float = _ops.MAX_WAIT_MS / 1000
+    """Longest single ``/wait`` call (the server's cap); :meth:`wait` loops past it."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        retry_backoff: float = 0.25,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = Settings.resolve(url, token, timeout, retries, retry_backoff, headers)
+        """Where and how this client talks to the server."""
+        self._http = httpx.AsyncClient(**self.settings.client_kwargs())
+
+    @property
+    def url(self) -> str:
+        """The server's URL."""
+        return self.settings.url
+
+    async def aclose(self) -> None:
+        """Closes the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self.url!r})"
+
+    async def _run(self, call: Call[T], headers: Mapping[str, str] | None = None) -> T:
+        s = self.settings
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                response = await self._http.request(**request_kwargs(call, s, headers))
+            except httpx.TransportError as e:
+                if should_retry(call, e, tries, s):
+                    await asyncio.sleep(retry_delay(tries, s.retry_backoff))
+                    continue
+                raise transport_error(call, e, s) from e
+            if should_retry(call, response, tries, s):
+                await asyncio.sleep(retry_delay(tries, s.retry_backoff))
+                continue
+            return read(call, response)
+
+    # Jobs.
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        id: str | None = None,
+        key: str | None = None,
+        delay: Duration | None = None,
+        run_at: datetime | str | None = None,
+        max_attempts: int | None = None,
+        timeout: Duration | None = None,
+    ) -> Job:
+        """Enqueues one job on ``queue`` and returns it once durably accepted.
+
+        ``payload`` is any JSON value. ``id`` makes the enqueue idempotent
+        (the same id and content again returns the same job; other content
+        raises :class:`~orderly.IdConflictError`), and only then is the call
+        retried after a lost answer. ``key`` orders it among the jobs of its
+        key; ``delay`` (seconds) or ``run_at`` hold it back; ``max_attempts``
+        and ``timeout`` (seconds, per attempt) override the queue's.
+        """
+        job = NewJob(payload, id, key, delay, run_at, max_attempts, timeout)
+        return await self._run(_ops.enqueue(queue, job))
+
+    async def enqueue_many(self, queue: str, jobs: Iterable[NewJob]) -> list[Job]:
+        """Enqueues a batch atomically: consecutive ``seq`` in order, all or nothing.
+
+        Retried after a lost answer only when every job names its ``id``.
+        """
+        return await self._run(_ops.enqueue_many(queue, list(jobs)))
+
+    async def job(self, id: str) -> Job:
+        """One job (:class:`~orderly.JobNotFoundError` if there is none)."""
+        return await self._run(_ops.job(id))
+
+    async def wait(self, id: str, timeout: Duration | None = None) -> Job:
+        """Waits until the job finished, or ``timeout`` (seconds; ``None``:
+        no limit) passed, and returns it as it then is (check ``is_finished``).
+
+        Long polls, each at most :attr:`wait_chunk`, one after the other.
+        """
+        deadline = None if timeout is None else time.monotonic() + ms(timeout, "timeout") / 1000
+        while True:
+            left = self.wait_chunk if deadline is None else max(0.0, deadline - time.monotonic())
+            chunk_ms = ms(min(left, self.wait_chunk), "timeout")
+            job = await self._run(_ops.wait(id, chunk_ms))
+            if job.is_finished or (deadline is not None and time.monotonic() >= deadline):
+                return job
+
+    async def jobs(
+        self,
+        queue: str,
+        *,
+        state: JobState | str | None = None,
+        after: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Job]:
+        """Every job of ``queue`` (of ``state``, with ``seq`` above ``after``)
+        in ``seq`` order, fetched a page at a time as the iterator advances."""
+        while True:
+            page = await self._run(_ops.list_jobs(queue, state, after, page_size))
+            for job in page.jobs:
+                yield job
+            if page.next_after is None:
+                return
+            after = page.next_after
+
+    async def cancel(self, id: str) -> Job:
+        """Cancels a waiting job now; a running one is asked to stop (its
+        worker sees it at its next heartbeat). Not retried."""
+        return await self._run(_ops.cancel(id))
+
+    async def retry(self, id: str) -> Job:
+        """Puts a failed or cancelled job back in line (a new ``seq``). Not retried."""
+        return await self._run(_ops.retry(id))
+
+    # Queues.
+
+    async def queue(self, name: str) -> Queue:
+        """A queue's configuration and counts (:class:`~orderly.QueueNotFoundError`
+        if it was never configured nor used)."""
+        return await self._run(_ops.queue(name))
+
+    async def queues(self) -> list[Queue]:
+        """Every queue, by name."""
+        return await self._run(_ops.queues())
+
+    async def configure(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        lease: Duration | None = None,
+        paused: bool | None = None,
+        executor: Mapping[str, Any] | _Unset | None = UNSET,
+    ) -> Queue:
+        """Creates or configures a queue; what is left out keeps its value.
+
+        ``lease`` is in seconds; ``executor=None`` clears a server-side executor.
+        """
+        return await self._run(
+            _ops.configure(
+                name,
+                concurrency=concurrency,
+                max_attempts=max_attempts,
+                backoff=backoff,
+                lease=lease,
+                paused=paused,
+                executor=executor,
+            )
+        )
+
+    # The worker protocol (what :class:`orderly.Worker` uses).
+
+    async def claim(
+        self,
+        queue: str,
+        worker: str,
+        *,
+        max: int = 1,
+        wait: Duration = 0.0,
+        lease: Duration | None = None,
+    ) -> list[Lease]:
+        """Claims up to ``max`` jobs in ``seq`` order, waiting up to ``wait``
+        seconds when none may start. ``lease`` defaults to the queue's. Not retried."""
+        return await self._run(_ops.claim(queue, worker, max, wait, lease))
+
+    async def heartbeat(self, lease: Lease, progress: Any = UNSET) -> Heartbeat:
+        """Renews a lease, recording ``progress`` (any JSON) when given."""
+        return await self._run(_ops.heartbeat(lease, progress))
+
+    async def complete(
+        self, lease: Lease, result: Any = None, *, claim_next: ClaimNext | None = None
+    ) -> ReportResult:
+        """Reports success with ``result`` (any JSON)."""
+        return await self._run(_ops.complete(lease, result, claim_next))
+
+    async def fail(
+        self,
+        lease: Lease,
+        error: Any,
+        *,
+        retry: bool | None = None,
+        retry_after: Duration | None = None,
+        claim_next: ClaimNext | None = None,
+    ) -> ReportResult:
+        """Reports a failed attempt: retried with backoff (or after
+        ``retry_after`` seconds) while attempts remain, unless ``retry=False``."""
+        return await self._run(_ops.fail(lease, error, retry, retry_after, claim_next))
+
+    # The rest.
+
+    async def health(self) -> Health:
+        """``/healthz``: whether the server is up and its storage works."""
+        try:
+            r = await self._http.get("healthz")
+        except httpx.TransportError as e:
+            raise transport_error(_ops.raw("GET", "/healthz", None, UNSET), e, self.settings) from e
+        return _health(r)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = UNSET,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Sends one request of the API as it is (for routes this client does not
+        wrap yet) and returns its JSON answer; errors are raised as for the
+        other methods. The body is ``json`` (any JSON value) or ``content``
+        (bytes sent as they are, as JSON). Sent once."""
+        return await self._run(_ops.raw(method, path, params, json, content), headers)
