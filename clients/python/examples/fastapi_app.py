@@ -33,8 +33,8 @@ QUEUE = "requests"
 STATUS = {
     orderly.JobState.SCHEDULED: "in_queue",
     orderly.JobState.QUEUED: "in_queue",
-    orderly.JobState.RUNNING: "processing",
-    orderly.JobState.SUCCEEDED: "done",
+    orderly.JobState.RUNNING: "in_progress",
+    orderly.JobState.SUCCEEDED: "complete",
     orderly.JobState.FAILED: "failed",
     orderly.JobState.CANCELLED: "cancelled",
 }
@@ -72,9 +72,9 @@ async def create_request(uid: str, client: Jobs) -> dict[str, str]:
 
 
 @app.get("/status")
-async def status(client: Jobs) -> dict[str, str]:
-    """Every request's status, in the order the requests were accepted."""
-    return {job.id: STATUS[job.state] async for job in client.jobs(QUEUE)}
+async def status(client: Jobs) -> dict[str, dict[str, str]]:
+    """Every request and its status, in the order the requests were accepted."""
+    return {job.id: {"uid": job.id, "status": STATUS[job.state]} async for job in client.jobs(QUEUE)}
 
 
 @app.get("/status/{uid}")

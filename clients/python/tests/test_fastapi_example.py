@@ -19,7 +19,7 @@ import orderly
 from support import PACKAGE, SEED_IDS, Server, check_fifo, clean_env, tail, wait_until
 
 EXAMPLES = PACKAGE / "examples"
-AS_STATES = {"in_queue": "queued", "processing": "running", "done": "succeeded"}
+AS_STATES = {"in_queue": "queued", "in_progress": "running", "complete": "succeeded"}
 
 
 @pytest.fixture
@@ -66,17 +66,20 @@ def test_requests_are_processed_first_in_first_out(server: Server, app: str, spa
             polls += 1
             status = http.get("/status").json()
             assert list(status) == list(SEED_IDS), status  # listed in acceptance order
-            check_fifo([AS_STATES[s] for s in status.values()], polls)
-            done_order += [uid for uid, s in status.items() if s == "done" and uid not in done_order]
+            assert all(s["uid"] == uid for uid, s in status.items()), status
+            check_fifo([AS_STATES[s["status"]] for s in status.values()], polls)
+            done_order += [
+                uid for uid, s in status.items() if s["status"] == "complete" and uid not in done_order
+            ]
             time.sleep(0.05)
 
         assert done_order == list(SEED_IDS)
         assert worker.wait_exit(30) == 0, worker.log()
         detail = http.get(f"/status/{SEED_IDS[2]}").json()
-        assert detail == {"uid": SEED_IDS[2], "status": "done", "position": None, "attempt": 1}
+        assert detail == {"uid": SEED_IDS[2], "status": "complete", "position": None, "attempt": 1}
         assert http.get("/status/no-such-request").status_code == 404
         # The same request again is the same job: nothing is queued twice.
-        assert http.post(f"/request/{SEED_IDS[0]}").json() == {"uid": SEED_IDS[0], "status": "done"}
+        assert http.post(f"/request/{SEED_IDS[0]}").json() == {"uid": SEED_IDS[0], "status": "complete"}
         assert http.post("/request/not a uid").status_code == 422
 
     with orderly.Client(server.url) as c:

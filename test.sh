@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test suite, as the README gives it and CI runs it: every Rust test of
+# the workspace (unit, conformance, real servers over loopback, doc tests),
+# then the Python package's lint, type check and tests against the real
+# server binary that the Rust tests just built.
+#
+#   ./test.sh            # needs cargo and python3 (3.10+); the first run
+#                        # downloads the Python test tools from PyPI
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== cargo test --workspace"
+cargo test --workspace --locked
+
+echo "== clients/python/run-tests.sh"
+ORDERLY_BIN="$PWD/target/debug/orderly" bash clients/python/run-tests.sh
