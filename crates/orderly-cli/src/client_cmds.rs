@@ -283,7 +283,7 @@ pub enum QueueAction {
         queue: String,
     },
     /// Create or configure a queue; options left out keep their value.
-    Set(QueueSetArgs),
+    Set(Box<QueueSetArgs>),
 }
 
 /// `orderly queue set` flags.
