@@ -120,6 +120,7 @@ pub(crate) async fn drain(plan: &Plan, queue: &str, c: u32) -> anyhow::Result<Dr
         fill_per_s: rate(n, fill_took),
         per_s: rate(runs.len() as u64, span),
         span,
+        handled: runs.len() as u64,
         client: fifo(&client_order, n),
         server: fifo(&audit.start_order, n),
         never_started: audit.never_started,

@@ -17,6 +17,13 @@
 //!   server recorded (`start_no`), read back with the list API.
 //! - **W3 latency**: one idle worker long-polling a concurrency-1 queue; each
 //!   sample enqueues one job and times enqueue call → handler start.
+//! - **In-process drain** (`--only embedded`; not a peers' workload): the W1
+//!   drain by the embedded library (`orderly::Orderly`) on a fresh data
+//!   directory of its own with the server's durability, its in-process
+//!   handlers (no HTTP) at c = 1 and c = 16, measured the same way and shown
+//!   as a ratio to the HTTP drain of the same run. It fails, rather than
+//!   report a figure, unless every job succeeded once and, at c = 1, started
+//!   in `seq` order.
 //!
 //! By default the bench starts its own server (`SERVER_EXE serve`) on a free
 //! loopback port with a fresh data directory, and kills it and removes the
@@ -24,11 +31,12 @@
 //! every wait has a time limit, so the bench cannot hang.
 //!
 //! Layout: [`server`] (the launcher), `workload` (selection and sequencing),
-//! `enqueue`, `drain`, `latency` (the workloads), `stats` (FIFO figures,
+//! `enqueue`, `drain`, `embedded`, `latency` (the workloads), `stats` (FIFO figures,
 //! percentiles), [`peers`] (the peers' figures, read from `peers.json`),
 //! `report` (the Markdown report), `util` (bounded calls, progress bars).
 
 mod drain;
+mod embedded;
 mod enqueue;
 mod latency;
 pub mod peers;
@@ -147,6 +155,9 @@ pub(crate) struct Plan {
     clients: u32,
     /// W3 samples.
     samples: u64,
+    /// Durability of the in-process drains' stores (the bench's server's;
+    /// with `--server`, the default).
+    durability: Durability,
     /// Makes this run's queue names and job ids unique.
     tag: String,
 }
@@ -218,6 +229,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         n: o.jobs,
         clients: o.clients,
         samples: o.latency_samples,
+        durability: o.durability,
         tag,
     };
     let outcome = tokio::select! {

@@ -21,6 +21,50 @@ fn measured(id: &str, r: &Results) -> Option<f64> {
     }
 }
 
+/// The in-process drains' rows of the table, then their ratio to the HTTP
+/// drains of the same run.
+fn in_process(plan: &Plan, r: &Results) {
+    let pairs = [
+        (&r.embedded_c1, &r.drain_c1),
+        (&r.embedded_c16, &r.drain_c16),
+    ];
+    for d in pairs.iter().filter_map(|(e, _)| e.as_ref()) {
+        println!(
+            "| W1 drain in-process (embedded library, no HTTP) | in-process batches ({}/s) | {} | {} | {} / {} | {} |",
+            thousands(d.fill_per_s),
+            d.c,
+            thousands(d.per_s),
+            thousands(d.client.inversions as f64),
+            thousands(d.client.max_displacement as f64),
+            thousands(d.server.inversions as f64),
+        );
+    }
+    let ratios: Vec<String> = pairs
+        .iter()
+        .filter_map(|(e, h)| {
+            let e = e.as_ref()?;
+            Some(match h {
+                Some(h) => format!(
+                    "c = {}: **{:.2}x** ({} vs {} jobs/s)",
+                    e.c,
+                    e.per_s / h.per_s,
+                    thousands(e.per_s),
+                    thousands(h.per_s)
+                ),
+                None => format!("c = {}: — (no HTTP drain at c = {} in this run)", e.c, e.c),
+            })
+        })
+        .collect();
+    if !ratios.is_empty() {
+        println!();
+        println!(
+            "In-process drain ÷ HTTP drain, same run and N: {}. In-process: the embedded library's handlers (a no-op `async` handler) claim and report through the store directly, on a fresh data directory per drain with durability `{}`; every job was checked to have succeeded once, and at c = 1 to have started in `seq` order.",
+            ratios.join("; "),
+            plan.durability.flag()
+        );
+    }
+}
+
 /// Prints the Markdown report on stdout.
 pub(crate) fn print_report(plan: &Plan, target: &Target, r: &Results, peers: &Peers) {
     let n = plan.n as f64;
@@ -94,6 +138,7 @@ pub(crate) fn print_report(plan: &Plan, target: &Target, r: &Results, peers: &Pe
             ));
         }
     }
+    in_process(plan, r);
     if let Some(l) = &r.latency {
         println!();
         println!(

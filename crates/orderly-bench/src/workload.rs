@@ -9,7 +9,7 @@ use orderly_client::Client;
 use crate::enqueue::BATCH;
 use crate::server::LocalServer;
 use crate::stats::{thousands, Fifo};
-use crate::{drain, enqueue, latency, Launch, Plan};
+use crate::{drain, embedded, enqueue, latency, Launch, Plan};
 
 /// Concurrency of the second drain (the peers' c = 16).
 pub(crate) const DRAIN_HIGH_C: u32 = 16;
@@ -27,18 +27,24 @@ pub enum Workload {
     DrainC1,
     /// W1 drain + W2 at c = 16.
     DrainC16,
+    /// W1 drain in-process (the embedded library's handlers) at c = 1.
+    EmbeddedC1,
+    /// W1 drain in-process at c = 16.
+    EmbeddedC16,
     /// W3.
     Latency,
 }
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 8] = [
         Workload::SingleC1,
         Workload::SingleMany,
         Workload::Bulk,
         Workload::DrainC1,
         Workload::DrainC16,
+        Workload::EmbeddedC1,
+        Workload::EmbeddedC16,
         Workload::Latency,
     ];
 
@@ -50,14 +56,24 @@ impl Workload {
             Workload::Bulk => "bulk",
             Workload::DrainC1 => "drain-c1",
             Workload::DrainC16 => "drain-c16",
+            Workload::EmbeddedC1 => "embedded-c1",
+            Workload::EmbeddedC16 => "embedded-c16",
             Workload::Latency => "latency",
         }
+    }
+
+    /// Whether it measures the server (the in-process drains open their own
+    /// store instead).
+    pub fn uses_server(self) -> bool {
+        !matches!(self, Workload::EmbeddedC1 | Workload::EmbeddedC16)
     }
 }
 
 /// Parses `--only` (names and groups: single-c1, single-many, bulk,
-/// drain-c1, drain-c16, latency; enqueue, drain (= w2), w1, w3, all) into the
-/// workloads to run, in their canonical order.
+/// drain-c1, drain-c16, embedded-c1, embedded-c16, latency; enqueue, drain
+/// (= w2), embedded (= in-process), w1, w3, all) into the workloads to run,
+/// in their canonical order. `drain` and `w1` are the HTTP workloads of the
+/// peers' comparison; `all` adds the in-process drains.
 pub fn parse_only(list: &[String]) -> anyhow::Result<Vec<Workload>> {
     use Workload::*;
     let mut chosen: Vec<Workload> = Vec::new();
@@ -75,8 +91,11 @@ pub fn parse_only(list: &[String]) -> anyhow::Result<Vec<Workload>> {
             "bulk" => &[Bulk],
             "drain-c1" => &[DrainC1],
             "drain-c16" => &[DrainC16],
+            "embedded" | "in-process" => &[EmbeddedC1, EmbeddedC16],
+            "embedded-c1" => &[EmbeddedC1],
+            "embedded-c16" => &[EmbeddedC16],
             _ => bail!(
-                "--only: unknown workload {raw:?}; use {} or the groups enqueue, drain (w2), w1, w3, all",
+                "--only: unknown workload {raw:?}; use {} or the groups enqueue, drain (w2), embedded (in-process), w1, w3, all",
                 Workload::ALL.map(Workload::name).join(", ")
             ),
         };
@@ -105,6 +124,10 @@ pub(crate) struct Results {
     pub(crate) drain_c1: Option<Drain>,
     /// W1 drain + W2 at c = 16.
     pub(crate) drain_c16: Option<Drain>,
+    /// W1 drain in-process at c = 1.
+    pub(crate) embedded_c1: Option<Drain>,
+    /// W1 drain in-process at c = 16.
+    pub(crate) embedded_c16: Option<Drain>,
     /// W3.
     pub(crate) latency: Option<Latency>,
 }
@@ -117,7 +140,7 @@ pub(crate) struct Enqueue {
     pub(crate) took: Duration,
 }
 
-/// A drain's figures (W1 drain and W2).
+/// A drain's figures (W1 drain and W2), over HTTP or in-process.
 pub(crate) struct Drain {
     /// Concurrency (queue and workers).
     pub(crate) c: u32,
@@ -127,6 +150,8 @@ pub(crate) struct Drain {
     pub(crate) per_s: f64,
     /// From first start to last end.
     pub(crate) span: Duration,
+    /// Handler runs.
+    pub(crate) handled: u64,
     /// FIFO of the start order the workers saw.
     pub(crate) client: Fifo,
     /// FIFO of the start order the server recorded.
@@ -152,8 +177,8 @@ pub(crate) struct Latency {
 }
 
 /// Runs the selected workloads in order, with a line on stderr for each.
-/// With `restart`, every workload after the first gets a fresh server in
-/// `local` (the previous one is stopped first).
+/// With `restart`, every workload of the server after the first gets a
+/// fresh server in `local` (the previous one is stopped first).
 pub(crate) async fn run_workloads(
     plan: &mut Plan,
     selected: &[Workload],
@@ -163,7 +188,7 @@ pub(crate) async fn run_workloads(
     let mut r = Results::default();
     let total = selected.len();
     for (k, w) in selected.iter().enumerate() {
-        if let (Some(launch), true) = (restart, k > 0) {
+        if let (Some(launch), true) = (restart, k > 0 && w.uses_server()) {
             if let Some(old) = local.take() {
                 old.stop().await;
             }
@@ -230,6 +255,31 @@ pub(crate) async fn run_workloads(
                     r.drain_c16 = Some(d);
                 }
             }
+            Workload::EmbeddedC1 | Workload::EmbeddedC16 => {
+                let (c, http) = if *w == Workload::EmbeddedC1 {
+                    (1, &r.drain_c1)
+                } else {
+                    (DRAIN_HIGH_C, &r.drain_c16)
+                };
+                eprintln!(
+                    "{step} W1 drain in-process (embedded library), c = {c}: fill {n} jobs, then drain …"
+                );
+                let d = embedded::embedded_drain(n, c, plan.durability).await?;
+                eprintln!(
+                    "      fill {} jobs/s; drain {} jobs/s ({:.2} s){}",
+                    thousands(d.fill_per_s),
+                    thousands(d.per_s),
+                    d.span.as_secs_f64(),
+                    http.as_ref()
+                        .map(|h| format!("; {:.2}x the HTTP drain", d.per_s / h.per_s))
+                        .unwrap_or_default()
+                );
+                if *w == Workload::EmbeddedC1 {
+                    r.embedded_c1 = Some(d);
+                } else {
+                    r.embedded_c16 = Some(d);
+                }
+            }
             Workload::Latency => {
                 eprintln!(
                     "{step} W3 latency: {} samples, enqueue → handler start …",
@@ -261,6 +311,20 @@ mod tests {
             vec![Workload::Bulk, Workload::DrainC1, Workload::DrainC16]
         );
         assert!(parse_only(&["nope".into()]).is_err());
-        assert_eq!(parse_only(&["all".into()]).unwrap().len(), 6);
+        assert_eq!(parse_only(&["all".into()]).unwrap().len(), 8);
+        let w = parse_only(&["embedded".into(), "drain".into()]).unwrap();
+        assert_eq!(
+            w,
+            vec![
+                Workload::DrainC1,
+                Workload::DrainC16,
+                Workload::EmbeddedC1,
+                Workload::EmbeddedC16
+            ]
+        );
+        assert!(parse_only(&["w1".into()])
+            .unwrap()
+            .iter()
+            .all(|w| w.uses_server()));
     }
 }

@@ -1,7 +1,7 @@
 //! `orderly bench`: the clap wrapper over `orderly_bench` (the benchmark
-//! library: server launcher, workloads W1–W3, statistics, report). It maps
-//! the flags to [`orderly_bench::Options`] and starts servers from this very
-//! binary.
+//! library: server launcher, workloads W1–W3, the in-process drain,
+//! statistics, report). It maps the flags to [`orderly_bench::Options`] and
+//! starts servers from this very binary.
 
 use crate::serve::DurabilityArg;
 use orderly_bench::{Durability, Options};
@@ -39,8 +39,9 @@ pub struct BenchArgs {
     #[arg(long, env = "ORDERLY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Workloads to run, comma-separated: single-c1, single-many, bulk,
-    /// drain-c1, drain-c16, latency; or the groups enqueue, drain (= w2), w1,
-    /// w3, all.
+    /// drain-c1, drain-c16, embedded-c1, embedded-c16 (the W1 drain by the
+    /// embedded library's in-process handlers, no HTTP), latency; or the
+    /// groups enqueue, drain (= w2), embedded (= in-process), w1, w3, all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     pub only: Vec<String>,
     /// The peers' figures to compare with: a JSON file shaped like
