@@ -250,6 +250,18 @@ impl SqliteStore {
     /// Stops the writer after it has committed everything already sent,
     /// waits for its thread, and releases the data directory's lock.
     async fn shut(&self) {
+        // Readers first: a read-only connection cannot checkpoint, so the
+        // writer must be the last connection to close for SQLite to fold the
+        // WAL back into the database and delete it. Reads in flight finish
+        // first (their slots are taken back), and no new one starts.
+        if let Ok(all) = self.read_slots.acquire_many(MAX_READERS as u32).await {
+            all.forget();
+        }
+        self.read_slots.close();
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.writer.stop().await;
         let handle = self
             .writer_thread
@@ -261,11 +273,6 @@ impl SqliteStore {
                 tracing::error!("the SQLite writer thread panicked");
             }
         }
-        self.readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.read_slots.close();
         self.dir_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner())
