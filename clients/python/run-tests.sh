@@ -45,12 +45,15 @@ export ORDERLY_BIN
 echo "server under test: $ORDERLY_BIN"
 
 cd "$here"
+# Each tool through the venv's python (`python -m`), not its bin/ script: a
+# venv copied from another checkout keeps scripts that start that
+# checkout's python, which would check that checkout's package.
 step "ruff check"
-"$venv/bin/ruff" check src tests examples
+"$venv/bin/python" -m ruff check src tests examples
 step "ruff format --check"
-"$venv/bin/ruff" format --check src tests examples
+"$venv/bin/python" -m ruff format --check src tests examples
 step "mypy --strict"
-"$venv/bin/mypy" --strict src/orderly
-"$venv/bin/mypy" --strict examples/fastapi_app.py examples/fastapi_worker.py
+"$venv/bin/python" -m mypy --strict src/orderly
+"$venv/bin/python" -m mypy --strict examples/*.py
 step "pytest"
 "$venv/bin/python" -m pytest "$@"

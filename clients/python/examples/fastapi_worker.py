@@ -3,29 +3,22 @@ beside ``fastapi_app.py``::
 
     python -m orderly worker fastapi_worker:worker    # or: python fastapi_worker.py
 
-``process_request`` is plain Python and knows nothing of Orderly: the worker
-calls it for each job of the queue, in the order the requests were accepted.
-A killed worker loses nothing (the job runs again, in its place, once its
-lease expires), and SIGTERM lets the running request finish first.
+``process_request`` (in ``request_work.py``) is plain Python and knows
+nothing of Orderly: the worker calls it for each job of the queue, in the
+order the requests were accepted. A killed worker loses nothing (the job
+runs again, in its place, once its lease expires), and SIGTERM lets the
+running request finish first.
+
+The other way to run the same function is the app's ``POST /jobs/run``
+route, which the server calls itself (see ``fastapi_app.py``); a queue uses
+one way or the other.
 """
 
 from __future__ import annotations
 
-import os
-import time
-
 import orderly
 from fastapi_app import QUEUE
-
-WORK_SECONDS = float(os.environ.get("WORK_SECONDS", "2"))
-"""How long the seed's work takes."""
-
-
-def process_request(uid: str) -> dict[str, object]:
-    """The seed's work for one request."""
-    time.sleep(WORK_SECONDS)
-    return {"uid": uid, "processed": True}
-
+from request_work import process_request
 
 worker = orderly.Worker()
 

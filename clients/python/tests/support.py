@@ -31,8 +31,8 @@ REPO = PACKAGE.parent.parent
 
 SEED_IDS = (
     "c880cc1b-dc27-4175-b616-29a69322d156",
-    "7a1b6a2c-5d0e-4e8e-9a57-0f3c2e1d4b6a",
-    "e0f7d5c4-3b2a-4190-8f7e-6d5c4b3a2918",
+    "4f0ea1f1-a5a3-4a7c-a114-17e57a1c55db",
+    "15ba0d0a-3c94-4906-a331-054a3847171c",
 )
 """The seed scenario's three request UUIDs, in the order they were posted."""
 

@@ -58,7 +58,17 @@ CASES: list[tuple[type[orderly.ApiError], Callable[[orderly.Client], object], st
     (orderly.InvalidQueueNameError, lambda c: c.enqueue("no spaces", 1), "queue"),
     (orderly.InvalidJobIdError, lambda c: c.enqueue("q", 1, id="no spaces"), "id"),
     (orderly.InvalidKeyError, lambda c: c.enqueue("q", 1, key="k" * 201), "key"),
-    (orderly.NotSupportedError, lambda c: c.configure("q", executor={"webhook": "http://x"}), "executor"),
+    # Executors landed: this was `not_supported`, which no server path answers any more.
+    (
+        orderly.InvalidValueError,
+        lambda c: c.configure("q", executor={"webhook": "http://x"}),
+        "executor.type",
+    ),
+    (
+        orderly.InvalidValueError,
+        lambda c: c.configure("q", executor={"type": "webhook", "url": "http://x", "secret": ""}),
+        "executor.secret",
+    ),
     (orderly.JobNotFoundError, lambda c: c.job("nope"), "nope"),
     (orderly.QueueNotFoundError, lambda c: c.queue("never-used"), "never-used"),
     (orderly.NotFoundError, lambda c: c.request("GET", "/v1/nothing-here"), "/v1/nothing-here"),

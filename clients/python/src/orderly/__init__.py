@@ -12,7 +12,9 @@ methods), ``_ops`` (each API call once, without I/O), ``_http`` (what both
 clients do around httpx), ``models`` (what the server sends; ``_convert``
 reads it), ``errors`` (one exception class per API error code),
 ``worker``, ``_runner`` and ``context`` (the pull worker, its loops, and
-what a handler sees), ``cli`` (``python -m orderly worker``).
+what a handler sees), ``cli`` (``python -m orderly worker``), ``webhook``
+(the receiving end of a webhook executor: ``verify_signature``,
+``webhook_job``).
 """
 
 from ._convert import Duration
@@ -68,9 +70,19 @@ from .models import (
     ReportResult,
     WaitingOn,
 )
+from .webhook import (
+    DEFAULT_TOLERANCE,
+    SIGNATURE_HEADER,
+    WebhookJob,
+    signature_header,
+    verify_signature,
+    webhook_job,
+)
 from .worker import ClaimRefusedError, Summary, Worker
 
 __all__ = [
+    "DEFAULT_TOLERANCE",
+    "SIGNATURE_HEADER",
     "UNSET",
     "ApiError",
     "AsyncClient",
@@ -125,6 +137,10 @@ __all__ = [
     "UnauthorizedError",
     "UnexpectedResponseError",
     "WaitingOn",
+    "WebhookJob",
     "Worker",
     "__version__",
+    "signature_header",
+    "verify_signature",
+    "webhook_job",
 ]
