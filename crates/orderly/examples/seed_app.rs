@@ -17,7 +17,6 @@
 //! `./seed_app-data`). Orderly's own API is mounted under `/orderly`
 //! (`GET /orderly/v1/jobs/{uid}` shows a job's attempts and start order).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -39,12 +38,24 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
-    /// How long each job takes, in seconds.
-    #[arg(long, default_value_t = 5.0)]
-    job_seconds: f64,
+    /// How long each job takes, in seconds (fractions allowed).
+    #[arg(long, default_value = "5", value_parser = seconds)]
+    job_seconds: Duration,
     /// Where the jobs are kept.
     #[arg(long, default_value = "./seed_app-data")]
     data_dir: std::path::PathBuf,
+}
+
+/// A non-negative number of seconds, as a duration.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let n: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if n < 0.0 {
+        return Err(format!("{s} is negative: a job takes 0 seconds or more"));
+    }
+    Duration::try_from_secs_f64(n)
+        .map_err(|_| format!("{s} seconds is not a duration this app can wait"))
 }
 
 /// The seed's words for a job's state.
@@ -66,8 +77,9 @@ fn error(code: StatusCode, message: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-/// `POST /request/{uid}`: accepted once it is on disk; posting a uid again
-/// returns the same job.
+/// `POST /request/{uid}`: `202` once the job is on disk; posting a uid
+/// again returns the same job with its current status (`200`, as the
+/// Orderly API answers an idempotent replay).
 async fn request(State(o): State<Orderly>, Path(uid): Path<String>) -> Response {
     let job = match NewJob::new(&json!({ "uid": uid })) {
         Ok(j) => j.id(uid.clone()),
@@ -75,18 +87,57 @@ async fn request(State(o): State<Orderly>, Path(uid): Path<String>) -> Response 
     };
     match o.enqueue(QUEUE, job).await {
         Ok(e) => (
-            StatusCode::ACCEPTED,
-            Json(json!({"uid": uid, "status": status(e.job.state)})),
+            if e.created {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            },
+            Json(Request {
+                uid: &uid,
+                status: status(e.job.state),
+            }),
         )
             .into_response(),
-        Err(orderly::Error::Service(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) if bad_uid(&e) => error(StatusCode::BAD_REQUEST, e),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// Whether an enqueue failed because of the uid itself (not a job id Orderly
+/// accepts), rather than the store.
+fn bad_uid(e: &orderly::Error) -> bool {
+    use orderly::{Error, ServiceError, StoreError};
+    matches!(
+        e,
+        Error::Invalid(_)
+            | Error::Service(ServiceError::Validation(_))
+            | Error::Service(ServiceError::Store(StoreError::Invalid(_)))
+    )
+}
+
+/// A request as the seed showed it: `{"uid", "status"}`, in that order.
+#[derive(serde::Serialize)]
+struct Request<'a> {
+    uid: &'a str,
+    status: &'static str,
+}
+
+/// A JSON object whose members keep the order they are given in.
+struct InOrder(Vec<(String, &'static str)>);
+
+impl serde::Serialize for InOrder {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            self.0
+                .iter()
+                .map(|(uid, status)| (uid, Request { uid, status })),
+        )
     }
 }
 
 /// `GET /status`: every request and its state, in the order they came.
 async fn status_all(State(o): State<Orderly>) -> Response {
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     let mut after = None;
     loop {
         let page = match o.jobs(QUEUE, after, 1000).await {
@@ -96,20 +147,24 @@ async fn status_all(State(o): State<Orderly>) -> Response {
         let Some(last) = page.last() else { break };
         after = Some(last.seq);
         for j in page {
-            out.insert(
-                j.id.clone(),
-                json!({"uid": j.id, "status": status(j.state)}),
-            );
+            out.push((j.id, status(j.state)));
         }
     }
-    Json(Value::Object(out.into_iter().collect())).into_response()
+    Json(InOrder(out)).into_response()
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let orderly = Orderly::open(&args.data_dir).await?;
-    let seconds = Duration::from_secs_f64(args.job_seconds.max(0.0));
+    let seconds = args.job_seconds;
     orderly.handle(QUEUE, 1, move |job: JobCx<Value>| async move {
         println!("start {} (attempt {})", job.id, job.attempt);
         tokio::select! {
@@ -127,10 +182,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stop_signal())
         .await?;
+    // A running job gets the grace period to finish; past it, it reruns
+    // first on the next start.
     orderly.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let term = async {
+        #[cfg(unix)]
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }

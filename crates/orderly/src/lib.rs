@@ -54,7 +54,11 @@ mod handler;
 pub use embedded::{Options, Orderly};
 pub use enqueue::NewJob;
 pub use handler::{Fail, JobCx};
-pub use orderly_core::{Backoff, Enqueued, Executor, Job, JobState, QueueInfo, QueuePatch};
+pub use orderly_core::{
+    Backoff, Enqueued, Executor, Job, JobState, QueueInfo, QueuePatch, Store, StoreError,
+    ValidationError,
+};
+pub use orderly_server::error::ServiceError;
 pub use orderly_sqlite::Durability;
 
 /// What the embedded library's operations can fail with.
