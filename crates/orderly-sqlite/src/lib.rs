@@ -130,7 +130,7 @@ impl SqliteStore {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(StoreError::Backend(format!(
-                    "another Orderly server is using {} (its lock file {} is held); stop it first",
+                    "another Orderly process (a server or an application embedding it) is using {} (its lock file {} is held); stop it first",
                     options.data_dir.display(),
                     lock_path.display()
                 )))

@@ -114,7 +114,7 @@ async fn a_second_store_on_the_same_directory_is_refused() {
         .err()
         .expect("a second open must fail");
     assert!(
-        second.to_string().contains("another Orderly server"),
+        second.to_string().contains("another Orderly process"),
         "{second}"
     );
     first.close().await;

@@ -87,6 +87,20 @@ impl Orderly {
             .await
             .map_err(|e| Error::Open(e.to_string()))??;
         let store: Arc<dyn Store> = Arc::new(store);
+        match Self::start(store.clone(), options).await {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                // Nothing was spawned yet: close the store (and free the
+                // data directory's lock) before saying why.
+                store.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything after the store is open; spawns the background loops only
+    /// once nothing else can fail.
+    async fn start(store: Arc<dyn Store>, options: Options) -> Result<Orderly, Error> {
         let dir = options.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || executors::node_id(&dir))
             .await
@@ -103,7 +117,6 @@ impl Orderly {
         let state = AppState::new(store.clone(), config);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        state.spawn_background(&tracker, &cancel);
         let service = state.service.clone();
         service.release_leases(&handler_prefix(&node)).await?;
         let executors = Executors::start(
@@ -116,6 +129,7 @@ impl Orderly {
             cancel.clone(),
         )
         .await?;
+        state.spawn_background(&tracker, &cancel);
         Ok(Orderly {
             inner: Arc::new(Inner {
                 state,
@@ -166,8 +180,11 @@ impl Orderly {
     /// Enqueues one job (durably committed when this returns).
     pub async fn enqueue(&self, queue: &str, job: NewJob) -> Result<Enqueued, Error> {
         let mut out = self.enqueue_many(queue, vec![job]).await?;
-        out.pop()
-            .ok_or_else(|| Error::Open("the store returned no job".into()))
+        out.pop().ok_or_else(|| {
+            Error::Store(orderly_core::StoreError::Backend(
+                "the store returned no job for one enqueued".into(),
+            ))
+        })
     }
 
     /// Enqueues jobs atomically, with consecutive `seq`s in this order.

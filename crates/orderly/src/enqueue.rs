@@ -87,7 +87,12 @@ impl NewJob {
         let run_at = match self.run_at {
             Some(t) => Some(
                 t.duration_since(UNIX_EPOCH)
-                    .map_err(|_| Error::Payload("run_at is before 1970".into()))
+                    .map_err(|_| {
+                        Error::Invalid(orderly_core::ValidationError::value(
+                            "run_at",
+                            "is before 1970",
+                        ))
+                    })
                     .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))?,
             ),
             None => None,
