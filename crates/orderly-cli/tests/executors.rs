@@ -426,3 +426,47 @@ fn alive(pid: i32) -> bool {
         .map(|s| s.split_whitespace().nth(2) != Some("Z"))
         .unwrap_or(false)
 }
+
+/// §4 and §6: cancelling a job its command is running kills the whole
+/// process group at the next heartbeat, and the job ends `cancelled`
+/// without a retry; the next job then runs.
+#[tokio::test]
+async fn a_cancel_kills_the_running_commands_group() {
+    let srv = TestServer::start().await;
+    let pids = srv.dir().join("cancel.pid");
+    let script = format!(
+        r#"if grep -q long; then sleep 300 & echo $! > {}; wait; fi"#,
+        pids.display()
+    );
+    let mut cfg = exec(&script, 1);
+    cfg.lease_ms = Some(1_500);
+    srv.configure("cancel", cfg).await;
+    let jobs = vec![
+        job_req("c1", None, json!({"long": true})),
+        job_req("c2", None, json!({})),
+    ];
+    enqueue_batch(&srv, "cancel", jobs).await;
+    srv.wait_for(Duration::from_secs(20), "c1's child runs", || {
+        let p = pids.clone();
+        async move { p.exists() }
+    })
+    .await;
+    let pid: i32 = std::fs::read_to_string(&pids)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    srv.client().cancel("c1").await.expect("cancel");
+    let done = wait_all_finished(&srv, "cancel", 2, Duration::from_secs(30)).await;
+    assert_eq!(
+        (done[0].state, done[0].attempt),
+        (JobState::Cancelled, 1),
+        "{:?}",
+        done[0]
+    );
+    assert_eq!(done[1].state, JobState::Succeeded);
+    assert!(
+        wait_until(deadline(Duration::from_secs(10)), || async { !alive(pid) }).await,
+        "the cancelled job's child {pid} survived"
+    );
+}
