@@ -337,13 +337,10 @@ pub struct QueueSetArgs {
     /// Time limit of one `--webhook` request (e.g. 30s).
     #[arg(long, requires = "webhook", value_parser = humantime::parse_duration)]
     pub webhook_timeout: Option<Duration>,
-    /// Signs every `--webhook` request (`Orderly-Signature`); never shown back.
-    #[arg(
-        long,
-        requires = "webhook",
-        env = "ORDERLY_WEBHOOK_SECRET",
-        hide_env_values = true
-    )]
+    /// Signs every `--webhook` request (`Orderly-Signature`); never shown
+    /// back. Like every per-queue value it has no environment variable:
+    /// pass `--secret "$YOUR_VARIABLE"`.
+    #[arg(long, requires = "webhook")]
     pub secret: Option<String>,
     /// Most bytes of a `--webhook` response kept as the result (default 1 MiB).
     #[arg(long, requires = "webhook")]
