@@ -69,6 +69,9 @@ pub struct Executors {
     service: Arc<Service>,
     config: ExecutorsConfig,
     running: Mutex<HashMap<String, QueueRunner>>,
+    /// Executors that could not be built (a program removed since it was
+    /// configured), so that each resync does not log them again.
+    broken: Mutex<HashMap<String, Executor>>,
     /// Runners being replaced: they finish their jobs in the background and
     /// are waited for at shutdown.
     retired: RunnerSet,
@@ -109,6 +112,7 @@ impl Executors {
             service,
             config,
             running: Mutex::new(HashMap::new()),
+            broken: Mutex::new(HashMap::new()),
             retired: RunnerSet::default(),
         });
         me.sync().await;
@@ -170,13 +174,19 @@ impl Executors {
             let e = executor.clone();
             let built = tokio::task::spawn_blocking(move || build::handler(&e, &node)).await;
             let handler = match built {
-                Ok(Ok(h)) => h,
+                Ok(Ok(h)) => {
+                    self.broken
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&name);
+                    h
+                }
                 Ok(Err(e)) => {
-                    tracing::error!("executor of queue {name} cannot run: {}", e.message);
+                    self.refuse(&name, &executor, &e.message);
                     continue;
                 }
                 Err(e) => {
-                    tracing::error!("executor of queue {name} cannot run: {e}");
+                    self.refuse(&name, &executor, &e.to_string());
                     continue;
                 }
             };
@@ -202,6 +212,18 @@ impl Executors {
                         handle,
                     },
                 );
+        }
+    }
+
+    /// Logs, once per configuration, that `queue`'s executor cannot run; its
+    /// jobs wait (they are not failed) until it is fixed.
+    fn refuse(&self, queue: &str, executor: &Executor, why: &str) {
+        let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
+        if broken.get(queue) != Some(executor) {
+            tracing::error!(
+                "executor of queue {queue} cannot run, its jobs wait until it is fixed: {why}"
+            );
+            broken.insert(queue.to_string(), executor.clone());
         }
     }
 
