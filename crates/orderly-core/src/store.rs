@@ -404,7 +404,9 @@ pub trait Store: Send + Sync + 'static {
     async fn job_attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
 
     /// A page of a queue's start log: its starts with `start_no` above the
-    /// cursor, in `start_no` order, every retry and rerun included. The
+    /// cursor, in `start_no` order, every retry and rerun included. Start
+    /// numbers follow commit order, so a reader following the log by its
+    /// cursor sees every start once, also those made while it reads. The
     /// cost of a page follows the page, not the log's length nor other
     /// queues' starts. A queue without starts (or never used) has an empty log.
     async fn start_list(&self, params: StartListParams) -> Result<Vec<StartRecord>, StoreError>;
