@@ -239,6 +239,9 @@ pub struct JobArgs {
     /// Wait up to this long for the job to finish (e.g. 30s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
+    /// Print only the job as JSON (without its attempts in words below it).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn job(a: JobArgs) -> anyhow::Result<()> {
@@ -260,6 +263,9 @@ pub async fn job(a: JobArgs) -> anyhow::Result<()> {
         None => client.job(&a.id).await?,
     };
     println!("{}", serde_json::to_string_pretty(&job)?);
+    if !a.json {
+        crate::history::print_attempts(&client, &job.id).await?;
+    }
     Ok(())
 }
 

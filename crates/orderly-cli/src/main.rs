@@ -4,6 +4,7 @@
 
 mod bench;
 mod client_cmds;
+mod history;
 mod serve;
 mod worker;
 
@@ -25,8 +26,10 @@ enum Command {
     Enqueue(client_cmds::EnqueueArgs),
     /// List a queue's jobs in seq order.
     Jobs(client_cmds::JobsArgs),
-    /// Show one job (optionally wait for it to finish).
+    /// Show one job and its attempts (optionally wait for it to finish).
     Job(client_cmds::JobArgs),
+    /// Print a queue's start log: every start the server made, in start order.
+    Starts(history::StartsArgs),
     /// List, show or configure queues.
     Queue(client_cmds::QueueArgs),
     /// Run a command per job of a queue (payload on stdin), as a pull worker.
@@ -84,6 +87,7 @@ fn main() -> std::process::ExitCode {
             Command::Enqueue(a) => client_cmds::enqueue(a).await,
             Command::Jobs(a) => client_cmds::jobs(a).await,
             Command::Job(a) => client_cmds::job(a).await,
+            Command::Starts(a) => history::starts(a).await,
             Command::Queue(a) => client_cmds::queue(a).await,
             Command::Worker(a) => worker::run(a).await,
             Command::Bench(a) => bench::run(a).await,

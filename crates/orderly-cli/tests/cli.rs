@@ -174,7 +174,7 @@ async fn client_commands_enqueue_list_show_and_configure() {
         srv,
         JobView,
         "job",
-        &srv.run_cli_ok(&["job", "f-0100"]).await
+        &srv.run_cli_ok(&["job", "f-0100", "--json"]).await
     );
     ensure!(
         srv,
@@ -191,7 +191,8 @@ async fn client_commands_enqueue_list_show_and_configure() {
 
     // ORDERLY_SERVER instead of --server.
     let mut cmd = orderly();
-    cmd.args(["job", "x1"]).env("ORDERLY_SERVER", srv.url());
+    cmd.args(["job", "x1", "--json"])
+        .env("ORDERLY_SERVER", srv.url());
     let out = run_bounded(cmd, Duration::from_secs(20)).await;
     ensure!(
         srv,

@@ -5,10 +5,10 @@
 //! end-to-end tests all talk to the server through it.
 
 use orderly_proto::{
-    BatchRequest, BatchResponse, ClaimRequest, ClaimResponse, CompleteRequest, EnqueueRequest,
-    ErrorBody, FailRequest, HealthResponse, HeartbeatRequest, HeartbeatResponse, JobListResponse,
-    JobView, QueueConfigRequest, QueueListResponse, QueueView, ReportResponse, ReportsRequest,
-    ReportsResponse,
+    AttemptListResponse, BatchRequest, BatchResponse, ClaimRequest, ClaimResponse, CompleteRequest,
+    EnqueueRequest, ErrorBody, FailRequest, HealthResponse, HeartbeatRequest, HeartbeatResponse,
+    JobListResponse, JobView, QueueConfigRequest, QueueListResponse, QueueView, ReportResponse,
+    ReportsRequest, ReportsResponse, StartListResponse,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -231,6 +231,28 @@ impl Client {
         if let Some(s) = state {
             path.push_str(&format!("&state={s}"));
         }
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        Ok(self.call::<(), _>(Method::GET, &path, None).await?.1)
+    }
+
+    /// `GET /v1/jobs/{id}/attempts`: every recorded attempt of a job, oldest first.
+    pub async fn attempts(&self, id: &str) -> Result<AttemptListResponse, ClientError> {
+        Ok(self
+            .call::<(), _>(Method::GET, &format!("/v1/jobs/{id}/attempts"), None)
+            .await?
+            .1)
+    }
+
+    /// `GET /v1/queues/{queue}/starts?after=&limit=`: a page of the start log.
+    pub async fn starts(
+        &self,
+        queue: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<StartListResponse, ClientError> {
+        let mut path = format!("/v1/queues/{queue}/starts?limit={limit}");
         if let Some(a) = after {
             path.push_str(&format!("&after={a}"));
         }

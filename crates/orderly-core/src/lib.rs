@@ -29,7 +29,7 @@ pub use job::{Job, JobState, Millis, NewJob};
 pub use queue::{Backoff, QueueConfig, QueueInfo, QueuePatch, StateCounts};
 pub use store::{
     AttemptRecord, Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat,
-    HeartbeatParams, Lease, ListParams, MaintenanceReport, Outcome, ReportParams, StateChange,
-    Store, StoreError,
+    HeartbeatParams, Lease, ListParams, MaintenanceReport, Outcome, ReportParams, StartListParams,
+    StartRecord, StateChange, Store, StoreError,
 };
 pub use validate::ValidationError;

@@ -182,6 +182,37 @@ pub struct AttemptRecord {
     pub error: Option<Value>,
 }
 
+/// One start, as the start log keeps it: the server's record of the order
+/// it actually used, written in the transaction that made the start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartRecord {
+    /// The start's global number: strictly increasing in start order.
+    pub start_no: i64,
+    /// The job's `seq` when it started (a retry gives it a new one).
+    pub seq: i64,
+    /// The job.
+    pub job_id: String,
+    /// The job's ordering key.
+    pub key: Option<String>,
+    /// Attempt number of this start.
+    pub attempt: u32,
+    /// The worker name the claim gave.
+    pub worker: String,
+    /// When it started.
+    pub started_at: Millis,
+}
+
+/// A page of a queue's start log, in `start_no` order.
+#[derive(Debug, Clone)]
+pub struct StartListParams {
+    /// Queue.
+    pub queue: String,
+    /// Only `start_no > after` (cursor).
+    pub after: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
 /// Enqueue jobs into one queue, atomically and in order.
 #[derive(Debug, Clone)]
 pub struct EnqueueParams {
@@ -369,8 +400,16 @@ pub trait Store: Send + Sync + 'static {
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError>;
 
     /// Every recorded attempt of a job, oldest first (retention removes
-    /// them with the job).
+    /// them with the job); `JobNotFound` if no job has this id.
     async fn job_attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+
+    /// A page of a queue's start log: its starts with `start_no` above the
+    /// cursor, in `start_no` order, every retry and rerun included. Start
+    /// numbers follow commit order, so a reader following the log by its
+    /// cursor sees every start once, also those made while it reads. The
+    /// cost of a page follows the page, not the log's length nor other
+    /// queues' starts. A queue without starts (or never used) has an empty log.
+    async fn start_list(&self, params: StartListParams) -> Result<Vec<StartRecord>, StoreError>;
 
     /// A page of a queue's jobs ordered by `seq`.
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError>;
@@ -409,8 +448,10 @@ pub trait Store: Send + Sync + 'static {
         jitter: f64,
     ) -> Result<Committed<MaintenanceReport>, StoreError>;
 
-    /// Deletes at most `limit` jobs that finished before `finished_before`
-    /// (and the start records older than it); returns how many jobs. Callers
+    /// Deletes at most `limit` jobs that finished before `finished_before`,
+    /// each with every start record of it (its attempt history and its
+    /// entries in the start log, nothing of any job it keeps); returns how
+    /// many jobs. Callers
     /// loop until it returns less than `limit`, so one call never holds the
     /// store for long.
     async fn retention_purge(&self, finished_before: Millis, limit: u32)

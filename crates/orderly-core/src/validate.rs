@@ -36,6 +36,8 @@ pub const MAX_BATCH_JOBS: usize = 10_000;
 pub const MAX_WORKER_BYTES: usize = 200;
 /// Largest page of a listing.
 pub const MAX_LIST_LIMIT: u32 = 1_000;
+/// Page size of a listing that names none.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
 
 /// A value a user gave that breaks a rule of the domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,6 +154,17 @@ pub fn worker(name: &str) -> Result<(), ValidationError> {
     } else {
         Ok(())
     }
+}
+
+/// A listing's page size (`limit`): [`DEFAULT_LIST_LIMIT`] when not given,
+/// else 1 to [`MAX_LIST_LIMIT`]. Every cursor-paged listing takes it.
+pub fn list_limit(limit: Option<u32>) -> Result<u32, ValidationError> {
+    range(
+        "limit",
+        limit.unwrap_or(DEFAULT_LIST_LIMIT),
+        1,
+        MAX_LIST_LIMIT,
+    )
 }
 
 /// Checks `value` lies in `min..=max` for `field`.

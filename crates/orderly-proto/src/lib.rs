@@ -189,6 +189,90 @@ pub struct JobListResponse {
     pub next_after: Option<i64>,
 }
 
+/// How an attempt ended, on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The attempt succeeded.
+    Succeeded,
+    /// The attempt failed: reported, timed out or its lease lost (the job
+    /// may have been retried).
+    Failed,
+    /// The job was cancelled while the attempt ran.
+    Cancelled,
+}
+
+impl AttemptOutcome {
+    /// The outcome as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One attempt of a job (`GET /v1/jobs/{id}/attempts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptView {
+    /// Attempt number (1 for the first run since the job was last put in line).
+    pub attempt: u32,
+    /// The start's global number (its place in the start log).
+    pub start_no: i64,
+    /// The worker name the claim gave.
+    pub worker: String,
+    /// When it started.
+    pub started_at: String,
+    /// When it ended; `null` while it runs.
+    pub ended_at: Option<String>,
+    /// How it ended; `null` while it runs.
+    pub outcome: Option<AttemptOutcome>,
+    /// Its error, for an attempt that did not succeed.
+    pub error: Option<Value>,
+}
+
+/// `GET /v1/jobs/{id}/attempts` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptListResponse {
+    /// Every recorded attempt, oldest first.
+    pub attempts: Vec<AttemptView>,
+}
+
+/// One start of the start log (`GET /v1/queues/{queue}/starts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartView {
+    /// The start's global number: strictly increasing in start order.
+    pub start_no: i64,
+    /// The job's `seq` when it started.
+    pub seq: i64,
+    /// The job.
+    pub job_id: String,
+    /// The job's ordering key.
+    pub key: Option<String>,
+    /// Attempt number of this start.
+    pub attempt: u32,
+    /// The worker name the claim gave.
+    pub worker: String,
+    /// When it started.
+    pub started_at: String,
+}
+
+/// `GET /v1/queues/{queue}/starts` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartListResponse {
+    /// Starts ordered by `start_no`.
+    pub starts: Vec<StartView>,
+    /// Pass as `after` to get the next page; `null` on the last page.
+    pub next_after: Option<i64>,
+}
+
 /// `POST /v1/queues/{queue}/claim` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use orderly_core::{
-    Backoff, Executor, Job, JobState, Lease, Millis, Outcome, QueueInfo, QueuePatch,
-    ValidationError,
+    AttemptRecord, Backoff, Executor, Job, JobState, Lease, Millis, Outcome, QueueInfo, QueuePatch,
+    StartRecord, StoreError, ValidationError,
 };
 use orderly_proto::{
-    BackoffView, ClaimRequest, CountsView, EnqueueRequest, JobView, LeaseView, QueueConfigRequest,
-    QueueView, ReportItem, ReportOutcome,
+    AttemptOutcome, AttemptView, BackoffView, ClaimRequest, CountsView, EnqueueRequest, JobView,
+    LeaseView, QueueConfigRequest, QueueView, ReportItem, ReportOutcome, StartView,
 };
 
 use crate::service;
@@ -74,6 +74,45 @@ pub fn job_view(j: Job) -> JobView {
         worker: j.worker,
         lease_expires_at: j.lease_expires_at.map(rfc3339),
         start_no: j.start_no,
+    }
+}
+
+/// One attempt of a job for the wire; an outcome the store should never
+/// have recorded is corrupt data, never shown as a guess.
+pub fn attempt_view(a: AttemptRecord) -> Result<AttemptView, StoreError> {
+    let outcome = match a.outcome.as_deref() {
+        None => None,
+        Some("succeeded") => Some(AttemptOutcome::Succeeded),
+        Some("failed") => Some(AttemptOutcome::Failed),
+        Some("cancelled") => Some(AttemptOutcome::Cancelled),
+        Some(other) => {
+            return Err(StoreError::Corrupt(format!(
+                "start {} records an unknown outcome {other:?}",
+                a.start_no
+            )))
+        }
+    };
+    Ok(AttemptView {
+        attempt: a.attempt,
+        start_no: a.start_no,
+        worker: a.worker,
+        started_at: rfc3339(a.started_at),
+        ended_at: a.ended_at.map(rfc3339),
+        outcome,
+        error: a.error,
+    })
+}
+
+/// One start of the start log for the wire.
+pub fn start_view(s: StartRecord) -> StartView {
+    StartView {
+        start_no: s.start_no,
+        seq: s.seq,
+        job_id: s.job_id,
+        key: s.key,
+        attempt: s.attempt,
+        worker: s.worker,
+        started_at: rfc3339(s.started_at),
     }
 }
 

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use orderly_core::validate::{self, ValidationError};
 use orderly_core::{
-    Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams, Job,
-    JobState, Lease, ListParams, Millis, NewJob, Outcome, QueueInfo, QueuePatch, ReportParams,
-    Store, StoreError,
+    AttemptRecord, Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat,
+    HeartbeatParams, Job, JobState, Lease, ListParams, Millis, NewJob, Outcome, QueueInfo,
+    QueuePatch, ReportParams, StartListParams, StartRecord, Store, StoreError,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -490,12 +490,38 @@ impl Service {
         limit: Option<u32>,
     ) -> Result<Vec<Job>, ServiceError> {
         validate::queue_name(queue)?;
-        let limit = validate::range("limit", limit.unwrap_or(100), 1, validate::MAX_LIST_LIMIT)?;
+        let limit = validate::list_limit(limit)?;
         Ok(self
             .store
             .job_list(ListParams {
                 queue: queue.to_string(),
                 state,
+                after,
+                limit,
+            })
+            .await?)
+    }
+
+    /// Every recorded attempt of a job, oldest first.
+    pub async fn attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, ServiceError> {
+        validate::job_id(id)?;
+        Ok(self.store.job_attempts(id).await?)
+    }
+
+    /// A page of a queue's start log, in `start_no` order (the same limits
+    /// as [`Self::list`]).
+    pub async fn starts(
+        &self,
+        queue: &str,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<StartRecord>, ServiceError> {
+        validate::queue_name(queue)?;
+        let limit = validate::list_limit(limit)?;
+        Ok(self
+            .store
+            .start_list(StartListParams {
+                queue: queue.to_string(),
                 after,
                 limit,
             })

@@ -185,6 +185,9 @@ fn cases(token: &str) -> Vec<Case> {
     t.put("queue: backoff misses factor", queue, json!({"backoff": {"initial_ms": 1, "max_ms": 2}}), 400, "invalid_request");
     t.get("list: limit is not a number", "/v1/queues/q/jobs?limit=abc", 400, "invalid_request");
     t.get("list: after is not a number", "/v1/queues/q/jobs?after=x", 400, "invalid_request");
+    t.get("starts: limit is not a number", "/v1/queues/q/starts?limit=abc", 400, "invalid_request");
+    t.get("starts: after is not a number", "/v1/queues/q/starts?after=x", 400, "invalid_request");
+    t.get("starts: after is fractional", "/v1/queues/q/starts?after=1.5", 400, "invalid_request");
     t.get("wait: timeout_ms is not a number", "/v1/jobs/wait1/wait?timeout_ms=soon", 400, "invalid_request");
 
     // Unknown fields, on every request type; the message names the field.
@@ -202,6 +205,7 @@ fn cases(token: &str) -> Vec<Case> {
     t.put("queue: unknown field", queue, json!({"concurency": 3}), 400, "invalid_request").mentions("concurency");
     t.put("queue: unknown field in backoff", queue, json!({"backoff": {"initial_ms": 1, "max_ms": 2, "factor": 2.0, "jitter": 0}}), 400, "invalid_request").mentions("jitter");
     t.get("list: unknown query parameter", "/v1/queues/q/jobs?status=queued", 400, "invalid_request").mentions("status");
+    t.get("starts: unknown query parameter", "/v1/queues/q/starts?state=queued", 400, "invalid_request").mentions("state");
     t.get("wait: unknown query parameter", "/v1/jobs/wait1/wait?timeout=5", 400, "invalid_request").mentions("timeout");
 
     // Sizes: the bound is named.
@@ -227,6 +231,7 @@ fn cases(token: &str) -> Vec<Case> {
     for (what, id) in [("space", "a%20b"), ("encoded slash", "a%2Fb"), ("201 bytes", long_id.as_str()), ("unicode", "j%C3%B6b")] {
         t.get(&format!("get: job id with {what}"), &format!("/v1/jobs/{id}"), 400, "invalid_job_id");
         t.get(&format!("wait: job id with {what}"), &format!("/v1/jobs/{id}/wait?timeout_ms=0"), 400, "invalid_job_id");
+        t.get(&format!("attempts: job id with {what}"), &format!("/v1/jobs/{id}/attempts"), 400, "invalid_job_id");
         t.post(&format!("cancel: job id with {what}"), &format!("/v1/jobs/{id}/cancel"), json!({}), 400, "invalid_job_id");
         t.add(&format!("cancel (no body): job id with {what}"), Method::POST, &format!("/v1/jobs/{id}/cancel"), None, 400, "invalid_job_id");
         t.add(&format!("retry: job id with {what}"), Method::POST, &format!("/v1/jobs/{id}/retry"), None, 400, "invalid_job_id");
@@ -246,6 +251,7 @@ fn cases(token: &str) -> Vec<Case> {
         t.post(&format!("enqueue: queue name with {what}"), &format!("/v1/queues/{name}/jobs"), json!({"payload": null}), 400, "invalid_queue_name");
         t.post(&format!("batch: queue name with {what}"), &format!("/v1/queues/{name}/jobs/batch"), json!({"jobs": [{"payload": null}]}), 400, "invalid_queue_name");
         t.get(&format!("list: queue name with {what}"), &format!("/v1/queues/{name}/jobs"), 400, "invalid_queue_name");
+        t.get(&format!("starts: queue name with {what}"), &format!("/v1/queues/{name}/starts"), 400, "invalid_queue_name");
         t.get(&format!("get queue: name with {what}"), &format!("/v1/queues/{name}"), 400, "invalid_queue_name");
         t.put(&format!("put queue: name with {what}"), &format!("/v1/queues/{name}"), json!({"concurrency": 2}), 400, "invalid_queue_name");
         t.post(&format!("claim: queue name with {what}"), &format!("/v1/queues/{name}/claim"), json!({"worker": "w"}), 400, "invalid_queue_name");
@@ -267,6 +273,7 @@ fn cases(token: &str) -> Vec<Case> {
     t.put("queue: concurrency -1", queue, json!({"concurrency": -1}), 400, "invalid_request");
     t.put("queue: lease_ms -1", queue, json!({"lease_ms": -1}), 400, "invalid_request");
     t.get("list: limit -1", "/v1/queues/q/jobs?limit=-1", 400, "invalid_request");
+    t.get("starts: limit -1", "/v1/queues/q/starts?limit=-1", 400, "invalid_request");
     t.get("wait: timeout_ms -1", "/v1/jobs/wait1/wait?timeout_ms=-1", 400, "invalid_request");
 
     // Numbers out of range: the field and the bound are named.
@@ -303,6 +310,8 @@ fn cases(token: &str) -> Vec<Case> {
     t.get("wait: timeout_ms 10^9", "/v1/jobs/wait1/wait?timeout_ms=1000000000", 400, "invalid_value").mentions("timeout_ms");
     t.get("list: limit 0", "/v1/queues/q/jobs?limit=0", 400, "invalid_value").mentions("limit");
     t.get("list: limit 5000", "/v1/queues/q/jobs?limit=5000", 400, "invalid_value").mentions("limit").mentions(1000);
+    t.get("starts: limit 0", "/v1/queues/q/starts?limit=0", 400, "invalid_value").mentions("limit");
+    t.get("starts: limit 1001", "/v1/queues/q/starts?limit=1001", 400, "invalid_value").mentions("limit").mentions(1000);
     t.get("list: unknown state", "/v1/queues/q/jobs?state=done", 400, "invalid_value").mentions("state");
 
     // Batch sizes.
@@ -314,6 +323,7 @@ fn cases(token: &str) -> Vec<Case> {
     t.get("get: unknown job", "/v1/jobs/nope", 404, "job_not_found");
     t.get("wait: unknown job", "/v1/jobs/nope/wait?timeout_ms=0", 404, "job_not_found");
     t.get("wait (default timeout): unknown job", "/v1/jobs/nope/wait", 404, "job_not_found");
+    t.get("attempts: unknown job", "/v1/jobs/nope/attempts", 404, "job_not_found");
     t.add("cancel: unknown job", Method::POST, "/v1/jobs/nope/cancel", None, 404, "job_not_found");
     t.add("retry: unknown job", Method::POST, "/v1/jobs/nope/retry", None, 404, "job_not_found");
     t.post("heartbeat: unknown job", "/v1/jobs/nope/heartbeat", json!({"token": token}), 404, "job_not_found");
@@ -333,6 +343,8 @@ fn cases(token: &str) -> Vec<Case> {
     t.put("wrong method: PUT job", "/v1/jobs/wait1", json!({}), 405, "method_not_allowed");
     t.get("wrong method: GET cancel", "/v1/jobs/wait1/cancel", 405, "method_not_allowed");
     t.get("wrong method: GET reports", reports, 405, "method_not_allowed");
+    t.post("wrong method: POST starts", "/v1/queues/q/starts", json!({}), 405, "method_not_allowed");
+    t.add("wrong method: POST attempts", Method::POST, "/v1/jobs/done/attempts", None, 405, "method_not_allowed");
 
     // Refused by the job's state.
     t.post("heartbeat: stale token", hb, json!({"token": "stale"}), 409, "stale_lease");

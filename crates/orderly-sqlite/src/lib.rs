@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use orderly_core::{
     AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
-    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store,
-    StoreError,
+    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams,
+    StartListParams, StartRecord, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -395,6 +395,10 @@ impl Store for SqliteStore {
 
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError> {
         self.read(move |c| read::job_list(c, &params)).await
+    }
+
+    async fn start_list(&self, params: StartListParams) -> Result<Vec<StartRecord>, StoreError> {
+        self.read(move |c| read::start_list(c, &params)).await
     }
 
     async fn queue_get(&self, name: &str) -> Result<QueueInfo, StoreError> {

@@ -1,8 +1,12 @@
-//! Reads: one job, a page of a queue, queues and their counts. They run on a
+//! Reads: one job, a page of a queue, queues and their counts, a job's
+//! attempts and a page of a queue's start log. They run on a
 //! read-only connection inside one read transaction (so a job and its
 //! position come from the same snapshot), or inside the writer's.
 
-use orderly_core::{AttemptRecord, Job, JobState, ListParams, QueueConfig, QueueInfo, StateCounts};
+use orderly_core::{
+    AttemptRecord, Job, JobState, ListParams, QueueConfig, QueueInfo, StartListParams, StartRecord,
+    StateCounts, StoreError,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::rows::{job_by_id, job_from_row, map_err, Cols, Res, JOB_COLUMNS};
@@ -180,14 +184,14 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
 
 /// Every recorded attempt of job `id`, oldest first: the chain of its start
 /// records from its latest (`last_start_no`) back through `prev_start_no`,
-/// one primary-key read per attempt. The chain ends where retention deleted
-/// older records.
+/// one primary-key read per attempt.
 pub(crate) fn job_attempts(conn: &Connection, id: &str) -> Res<Vec<AttemptRecord>> {
-    let last: Option<Option<i64>> = conn
+    let last: Option<i64> = conn
         .prepare_cached("SELECT last_start_no FROM jobs WHERE id = ?1")
         .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
-        .map_err(map_err)?;
-    let mut next = last.flatten();
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::JobNotFound(id.into()))?;
+    let mut next = last;
     let mut out = Vec::new();
     let mut stmt = conn
         .prepare_cached(
@@ -221,6 +225,28 @@ pub(crate) fn job_attempts(conn: &Connection, id: &str) -> Res<Vec<AttemptRecord
     }
     out.reverse();
     Ok(out)
+}
+
+/// A page of a queue's start log, in `start_no` order (`sql::START_LOG_PAGE`).
+pub(crate) fn start_list(conn: &Connection, p: &StartListParams) -> Res<Vec<StartRecord>> {
+    let mut stmt = conn
+        .prepare_cached(crate::sql::START_LOG_PAGE)
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map(params![p.queue, p.after.unwrap_or(0), p.limit], |r| {
+            let c = Cols::of(r);
+            Ok(StartRecord {
+                start_no: c.get("start_no")?,
+                seq: c.get("seq")?,
+                job_id: c.get("job_id")?,
+                key: c.get("key")?,
+                attempt: c.get("attempt")?,
+                worker: c.get("worker")?,
+                started_at: c.get("started_at")?,
+            })
+        })
+        .map_err(map_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(map_err)
 }
 
 #[cfg(test)]

@@ -8,13 +8,48 @@
 //! - `jobs_due` / `jobs_leases`: scheduled jobs by `run_at` and running jobs
 //!   by lease expiry, for the scheduler and the lease reaper.
 //!
+//! - `starts_queue`: a queue's start log in `start_no` order, so a page of
+//!   it reads the page, not the whole log nor other queues' starts.
+//!
 //! `queue_counts` is kept by triggers, so counts and the running total that
 //! a claim needs are one row read.
 
 use rusqlite::Connection;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// v4: the start log by queue. Each start record carries its job's queue
+/// and key (a job's never change), so a queue's log is read from its own
+/// index (`starts_queue`) and stands on its own. Retention now deletes a
+/// job's start records with the job, by their chain, instead of by age
+/// (which could delete a running or retried job's records and leave a
+/// purged job's behind), so `starts_time` goes.
+///
+/// The records already stored are brought into that shape: those of a job
+/// that is gone, or of an earlier job under a reused id (a `seq` below the
+/// `first_seq` of the job that has the id now), are deleted, as retention
+/// now would have; the others get their job's queue and key; and every
+/// job's chain is relinked in `start_no` order (v2 kept no chain, and a job
+/// retried under v2 had no `last_start_no`), so all of a job's records are
+/// reachable from it.
+const V4: &str = r#"
+ALTER TABLE starts ADD COLUMN queue TEXT NOT NULL DEFAULT '';
+ALTER TABLE starts ADD COLUMN key TEXT;
+CREATE INDEX v4_starts_by_job ON starts (job_id, start_no);
+DELETE FROM starts WHERE NOT EXISTS (
+    SELECT 1 FROM jobs j WHERE j.id = starts.job_id AND j.first_seq <= starts.seq);
+UPDATE starts SET
+    queue = (SELECT j.queue FROM jobs j WHERE j.id = starts.job_id),
+    key = (SELECT j.key FROM jobs j WHERE j.id = starts.job_id),
+    prev_start_no = (SELECT max(p.start_no) FROM starts p
+                     WHERE p.job_id = starts.job_id AND p.start_no < starts.start_no);
+UPDATE jobs SET last_start_no = (SELECT max(s.start_no) FROM starts s WHERE s.job_id = jobs.id)
+    WHERE id IN (SELECT job_id FROM starts);
+DROP INDEX v4_starts_by_job;
+DROP INDEX starts_time;
+CREATE INDEX starts_queue ON starts (queue, start_no);
+"#;
 
 /// v3: the leases a report's commit issued (so that report sent again gets
 /// exactly those back), and each attempt's end in its start record (the
@@ -128,7 +163,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", 1)?;
         tx.commit()?;
     }
-    for (to, sql) in [(2, V2), (3, V3)] {
+    for (to, sql) in [(2, V2), (3, V3), (4, V4)] {
         if version < to {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
@@ -141,11 +176,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use orderly_core::{ClaimParams, JobState, Outcome, ReportParams, Store};
+    use orderly_core::{ClaimParams, JobState, Outcome, ReportParams, StartListParams, Store};
 
     use crate::{SqliteOptions, SqliteStore, DB_FILE};
 
-    /// A data directory written by the previous schema (v2), with a job
+    /// A data directory written by schema v2, with a job
     /// waiting, a job that ran and failed once, and its start record, opens
     /// with this build: migrated to the latest version, nothing lost, the
     /// counters continuing above what it holds.
@@ -246,6 +281,172 @@ mod tests {
             .expect("enqueue")
             .value;
         assert_eq!(next[0].job.seq, 9, "seq continues above the stored ones");
+        store.close().await;
+    }
+
+    /// Opens a data directory written by schema v3 with `rows`.
+    fn write_v3(dir: &std::path::Path, rows: &str) {
+        let conn = rusqlite::Connection::open(dir.join(DB_FILE)).expect("open");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        for sql in [super::V1, super::V2, super::V3] {
+            conn.execute_batch(sql).expect("v1 to v3");
+        }
+        conn.pragma_update(None, "user_version", 3)
+            .expect("version");
+        conn.execute_batch(rows).expect("v3 rows");
+    }
+
+    /// `(start_no, job_id, key, attempt)` of a queue's whole start log.
+    async fn start_log(
+        store: &SqliteStore,
+        queue: &str,
+    ) -> Vec<(i64, String, Option<String>, u32)> {
+        store
+            .start_list(StartListParams {
+                queue: queue.into(),
+                after: None,
+                limit: 1_000,
+            })
+            .await
+            .expect("start log")
+            .into_iter()
+            .map(|s| (s.start_no, s.job_id, s.key, s.attempt))
+            .collect()
+    }
+
+    /// A data directory written by schema v3 opens with its start log by
+    /// queue: each start record gets its job's queue and key; the records of
+    /// a job that is gone, or of an earlier job under a reused id, are
+    /// dropped; a job's records that v2 left unlinked are linked, so its
+    /// history is whole and retention deletes all of them with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_v3_data_directory_gets_its_start_log_by_queue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = r#"{"concurrency":1,"max_attempts":5,"backoff":{"initial_ms":1000,"max_ms":3600000,"factor":2.0},"lease_ms":30000,"paused":false,"executor":null}"#;
+        write_v3(
+            dir.path(),
+            &format!(
+                r#"
+            INSERT INTO queues (name, config, created_at, updated_at) VALUES ('q', '{config}', 1, 1), ('r', '{config}', 1, 1);
+            UPDATE meta SET value = 12 WHERE name = 'next_seq';
+            UPDATE meta SET value = 9 WHERE name = 'next_start_no';
+            INSERT INTO jobs (seq, id, queue, key, state, head, payload, attempt, max_attempts,
+              enqueued_at, run_at, finished_at, start_no, last_start_no, first_seq) VALUES
+              (5, 'done', 'q', 'k', 'succeeded', 0, '{{}}', 2, 5, 1, 1, 20, 4, 4, 5),
+              (6, 'waiting', 'q', NULL, 'queued', 1, '{{}}', 1, 5, 1, 1, NULL, 5, 5, 6),
+              (9, 'old', 'r', 'k2', 'cancelled', 0, '{{}}', 0, 5, 1, 1, 30, NULL, NULL, 7),
+              (10, 'two', 'q', NULL, 'failed', 0, '{{}}', 2, 2, 1, 1, 40, 8, 8, 10),
+              (11, 'reused', 'q', NULL, 'queued', 1, '{{}}', 0, 5, 1, 1, NULL, NULL, NULL, 11);
+            INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at, prev_start_no, ended_at, outcome) VALUES
+              (1, 3, 'reused', 1, 'w1', 2, NULL, 3, 'succeeded'),
+              (2, 4, 'gone', 1, 'w1', 4, NULL, 5, 'succeeded'),
+              (3, 5, 'done', 1, 'w1', 10, NULL, 11, 'failed'),
+              (4, 5, 'done', 2, 'w2', 12, 3, 20, 'succeeded'),
+              (5, 6, 'waiting', 1, 'w1', 13, NULL, 14, 'failed'),
+              (6, 7, 'old', 1, 'w1', 15, NULL, NULL, NULL),
+              (7, 10, 'two', 1, 'w1', 16, NULL, NULL, NULL),
+              (8, 10, 'two', 2, 'w1', 17, NULL, NULL, NULL);
+            "#
+            ),
+        );
+        let store = SqliteStore::open(&SqliteOptions::new(dir.path())).expect("open v3 data");
+        let version: i64 = rusqlite::Connection::open(dir.path().join(DB_FILE))
+            .expect("open")
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, super::SCHEMA_VERSION);
+        let k = |s: &str| Some(s.to_string());
+        let q_log = vec![
+            (3, "done".to_string(), k("k"), 1),
+            (4, "done".to_string(), k("k"), 2),
+            (5, "waiting".to_string(), None, 1),
+            (7, "two".to_string(), None, 1),
+            (8, "two".to_string(), None, 2),
+        ];
+        assert_eq!(
+            start_log(&store, "q").await,
+            q_log,
+            "the gone job's and the earlier 'reused''s records are dropped"
+        );
+        assert_eq!(
+            start_log(&store, "r").await,
+            [(6, "old".into(), k("k2"), 1)]
+        );
+        let attempts = |id: &'static str| {
+            let store = &store;
+            async move {
+                store
+                    .job_attempts(id)
+                    .await
+                    .expect("attempts")
+                    .iter()
+                    .map(|a| a.start_no)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            attempts("two").await,
+            [7, 8],
+            "v2's unlinked records are linked"
+        );
+        assert_eq!(
+            attempts("old").await,
+            [6],
+            "a job retried under v2 finds its record"
+        );
+        assert_eq!(attempts("done").await, [3, 4]);
+        assert!(attempts("reused").await.is_empty(), "not the earlier job's");
+
+        // The next start continues the numbering and joins its queue's log.
+        let leases = store
+            .job_claim(ClaimParams {
+                queue: "q".into(),
+                worker: "w3".into(),
+                max: 1,
+                lease_ms: None,
+                now: 50,
+                jitter: 0.5,
+            })
+            .await
+            .expect("claim")
+            .value;
+        assert_eq!(leases.len(), 1);
+        assert_eq!(
+            (leases[0].job.id.as_str(), leases[0].job.start_no),
+            ("waiting", Some(9))
+        );
+        let page = store
+            .start_list(StartListParams {
+                queue: "q".into(),
+                after: Some(8),
+                limit: 10,
+            })
+            .await
+            .expect("page");
+        assert_eq!(page.len(), 1);
+        assert_eq!(
+            (page[0].job_id.as_str(), page[0].seq, page[0].attempt),
+            ("waiting", 6, 2)
+        );
+        assert_eq!((page[0].worker.as_str(), page[0].started_at), ("w3", 50));
+        assert_eq!(attempts("waiting").await, [5, 9]);
+
+        // Retention deletes the finished jobs with every record of theirs.
+        assert_eq!(store.retention_purge(1_000, 100).await.expect("purge"), 3);
+        assert_eq!(
+            start_log(&store, "q").await,
+            [
+                (5, "waiting".into(), None, 1),
+                (9, "waiting".into(), None, 2)
+            ]
+        );
+        assert!(start_log(&store, "r").await.is_empty());
+        let left: i64 = rusqlite::Connection::open(dir.path().join(DB_FILE))
+            .expect("open")
+            .query_row("SELECT count(*) FROM starts", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(left, 2, "no record of a purged job is left");
         store.close().await;
     }
 }

@@ -1,6 +1,6 @@
 //! The SQL text of the queries whose plans decide what a claim, a
-//! maintenance pass or a status read costs, and the test that checks each
-//! reads its partial index instead of scanning `jobs`.
+//! maintenance pass, a purge or a page of the start log costs, and the test
+//! that checks each reads its index instead of scanning a table.
 //!
 //! Cost follows what runs, not what waits: none of these may grow with the
 //! number of jobs waiting behind the ones it touches.
@@ -40,6 +40,14 @@ pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
 /// named: with `timeout_ms` read from the row the planner would otherwise
 /// prefer `jobs_by_state`, which holds every queued job, not only heads)
 pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2";
+
+/// A page of a queue's start log. (`starts_queue`)
+pub const START_LOG_PAGE: &str = "SELECT start_no, seq, job_id, key, attempt, worker, started_at \
+    FROM starts WHERE queue = ?1 AND start_no > ?2 ORDER BY start_no LIMIT ?3";
+/// Finished jobs that retention deletes, with the head of their start chain.
+/// (`jobs_finished`)
+pub const PURGE_CANDIDATES: &str = "SELECT seq, id, last_start_no FROM jobs \
+    WHERE finished_at < ?1 AND state IN ('succeeded', 'failed', 'cancelled') LIMIT ?2";
 
 #[cfg(test)]
 mod tests {
@@ -82,6 +90,7 @@ mod tests {
             (super::NEXT_DUE, "jobs_leases_all", false),
             (super::NEXT_DUE_IN_QUEUE, "jobs_due", false),
             (super::NEXT_DUE_IN_QUEUE, "jobs_leases", false),
+            (super::PURGE_CANDIDATES, "jobs_finished", false),
         ] {
             let p = plan(&conn, query);
             assert!(
@@ -94,6 +103,16 @@ mod tests {
                 "{query}\nsorts: {p}"
             );
         }
+        // A page of the start log reads its queue's part of `starts_queue`
+        // from the cursor on, in order: never the whole log, never a sort.
+        let p = plan(&conn, super::START_LOG_PAGE);
+        assert!(
+            p.contains("USING INDEX starts_queue (queue=? AND start_no>?)")
+                && !p.contains("SCAN")
+                && !p.contains("TEMP B-TREE"),
+            "{}\nplan: {p}",
+            super::START_LOG_PAGE
+        );
         // Releasing a worker's leases reads the running jobs' partial index
         // whole: bounded by the running jobs, never the waiting ones.
         let p = plan(&conn, super::RUNNING_HELD_BY);

@@ -10,8 +10,8 @@
 //!
 //! This file holds the entry points and the helpers the tests share; the tests
 //! themselves are split by area into the submodules (enqueue, claims, keys,
-//! leases, maintenance, failures, reports, changes, queues, model replay) and
-//! re-exported here.
+//! leases, maintenance, failures, reports, changes, queues, starts, model
+//! replay) and re-exported here.
 //!
 //! Time is never slept: every store method takes `now`, so leases, delays and
 //! backoff are tested by passing chosen times (all relative to [`T0`]).
@@ -58,6 +58,7 @@ mod model_replay;
 mod queues;
 mod release;
 mod reports;
+mod starts;
 
 pub use changes::*;
 pub use claim::*;
@@ -70,6 +71,7 @@ pub use model_replay::*;
 pub use queues::*;
 pub use release::*;
 pub use reports::*;
+pub use starts::*;
 
 /// Runs every contract test, each against a fresh store from `make_store`.
 ///
@@ -143,6 +145,9 @@ macro_rules! store_conformance_tests {
             queue_configure_and_counts,
             retention_purge_deletes_only_old_finished_jobs,
             start_no_increases_in_start_order,
+            start_log_lists_every_start,
+            start_log_pages_by_cursor,
+            purged_jobs_leave_no_starts,
             concurrent_claimers,
         ]);
     };

@@ -64,8 +64,9 @@ fn waiting_or(state: JobState) -> JobState {
 /// must be fresh: enqueue (with or without one of 3 keys, sometimes delayed),
 /// claim (max 1..3), complete, fail (retry or not), cancel, heartbeat, advance
 /// time past leases, and maintenance, applied to the store and the [`Model`]
-/// alike. Every claim must start the same jobs in the same order, and after
-/// every operation every job must have the same state, attempt and `run_at`.
+/// alike. Every claim must start the same jobs in the same order, after
+/// every operation every job must have the same state, attempt and `run_at`,
+/// and at the end the start log must hold exactly the claims' starts, in order.
 pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usize) {
     let s: &dyn Store = store;
     const Q: &str = "random";
@@ -111,6 +112,8 @@ pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usi
     let mut by_store: HashMap<i64, i64> = HashMap::new();
     let mut tokens: HashMap<i64, String> = HashMap::new();
     let mut next_id = 0u64;
+    // Every start the claims answered, in order: the start log must be these.
+    let mut started = Vec::new();
 
     for step in 0..ops {
         run.step = step;
@@ -198,6 +201,11 @@ pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usi
                     }
                     tokens.insert(*mseq, l.token.clone());
                 }
+                started.extend(
+                    leases
+                        .iter()
+                        .map(|l| (l.job.start_no, l.job.seq, l.job.id.clone(), l.job.attempt)),
+                );
             }
             55..=84 => {
                 // A report or heartbeat on a running job whose lease is still valid.
@@ -316,6 +324,16 @@ pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usi
             }
         }
         compare_with_model(s, Q, &model, &by_store, &run).await;
+    }
+    let log: Vec<_> = super::starts::whole_log(s, Q, 7)
+        .await
+        .into_iter()
+        .map(|r| (Some(r.start_no), r.seq, r.job_id, r.attempt))
+        .collect();
+    if log != started {
+        run.fail(format!(
+            "the start log is not the claims' starts in order:\n  log    {log:?}\n  claims {started:?}"
+        ));
     }
 }
 

@@ -1,12 +1,15 @@
-//! `/v1/queues/{queue}/jobs…` and `/v1/jobs/{id}…`: enqueue, inspect, wait, cancel, retry.
+//! `/v1/queues/{queue}/jobs…` and `/v1/jobs/{id}…`: enqueue, inspect (with
+//! the attempt history), wait, cancel, retry.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use orderly_proto::{BatchRequest, BatchResponse, EnqueueRequest, JobListResponse, JobView};
+use orderly_proto::{
+    AttemptListResponse, BatchRequest, BatchResponse, EnqueueRequest, JobListResponse, JobView,
+};
 use serde::Deserialize;
 
-use crate::convert::{job_request, job_view, state_filter};
+use crate::convert::{attempt_view, job_request, job_view, state_filter};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::AppState;
@@ -64,6 +67,21 @@ pub async fn get(
     Ok(Json(job_view(state.service.job(&id).await?)))
 }
 
+/// `GET /v1/jobs/{id}/attempts`: every recorded attempt, oldest first.
+pub async fn attempts(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<AttemptListResponse>, ApiError> {
+    let attempts = state
+        .service
+        .attempts(&id)
+        .await?
+        .into_iter()
+        .map(attempt_view)
+        .collect::<Result<_, _>>()?;
+    Ok(Json(AttemptListResponse { attempts }))
+}
+
 /// Query of `GET /v1/jobs/{id}/wait`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,19 +121,11 @@ pub async fn list(
     ApiPath(queue): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<JobListResponse>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
     let jobs = state
         .service
-        .list(
-            &queue,
-            state_filter(q.state.as_deref())?,
-            q.after,
-            Some(limit),
-        )
+        .list(&queue, state_filter(q.state.as_deref())?, q.after, q.limit)
         .await?;
-    let next_after = (jobs.len() as u32 == limit)
-        .then(|| jobs.last().map(|j| j.seq))
-        .flatten();
+    let next_after = super::next_after(jobs.len(), q.limit, jobs.last().map(|j| j.seq));
     Ok(Json(JobListResponse {
         jobs: jobs.into_iter().map(job_view).collect(),
         next_after,

@@ -32,8 +32,10 @@ pub fn api(state: &AppState) -> Router<AppState> {
             "/v1/queues/{queue}/jobs/batch",
             post(jobs::enqueue_batch).layer(batch),
         )
+        .route("/v1/queues/{queue}/starts", get(queues::starts))
         .route("/v1/queues/{queue}/claim", post(workers::claim))
         .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/attempts", get(jobs::attempts))
         .route("/v1/jobs/{id}/wait", get(jobs::wait))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
@@ -47,4 +49,12 @@ pub fn api(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/jobs/{id}/fail", post(workers::fail).layer(single))
         .route("/v1/reports", post(workers::reports).layer(batch))
+}
+
+/// The cursor of the page after one of `len` items asked with `limit` (the
+/// default page size when `None`) whose last item has cursor `last`: that
+/// cursor when the page is full, `None` when it is the last page.
+fn next_after(len: usize, limit: Option<u32>, last: Option<i64>) -> Option<i64> {
+    let limit = limit.unwrap_or(orderly_core::validate::DEFAULT_LIST_LIMIT);
+    (len == limit as usize).then_some(last).flatten()
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use orderly_core::{
     AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
-    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams, Store,
-    StoreError,
+    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams,
+    StartListParams, StartRecord, Store, StoreError,
 };
 use orderly_sqlite::SqliteStore;
 
@@ -99,6 +99,9 @@ impl Store for Instrumented {
     }
     async fn job_list(&self, p: ListParams) -> Result<Vec<Job>, StoreError> {
         self.inner.job_list(p).await
+    }
+    async fn start_list(&self, p: StartListParams) -> Result<Vec<StartRecord>, StoreError> {
+        self.inner.start_list(p).await
     }
     async fn queue_get(&self, name: &str) -> Result<QueueInfo, StoreError> {
         self.inner.queue_get(name).await

@@ -193,8 +193,23 @@ impl WriteCtx {
             })
             .map_err(map_err)?;
         self.conn
-            .prepare_cached("INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at, prev_start_no) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-            .and_then(|mut s| s.execute(params![start_no, seq, job.id, job.attempt, p.worker, p.now, prev_start_no]))
+            .prepare_cached(
+                "INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at, prev_start_no, queue, key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    start_no,
+                    seq,
+                    job.id,
+                    job.attempt,
+                    p.worker,
+                    p.now,
+                    prev_start_no,
+                    job.queue,
+                    job.key
+                ])
+            })
             .map_err(map_err)?;
         self.lower_due_floor(&p.queue, expires_at);
         self.moved(change(

@@ -2,7 +2,7 @@
 
 use orderly_core::rules::{self, CancelDecision};
 use orderly_core::{Job, JobState, MaintenanceReport, Millis, QueueInfo, QueuePatch, StoreError};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use crate::ctx::{change, WriteCtx};
 use crate::read::{queue_info, waiting_count};
@@ -104,25 +104,50 @@ impl WriteCtx {
         Ok(MaintenanceReport { next_due })
     }
 
-    /// Deletes jobs finished before `before`, and starts recorded before it.
+    /// Deletes at most `limit` jobs finished before `before`, each with its
+    /// start records (see `Store::retention_purge`).
     pub(crate) fn retention_purge(&mut self, before: Millis, limit: u32) -> Res<u64> {
         self.persist_counters()?;
-        let n = self
+        let doomed: Vec<(i64, String, Option<i64>)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(sql::PURGE_CANDIDATES)
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![before, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        };
+        for (seq, id, last_start_no) in &doomed {
+            self.delete_start_chain(id, *last_start_no)?;
+            self.conn
+                .prepare_cached("DELETE FROM jobs WHERE seq = ?1")
+                .and_then(|mut s| s.execute([seq]))
+                .map_err(map_err)?;
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    /// Deletes job `id`'s start records: its chain from `last` back through
+    /// `prev_start_no`, one primary-key delete each (a job's records are
+    /// all on its chain; the chain only goes back, so a damaged one cannot loop).
+    fn delete_start_chain(&mut self, id: &str, last: Option<i64>) -> Res<()> {
+        let mut stmt = self
             .conn
             .prepare_cached(
-                "DELETE FROM jobs WHERE seq IN (
-                    SELECT seq FROM jobs WHERE finished_at < ?1
-                        AND state IN ('succeeded', 'failed', 'cancelled') LIMIT ?2)",
+                "DELETE FROM starts WHERE start_no = ?1 AND job_id = ?2 RETURNING prev_start_no",
             )
-            .and_then(|mut s| s.execute(params![before, limit]))
             .map_err(map_err)?;
-        self.conn
-            .prepare_cached(
-                "DELETE FROM starts WHERE start_no IN (
-                    SELECT start_no FROM starts WHERE started_at < ?1 LIMIT ?2)",
-            )
-            .and_then(|mut s| s.execute(params![before, limit]))
-            .map_err(map_err)?;
-        Ok(n as u64)
+        let mut next = last;
+        while let Some(start_no) = next {
+            let prev: Option<Option<i64>> = stmt
+                .query_row(params![start_no, id], |r| r.get(0))
+                .optional()
+                .map_err(map_err)?;
+            next = prev.flatten().filter(|p| *p < start_no);
+        }
+        Ok(())
     }
 }
