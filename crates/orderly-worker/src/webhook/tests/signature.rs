@@ -206,7 +206,7 @@ async fn check_snippet(
     };
     let snippet = snippet.to_string();
     let header_file = file("signature.txt", header.as_bytes());
-    let body_file = file("body.bin", &body);
+    let body_file = file("body.bin", body);
     let mut changed = body.to_vec();
     changed.push(b' ');
     let changed_file = file("changed.bin", &changed);
