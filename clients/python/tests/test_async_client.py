@@ -36,9 +36,10 @@ def test_same_methods_with_the_same_signatures():
         returns_a = str(a.return_annotation).replace("AsyncIterator", "Iterator")
         assert str(s.return_annotation) == returns_a, name
         assert list(s.parameters.values()) == list(a.parameters.values()), name
-        if name not in {"jobs"}:
+        if name not in {"jobs", "starts"}:
             assert inspect.iscoroutinefunction(aio[name]), name
     assert inspect.isasyncgenfunction(orderly.AsyncClient.jobs)
+    assert inspect.isasyncgenfunction(orderly.AsyncClient.starts)
     assert orderly.AsyncClient.wait_chunk == orderly.Client.wait_chunk
 
 
@@ -65,6 +66,8 @@ async def test_the_same_operations_give_the_same_answers(start_server):
             (nxt,) = c.claim("q", "w")
             out.append(job_json(c.fail(nxt, "bad", retry=False).job))
             out.append(job_json(c.wait("a", timeout=1)))
+            out.append([(s.job_id, s.attempt, s.worker) for s in c.starts("q", page_size=1)])
+            out.append([(a.attempt, a.outcome) for a in c.attempts(nxt.job.id)])
             out.append([q.raw for q in c.queues()])
             out.append(c.queue("q").raw)
             out.append(c.request("GET", "/v1/jobs/b0")["state"])
@@ -92,6 +95,8 @@ async def test_the_same_operations_give_the_same_answers(start_server):
             (nxt,) = await c.claim("q", "w")
             out.append(job_json((await c.fail(nxt, "bad", retry=False)).job))
             out.append(job_json(await c.wait("a", timeout=1)))
+            out.append([(s.job_id, s.attempt, s.worker) async for s in c.starts("q", page_size=1)])
+            out.append([(a.attempt, a.outcome) for a in await c.attempts(nxt.job.id)])
             out.append([q.raw for q in await c.queues()])
             out.append((await c.queue("q")).raw)
             out.append((await c.request("GET", "/v1/jobs/b0"))["state"])

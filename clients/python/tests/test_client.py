@@ -131,6 +131,39 @@ def test_worker_protocol_by_hand(client: orderly.Client):
     assert client.claim("q", "hand", wait=0.1) == []
 
 
+def test_start_log_and_attempts(client: orderly.Client):
+    client.enqueue_many("audit", [orderly.NewJob(i, id=f"a{i}") for i in range(2)])
+    (first,) = client.claim("audit", "w1")
+    client.fail(first, {"message": "flaky"}, retry_after=0)
+    (again,) = client.claim("audit", "w2")
+    assert (again.job.id, again.job.attempt) == ("a0", 2), "the retry is next in line"
+    client.complete(again, "ok")
+    (second,) = client.claim("audit", "w1")
+    client.complete(second, "ok")
+    # Page by page (one start each), in start_no order: the order the server used.
+    starts = list(client.starts("audit", page_size=1))
+    assert [(s.job_id, s.attempt, s.worker) for s in starts] == [
+        ("a0", 1, "w1"),
+        ("a0", 2, "w2"),
+        ("a1", 1, "w1"),
+    ]
+    assert [s.start_no for s in starts] == sorted(s.start_no for s in starts)
+    assert [s.seq for s in starts] == [first.job.seq, first.job.seq, second.job.seq]
+    assert list(client.starts("audit", after=starts[0].start_no)) == starts[1:]
+    assert list(client.starts("no-such-queue")) == []
+    attempts = client.attempts("a0")
+    assert [(a.attempt, a.worker, a.outcome) for a in attempts] == [
+        (1, "w1", "failed"),
+        (2, "w2", "succeeded"),
+    ]
+    assert attempts[0].error == {"message": "flaky"}
+    assert attempts[0].ended_at is not None
+    assert attempts[0].ended_at <= attempts[1].started_at
+    assert [a.start_no for a in attempts] == [starts[0].start_no, starts[1].start_no]
+    with pytest.raises(orderly.JobNotFoundError):
+        client.attempts("no-such-job")
+
+
 def test_wait_returns_once_finished(client: orderly.Client):
     client.enqueue("q", 1, id="w")
     assert client.wait("w", timeout=0.05).state == orderly.JobState.QUEUED

@@ -21,6 +21,7 @@ from ._convert import Duration
 from ._ops import UNSET
 from ._version import __version__
 from .async_client import AsyncClient
+from .audit import Attempt, Start
 from .client import Client
 from .context import CancelReason, Fail, JobCancelled, JobContext, Retry
 from .errors import (
@@ -86,6 +87,7 @@ __all__ = [
     "UNSET",
     "ApiError",
     "AsyncClient",
+    "Attempt",
     "Backoff",
     "BodyTimeoutError",
     "BodyTooLargeError",
@@ -129,6 +131,7 @@ __all__ = [
     "Retry",
     "ShuttingDownError",
     "StaleLeaseError",
+    "Start",
     "StorageFailedError",
     "StorageFullError",
     "StorageUnavailableError",

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from ._convert import Duration, Reader, ms
+from .audit import Attempt, Start
 from .models import (
     Backoff,
     ClaimNext,
@@ -115,6 +116,25 @@ def _page(obj: Any) -> Page:
     return Page(jobs=_jobs(obj), next_after=r.opt_integer("next_after"))
 
 
+@dataclass(frozen=True)
+class StartPage:
+    """One page of a queue's start log."""
+
+    starts: list[Start]
+    next_after: int | None
+
+
+def _start_page(obj: Any) -> StartPage:
+    r = Reader(obj, "start log")
+    return StartPage(
+        starts=[Start.from_json(s) for s in r.items("starts")], next_after=r.opt_integer("next_after")
+    )
+
+
+def _attempts(obj: Any) -> list[Attempt]:
+    return [Attempt.from_json(a) for a in Reader(obj, "attempts").items("attempts")]
+
+
 def _queues(obj: Any) -> list[Queue]:
     return [Queue.from_json(q) for q in Reader(obj, "queue list").items("queues")]
 
@@ -165,6 +185,17 @@ def list_jobs(queue: str, state: JobState | str | None, after: int | None, limit
     if after is not None:
         params["after"] = after
     return Call("GET", f"/v1/queues/{seg(queue)}/jobs", _page, params=params, idempotent=True)
+
+
+def list_starts(queue: str, after: int | None, limit: int) -> Call[StartPage]:
+    params: dict[str, str | int] = {"limit": limit}
+    if after is not None:
+        params["after"] = after
+    return Call("GET", f"/v1/queues/{seg(queue)}/starts", _start_page, params=params, idempotent=True)
+
+
+def attempts(id: str) -> Call[list[Attempt]]:
+    return Call("GET", f"/v1/jobs/{seg(id)}/attempts", _attempts, idempotent=True)
 
 
 def cancel(id: str) -> Call[Job]:

@@ -18,6 +18,7 @@ from . import _ops
 from ._convert import Duration, ms
 from ._http import Settings, read, request_kwargs, should_retry, transport_error
 from ._ops import UNSET, Call, _Unset, retry_delay
+from .audit import Attempt, Start
 from .client import _health
 from .models import (
     Backoff,
@@ -168,6 +169,23 @@ class AsyncClient:
             page = await self._run(_ops.list_jobs(queue, state, after, page_size))
             for job in page.jobs:
                 yield job
+            if page.next_after is None:
+                return
+            after = page.next_after
+
+    async def attempts(self, id: str) -> list[Attempt]:
+        """Every attempt of a job, oldest first: start, worker, end, outcome, error."""
+        return await self._run(_ops.attempts(id))
+
+    async def starts(
+        self, queue: str, *, after: int | None = None, page_size: int = 100
+    ) -> AsyncIterator[Start]:
+        """The queue's start log: every start the server made, in ``start_no``
+        order (after ``after``), fetched a page at a time as the iterator advances."""
+        while True:
+            page = await self._run(_ops.list_starts(queue, after, page_size))
+            for start in page.starts:
+                yield start
             if page.next_after is None:
                 return
             after = page.next_after

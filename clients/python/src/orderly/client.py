@@ -21,6 +21,7 @@ from . import _ops
 from ._convert import Duration, ms
 from ._http import Settings, read, request_kwargs, should_retry, transport_error
 from ._ops import UNSET, Call, _Unset, retry_delay
+from .audit import Attempt, Start
 from .errors import OrderlyError
 from .models import (
     Backoff,
@@ -170,6 +171,20 @@ class Client:
         while True:
             page = self._run(_ops.list_jobs(queue, state, after, page_size))
             yield from page.jobs
+            if page.next_after is None:
+                return
+            after = page.next_after
+
+    def attempts(self, id: str) -> list[Attempt]:
+        """Every attempt of a job, oldest first: start, worker, end, outcome, error."""
+        return self._run(_ops.attempts(id))
+
+    def starts(self, queue: str, *, after: int | None = None, page_size: int = 100) -> Iterator[Start]:
+        """The queue's start log: every start the server made, in ``start_no``
+        order (after ``after``), fetched a page at a time as the iterator advances."""
+        while True:
+            page = self._run(_ops.list_starts(queue, after, page_size))
+            yield from page.starts
             if page.next_after is None:
                 return
             after = page.next_after
