@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use orderly_core::Store;
 use orderly_server::executors::{self, Executors, ExecutorsConfig};
 use orderly_server::serve::ShutdownReport;
-use orderly_server::{maintenance, AppState, ServerConfig};
+use orderly_server::{events, maintenance, AppState, ServerConfig};
 use orderly_sqlite::{Durability, SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -86,6 +86,13 @@ pub struct ServeArgs {
     /// had to abandon requests.
     #[arg(long, env = "ORDERLY_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Recent events kept for `GET /v1/events` to replay after a
+    /// `Last-Event-ID` (older ones are reported as a gap).
+    #[arg(long, env = "ORDERLY_EVENTS_RING", default_value_t = events::Config::DEFAULT_RING as u32, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub events_ring: u32,
+    /// Events an events subscriber may fall behind before it is dropped.
+    #[arg(long, env = "ORDERLY_EVENTS_BUFFER", default_value_t = events::Config::DEFAULT_BUFFER as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub events_buffer: u32,
 }
 
 /// A humantime duration that is not zero.
@@ -173,6 +180,10 @@ async fn serve(
         maintenance: maintenance::Config {
             retention: args.retention,
             ..Default::default()
+        },
+        events: events::Config {
+            ring: args.events_ring as usize,
+            buffer: args.events_buffer as usize,
         },
     };
     let timeouts = config.connection_timeouts();

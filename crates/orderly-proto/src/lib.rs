@@ -13,6 +13,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod events;
+pub use events::{DroppedView, EventJob, EventKind, EventView, GapView};
+
 /// `POST /v1/queues/{queue}/jobs` body; also one item of a batch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

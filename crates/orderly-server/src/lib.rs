@@ -14,11 +14,15 @@
 //!   extractors with JSON rejections, [`error`] the one mapping to HTTP;
 //! - [`serve`] is the accept loop with header, idle and shutdown bounds.
 //!
-//! `/v1/events`, `/metrics`, `/openapi.json` and the dashboard come later;
+//! - [`events`] is the hub behind `GET /v1/events`: every committed change,
+//!   numbered, kept in a bounded ring and broadcast to subscribers.
+//!
+//! `/metrics`, `/openapi.json` and the dashboard come later;
 //! they will be routes here beside the others.
 
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod executors;
 pub mod extract;
 pub mod maintenance;
@@ -56,6 +60,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Maintenance loop settings.
     pub maintenance: maintenance::Config,
+    /// Sizes of the event hub of `GET /v1/events`.
+    pub events: events::Config,
 }
 
 impl ServerConfig {
@@ -89,6 +95,7 @@ impl Default for ServerConfig {
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             body_timeout: Self::DEFAULT_BODY_TIMEOUT,
             maintenance: maintenance::Config::default(),
+            events: events::Config::default(),
         }
     }
 }
@@ -109,7 +116,7 @@ impl AppState {
             max_payload_bytes: config.max_payload_bytes,
         };
         AppState {
-            service: Arc::new(Service::new(store, limits)),
+            service: Arc::new(Service::new(store, limits).with_events(config.events)),
             config: Arc::new(config),
         }
     }

@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 
 use crate::convert::now_millis;
 use crate::error::ServiceError;
+use crate::events::{self, EventHub};
 use crate::waiters::Waiters;
 
 /// Limits the service enforces.
@@ -92,6 +93,8 @@ pub struct Service {
     shutdown: tokio_util::sync::CancellationToken,
     /// Notified after every queue configuration change (executors follow it).
     config_changed: Arc<Notify>,
+    /// Where every change is published for `GET /v1/events`.
+    events: EventHub,
 }
 
 /// Longest a claim sleeps before looking again without a wake-up: a safety
@@ -113,7 +116,24 @@ impl Service {
             maintenance_wake: Notify::new(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             config_changed: Arc::new(Notify::new()),
+            events: EventHub::new(events::Config::default()),
         }
+    }
+
+    /// This service with an event hub of these sizes.
+    pub fn with_events(mut self, config: events::Config) -> Self {
+        self.events = EventHub::new(config);
+        self
+    }
+
+    /// The event hub.
+    pub fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    /// Fired on shutdown (streams end with it).
+    pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shutdown.clone()
     }
 
     /// Ends every long poll now (claims answer empty, waits answer the job as it is),
@@ -129,6 +149,7 @@ impl Service {
 
     /// Wakes whoever waits on what `changes` did (see the module docs).
     pub fn wake_for(&self, changes: &Changes) {
+        self.events.publish(changes);
         for (queue, n) in changes.startable() {
             self.queue_waiters.wake_some(queue, n);
         }
@@ -350,15 +371,27 @@ impl Service {
         progress: Option<Value>,
     ) -> Result<Heartbeat, ServiceError> {
         validate::job_id(id)?;
-        Ok(self
+        let now = now_millis();
+        // Newest event before the heartbeat: see `EventHub::progress_of`.
+        let mark = self.events.last_id();
+        let beat = self
             .store
             .job_heartbeat(HeartbeatParams {
                 id: id.to_string(),
                 token,
-                progress,
-                now: now_millis(),
+                progress: progress.clone(),
+                now,
             })
-            .await?)
+            .await?;
+        if let Some(p) = progress {
+            if !self.events.progress(id, &p, now) {
+                // Started before this process (the hub did not see it start).
+                if let Ok(Some(job)) = self.store.job_get(id).await {
+                    self.events.progress_of(mark, &job, &p, now);
+                }
+            }
+        }
+        Ok(beat)
     }
 
     /// Reports an attempt's outcome, optionally claiming the next jobs in the same transaction.
@@ -575,6 +608,7 @@ impl Service {
         // More capacity, or a queue resumed: it is not known how many may start.
         self.queue_waiters.wake_all(name);
         self.config_changed.notify_one();
+        self.events.queue_configured(name, now_millis());
         Ok(info)
     }
 

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource. Handlers extract, call the service
 //! once, and shape the answer; errors go through [`crate::error::ApiError`].
 
+pub mod events;
 pub mod jobs;
 pub mod queues;
 pub mod system;
@@ -49,6 +50,7 @@ pub fn api(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/jobs/{id}/fail", post(workers::fail).layer(single))
         .route("/v1/reports", post(workers::reports).layer(batch))
+        .route("/v1/events", get(events::events))
 }
 
 /// The cursor of the page after one of `len` items asked with `limit` (the

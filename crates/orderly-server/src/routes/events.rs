@@ -1,0 +1,168 @@
+//! `GET /v1/events`: the event hub as server-sent events.
+//!
+//! A subscriber gets, in order: a `gap` message when its `Last-Event-ID`
+//! is older than the ring holds (or from an earlier server process), the
+//! held events after that id, then live events; each job or queue event as
+//! `id: N` / `event: KIND` / `data: {json}`, filtered by `queue` and `job`.
+//! One that falls more than the hub's buffer behind gets `event: dropped`
+//! and the stream ends. The stream also ends when the server shuts down.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::Stream;
+use orderly_core::validate::{self, ValidationError};
+use orderly_proto::DroppedView;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::ApiError;
+use crate::events::{Event, Filter};
+use crate::extract::ApiQuery;
+use crate::AppState;
+
+/// How often an idle stream sends a keep-alive comment.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only this queue's events.
+    pub queue: Option<String>,
+    /// Only this job's events.
+    pub job: Option<String>,
+    /// Resume after this id, for clients that cannot set `Last-Event-ID`
+    /// (the header wins when both are given).
+    pub last_event_id: Option<String>,
+}
+
+/// `GET /v1/events?queue=&job=&last_event_id=`.
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    if let Some(queue) = &q.queue {
+        validate::queue_name(queue)?;
+    }
+    if let Some(job) = &q.job {
+        validate::job_id(job)?;
+    }
+    let after = match headers.get("last-event-id") {
+        Some(h) => Some(parse_id(
+            "Last-Event-ID",
+            h.to_str().map_err(|_| {
+                ValidationError::value("Last-Event-ID", "is not text: give an event id")
+            })?,
+        )?),
+        None => q
+            .last_event_id
+            .as_deref()
+            .map(|s| parse_id("last_event_id", s))
+            .transpose()?,
+    };
+    let filter = Filter {
+        queue: q.queue,
+        job: q.job,
+    };
+    let hub = state.service.events();
+    let sub = hub.subscribe(after);
+    let mut first: VecDeque<SseEvent> = VecDeque::new();
+    if let Some(gap) = &sub.gap {
+        first.push_back(
+            SseEvent::default()
+                .event("gap")
+                .data(serde_json::to_string(gap).unwrap_or_default()),
+        );
+    }
+    let mut last_id = after.filter(|_| sub.gap.is_none());
+    for e in sub.replay.iter().filter(|e| filter.matches(e)) {
+        first.push_back(sse(e));
+        last_id = Some(e.id);
+    }
+    let st = Stream_ {
+        first,
+        live: sub.live,
+        horizon: sub.horizon,
+        filter,
+        last_id,
+        buffer: hub.config().buffer,
+        done: false,
+    };
+    let stream = futures::stream::unfold(st, |mut st| async move {
+        let ev = st.next().await?;
+        Some((Ok(ev), st))
+    });
+    let shutdown = state.service.shutdown_token();
+    let stream = futures::StreamExt::take_until(stream, shutdown.cancelled_owned());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+fn parse_id(field: &str, s: &str) -> Result<u64, ValidationError> {
+    s.trim().parse().map_err(|_| {
+        ValidationError::value(
+            field,
+            format!("is {s:?}: give the id of an event (a whole number)"),
+        )
+    })
+}
+
+fn sse(e: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(e.id.to_string())
+        .event(e.kind.as_str())
+        .data(e.json.as_str())
+}
+
+/// One subscriber's state between messages.
+struct Stream_ {
+    first: VecDeque<SseEvent>,
+    live: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    horizon: u64,
+    filter: Filter,
+    last_id: Option<u64>,
+    buffer: usize,
+    done: bool,
+}
+
+impl Stream_ {
+    async fn next(&mut self) -> Option<SseEvent> {
+        if let Some(e) = self.first.pop_front() {
+            return Some(e);
+        }
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.live.recv().await {
+                Ok(e) if e.id <= self.horizon || !self.filter.matches(&e) => continue,
+                Ok(e) => {
+                    self.last_id = Some(e.id);
+                    return Some(sse(&e));
+                }
+                Err(RecvError::Lagged(n)) => {
+                    self.done = true;
+                    let body = DroppedView {
+                        reason: format!(
+                            "this subscriber fell behind: {n} events were published while it read none of them, more than the server keeps per subscriber ({}, server flag --events-buffer); reconnect with Last-Event-ID to resume from the recent events",
+                            self.buffer
+                        ),
+                        last_id: self.last_id,
+                    };
+                    return Some(
+                        SseEvent::default()
+                            .event("dropped")
+                            .data(serde_json::to_string(&body).unwrap_or_default()),
+                    );
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
