@@ -239,6 +239,10 @@ pub struct JobArgs {
     /// Wait up to this long for the job to finish (e.g. 30s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
+    /// Show the job's state changes and progress live (a bar for numeric
+    /// progress) until it finishes; exits non-zero unless it succeeded.
+    #[arg(long, conflicts_with_all = ["wait", "json"])]
+    pub follow: bool,
     /// Print only the job as JSON (without its attempts in words below it).
     #[arg(long)]
     pub json: bool,
@@ -246,6 +250,9 @@ pub struct JobArgs {
 
 pub async fn job(a: JobArgs) -> anyhow::Result<()> {
     let client = a.server.client();
+    if a.follow {
+        return crate::follow::follow(&client, &a.id).await;
+    }
     let job = match a.wait {
         Some(d) => {
             // The server holds one wait at most 5 minutes: ask again until done or out of time.

@@ -4,6 +4,7 @@
 
 mod bench;
 mod client_cmds;
+mod follow;
 mod history;
 mod serve;
 mod worker;

@@ -16,6 +16,9 @@ use serde::Serialize;
 
 pub use orderly_proto as proto;
 
+pub mod events;
+pub use events::{EventStream, EventsQuery, SseMessage, StreamItem};
+
 use std::time::Duration;
 
 /// Time limit of a request that does not long-poll.
@@ -162,6 +165,50 @@ impl Client {
                 }),
             }
         }
+    }
+
+    /// `GET /v1/events`: opens the stream (it has no time limit; the
+    /// server sends a keep-alive comment every 15 s while it is idle).
+    pub async fn events(&self, q: &EventsQuery) -> Result<EventStream, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(queue) = &q.queue {
+            query.push(("queue", queue.clone()));
+        }
+        if let Some(job) = &q.job {
+            query.push(("job", job.clone()));
+        }
+        let mut req = self
+            .http
+            .get(format!("{}/v1/events", self.base))
+            .query(&query);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(id) = q.last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await?;
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: b.error.code.to_string(),
+                    message: b.error.message,
+                },
+                Err(_) => ClientError::Decode {
+                    status: status.as_u16(),
+                    detail: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+                },
+            });
+        }
+        Ok(EventStream {
+            resp,
+            parser: events::SseParser::default(),
+            ready: Default::default(),
+            last_event_id: q.last_event_id,
+        })
     }
 
     /// `POST /v1/queues/{queue}/jobs`.

@@ -37,8 +37,10 @@ pub struct Config {
 impl Config {
     /// Default ring: the last 10,000 events.
     pub const DEFAULT_RING: usize = 10_000;
-    /// Default subscriber buffer: 1,024 events.
-    pub const DEFAULT_BUFFER: usize = 1_024;
+    /// Default subscriber buffer: 16,384 events. One write publishes all
+    /// its changes at once (a batch enqueue, up to 10,000 jobs), so a
+    /// subscriber that keeps up must be allowed more than one batch.
+    pub const DEFAULT_BUFFER: usize = 16_384;
 }
 
 impl Default for Config {
