@@ -538,3 +538,81 @@ async fn job_follow_exits_when_the_job_succeeds_and_prints_it() {
         (json!("succeeded"), json!(42))
     );
 }
+
+#[tokio::test]
+async fn an_open_stream_ends_at_shutdown_and_does_not_hold_the_server() {
+    let mut srv = TestServer::start().await;
+    let mut s = open(&srv, EventsQuery::default()).await;
+    srv.sigterm();
+    let end = tokio::time::timeout(READ_LIMIT, s.next()).await;
+    assert!(matches!(end, Ok(Ok(None))), "the stream ended: {end:?}");
+    let status = srv
+        .wait_exit(READ_LIMIT)
+        .await
+        .unwrap_or_else(|| srv.fail("the server did not exit".into()));
+    assert!(
+        status.success(),
+        "clean exit, no request abandoned: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn progress_of_a_job_started_before_a_restart_is_streamed() {
+    let mut srv = TestServer::start().await;
+    let c = srv.client();
+    c.enqueue("r", &job_req("rj", None, json!(null)))
+        .await
+        .unwrap();
+    let lease = c
+        .claim("r", &claim_req("w", 1, 0))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    srv.restart().await;
+    let mut s = open(
+        &srv,
+        EventsQuery {
+            job: Some("rj".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let beat = |p| HeartbeatRequest {
+        token: lease.token.clone(),
+        progress: Some(p),
+    };
+    c.heartbeat("rj", &beat(json!({"done": 1, "total": 3})))
+        .await
+        .unwrap();
+    c.heartbeat("rj", &beat(json!({"done": 2, "total": 3})))
+        .await
+        .unwrap();
+    c.complete(
+        "rj",
+        &CompleteRequest {
+            token: lease.token.clone(),
+            result: None,
+            claim_next: None,
+        },
+    )
+    .await
+    .unwrap();
+    let got: Vec<_> = [
+        next_event(&srv, &mut s).await,
+        next_event(&srv, &mut s).await,
+        next_event(&srv, &mut s).await,
+    ]
+    .into_iter()
+    .map(|e| (e.id, e.kind, e.progress))
+    .collect();
+    assert_eq!(
+        got,
+        [
+            (1, EventKind::Progress, Some(json!({"done": 1, "total": 3}))),
+            (2, EventKind::Progress, Some(json!({"done": 2, "total": 3}))),
+            (3, EventKind::Succeeded, None),
+        ],
+        "ids begin again at 1 in the new process"
+    );
+}
