@@ -329,10 +329,12 @@ async fn an_id_older_than_the_ring_says_gap_then_replays_what_is_held() {
 
 const BULK_JOBS: usize = 20_000;
 
-#[tokio::test]
+// The healthy reader gets its own thread, so the test driving the work
+// cannot starve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_never_reads_is_dropped_and_slows_no_one() {
     let srv =
-        TestServer::start_with_args(None, &["--durability", "none", "--events-buffer", "4096"])
+        TestServer::start_with_args(None, &["--durability", "none", "--events-buffer", "8192"])
             .await;
     let c = srv.client();
     srv.configure(
@@ -615,4 +617,22 @@ async fn progress_of_a_job_started_before_a_restart_is_streamed() {
         ],
         "ids begin again at 1 in the new process"
     );
+}
+
+#[tokio::test]
+async fn the_stream_needs_the_token_like_the_rest_of_the_api() {
+    let srv = TestServer::start_with(Some("s3cret")).await;
+    let err = srv
+        .anonymous_client()
+        .events(&EventsQuery::default())
+        .await
+        .expect_err("refused without the token");
+    assert_eq!(err.status(), Some(401), "{err}");
+    let mut s = open(&srv, EventsQuery::default()).await;
+    srv.client()
+        .enqueue("t", &job_req("tj", None, json!(null)))
+        .await
+        .unwrap();
+    let e = next_event(&srv, &mut s).await;
+    assert_eq!(brief(&e), (EventKind::Enqueued, "tj".into()));
 }
