@@ -155,13 +155,28 @@ impl EventHub {
         self.lock().last
     }
 
-    /// Publishes one event per job state change, in order.
+    /// Publishes one event per job state change, in order. The JSON is
+    /// made before the lock is taken; under it, ids are given and events
+    /// pushed and sent.
     pub fn publish(&self, changes: &Changes) {
         if changes.is_empty() {
             return;
         }
+        let prepared: Vec<Prepared> = changes
+            .jobs
+            .iter()
+            .map(|c| {
+                let job = EventJob {
+                    id: c.id.clone(),
+                    seq: c.seq,
+                    key: c.key.clone(),
+                    state: state_view(c.to),
+                };
+                prepare(kind_of(c.from, c.to), c.at, &c.queue, Some(job), None)
+            })
+            .collect();
         let mut ring = self.lock();
-        for c in &changes.jobs {
+        for (c, p) in changes.jobs.iter().zip(prepared) {
             if c.to == JobState::Running {
                 ring.running.insert(
                     c.id.clone(),
@@ -174,21 +189,14 @@ impl EventHub {
             } else if c.from == Some(JobState::Running) {
                 ring.running.remove(&c.id);
             }
-            let job = EventJob {
-                id: c.id.clone(),
-                seq: c.seq,
-                key: c.key.clone(),
-                state: state_view(c.to),
-            };
-            let kind = kind_of(c.from, c.to);
-            self.push(&mut ring, kind, c.at, &c.queue, Some(job), None);
+            self.push(&mut ring, p);
         }
     }
 
     /// Publishes a queue's configuration change.
     pub fn queue_configured(&self, queue: &str, at: Millis) {
-        let mut ring = self.lock();
-        self.push(&mut ring, EventKind::QueueConfigured, at, queue, None, None);
+        let p = prepare(EventKind::QueueConfigured, at, queue, None, None);
+        self.push(&mut self.lock(), p);
     }
 
     /// Publishes progress of job `id` if the hub saw it start and not
@@ -205,8 +213,14 @@ impl EventHub {
             key: r.key,
             state: orderly_proto::JobState::Running,
         };
-        let p = Some(progress.clone());
-        self.push(&mut ring, EventKind::Progress, at, &r.queue, Some(job), p);
+        let p = prepare(
+            EventKind::Progress,
+            at,
+            &r.queue,
+            Some(job),
+            Some(progress.clone()),
+        );
+        self.push(&mut ring, p);
         true
     }
 
@@ -246,31 +260,14 @@ impl EventHub {
         self.progress(&job.id, progress, at)
     }
 
-    fn push(
-        &self,
-        ring: &mut Ring,
-        kind: EventKind,
-        at: Millis,
-        queue: &str,
-        job: Option<EventJob>,
-        progress: Option<Value>,
-    ) {
+    fn push(&self, ring: &mut Ring, p: Prepared) {
         ring.last += 1;
-        let view = EventView {
-            id: ring.last,
-            kind,
-            at: rfc3339(at),
-            queue: queue.to_string(),
-            job,
-            progress,
-        };
         let event = Arc::new(Event {
-            id: view.id,
-            kind,
-            queue: view.queue.clone(),
-            job: view.job.as_ref().map(|j| j.id.clone()),
-            // An `EventView` holds strings, numbers and JSON values only.
-            json: serde_json::to_string(&view).unwrap_or_else(|_| "{}".into()),
+            id: ring.last,
+            kind: p.kind,
+            queue: p.queue,
+            job: p.job,
+            json: format!("{{\"id\":{},{}", ring.last, p.tail),
         });
         if ring.events.len() == self.config.ring {
             ring.events.pop_front();
@@ -322,6 +319,49 @@ impl EventHub {
             horizon,
             live,
         }
+    }
+}
+
+/// An event without its id: the JSON after `{"id":N,`.
+struct Prepared {
+    kind: EventKind,
+    queue: String,
+    job: Option<String>,
+    tail: String,
+}
+
+/// The id field opens an [`EventView`]'s JSON; the id is written in under
+/// the lock.
+const ID_PLACEHOLDER: &str = "{\"id\":0,";
+
+fn prepare(
+    kind: EventKind,
+    at: Millis,
+    queue: &str,
+    job: Option<EventJob>,
+    progress: Option<Value>,
+) -> Prepared {
+    let job_id = job.as_ref().map(|j| j.id.clone());
+    let view = EventView {
+        id: 0,
+        kind,
+        at: rfc3339(at),
+        queue: queue.to_string(),
+        job,
+        progress,
+    };
+    // An `EventView` holds strings, numbers and JSON values only, and
+    // serializes `id` first.
+    let json = serde_json::to_string(&view).unwrap_or_default();
+    let tail = json
+        .strip_prefix(ID_PLACEHOLDER)
+        .unwrap_or("\"kind\":\"unserializable\"}")
+        .to_string();
+    Prepared {
+        kind,
+        queue: view.queue,
+        job: job_id,
+        tail,
     }
 }
 
