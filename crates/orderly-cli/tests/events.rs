@@ -636,3 +636,97 @@ async fn the_stream_needs_the_token_like_the_rest_of_the_api() {
     let e = next_event(&srv, &mut s).await;
     assert_eq!(brief(&e), (EventKind::Enqueued, "tj".into()));
 }
+
+#[tokio::test]
+async fn failures_retries_and_cancels_have_their_kinds() {
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    let mut s = open(
+        &srv,
+        EventsQuery {
+            job: Some("fk".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    c.enqueue("k", &job_req("fk", None, json!(null)))
+        .await
+        .unwrap();
+    let fail = |token: String, retry_after_ms| support::proto::FailRequest {
+        token,
+        error: json!("boom"),
+        retry: None,
+        retry_after_ms,
+        claim_next: None,
+    };
+    // Fails with no delay (back in its place), then with a delay (backoff).
+    let lease = c
+        .claim("k", &claim_req("w", 1, 0))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    c.fail("fk", &fail(lease.token, Some(0))).await.unwrap();
+    let lease = c
+        .claim("k", &claim_req("w", 1, 0))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    c.fail("fk", &fail(lease.token, Some(3_600_000)))
+        .await
+        .unwrap();
+    c.cancel("fk").await.unwrap();
+    let retried = c.retry("fk").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..7 {
+        let e = next_event(&srv, &mut s).await;
+        let j = e.job.unwrap();
+        got.push((e.kind, j.state.as_str().to_string(), j.seq));
+    }
+    let seq = got[0].2;
+    assert_eq!(
+        got,
+        [
+            (EventKind::Enqueued, "queued".into(), seq),
+            (EventKind::Started, "running".into(), seq),
+            (EventKind::Requeued, "queued".into(), seq),
+            (EventKind::Started, "running".into(), seq),
+            (EventKind::Retrying, "scheduled".into(), seq),
+            (EventKind::Cancelled, "cancelled".into(), seq),
+            (EventKind::Retried, "queued".into(), retried.seq),
+        ]
+    );
+    assert!(retried.seq > seq, "a retry gives a new seq");
+}
+
+#[tokio::test]
+async fn job_follow_of_a_job_that_did_not_succeed_exits_non_zero() {
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    c.enqueue("f", &job_req("cx", None, json!(null)))
+        .await
+        .unwrap();
+    c.cancel("cx").await.unwrap();
+    let out = srv.run_cli(&["job", "cx", "--follow"]).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", support::show(&out));
+    assert!(
+        stdout.starts_with("cx: cancelled\n"),
+        "{}",
+        support::show(&out)
+    );
+    assert!(
+        stdout.contains("\"state\": \"cancelled\""),
+        "{}",
+        support::show(&out)
+    );
+    assert!(
+        stderr.contains("job cx cancelled"),
+        "{}",
+        support::show(&out)
+    );
+}
