@@ -9,6 +9,10 @@ use orderly_client::proto::{EventKind, EventView, JobView};
 use orderly_client::{Client, EventsQuery, StreamItem};
 use serde_json::Value;
 
+/// Longest a stream may send nothing of interest before it is opened again
+/// (keep-alive comments do not count, so an idle job reconnects this often).
+const SILENCE: Duration = Duration::from_secs(120);
+
 /// Steps of a bar for a fraction in 0..1.
 const FRACTION_STEPS: u64 = 1000;
 
@@ -53,7 +57,10 @@ pub async fn follow(client: &Client, id: &str) -> anyhow::Result<()> {
         if finished(&last_state) {
             return done(bar, job);
         }
-        while let Some(item) = stream.next().await? {
+        // The server sends a keep-alive comment every 15 s; a stream silent
+        // for much longer than that is gone (a network cut): resume it.
+        while let Ok(item) = tokio::time::timeout(SILENCE, stream.next()).await {
+            let Some(item) = item? else { break };
             match item {
                 StreamItem::Event(e) => {
                     show(&mut bar, &e);
