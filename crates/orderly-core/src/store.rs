@@ -476,6 +476,13 @@ pub trait Store: Send + Sync + 'static {
     /// `Ok` while the store can accept writes.
     async fn health(&self) -> Result<(), StoreError>;
 
+    /// What the store's writer has done since it opened (commits, group
+    /// sizes, fsync times), for metrics; `None` for a store that keeps none.
+    /// Cheap: no I/O.
+    fn writer_stats(&self) -> Option<crate::stats::WriterStats> {
+        None
+    }
+
     /// Finishes every write already sent, then stops: later calls answer
     /// `Closed`. Returns once the backend's resources (threads,
     /// connections) are released. Calling it again is harmless.

@@ -470,6 +470,10 @@ impl Store for SqliteStore {
             .value)
     }
 
+    fn writer_stats(&self) -> Option<orderly_core::WriterStats> {
+        Some(self.writer.health.stats())
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         self.writer.health.check()?;
         if self.writer.is_stopped() {
