@@ -92,6 +92,8 @@ pub struct Service {
     shutdown: tokio_util::sync::CancellationToken,
     /// Notified after every queue configuration change (executors follow it).
     config_changed: Arc<Notify>,
+    /// The figures `GET /metrics` serves.
+    metrics: crate::metrics::Metrics,
 }
 
 /// Longest a claim sleeps before looking again without a wake-up: a safety
@@ -113,6 +115,7 @@ impl Service {
             maintenance_wake: Notify::new(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             config_changed: Arc::new(Notify::new()),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 
@@ -127,8 +130,20 @@ impl Service {
         &self.store
     }
 
-    /// Wakes whoever waits on what `changes` did (see the module docs).
+    /// The figures `GET /metrics` serves.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The metrics exposition now (see [`crate::metrics`]).
+    pub async fn metrics_text(&self) -> Result<String, ServiceError> {
+        Ok(crate::metrics::render(&self.metrics, self.store.as_ref(), now_millis()).await?)
+    }
+
+    /// Wakes whoever waits on what `changes` did (see the module docs), and
+    /// counts it for the metrics.
     pub fn wake_for(&self, changes: &Changes) {
+        self.metrics.record(changes);
         for (queue, n) in changes.startable() {
             self.queue_waiters.wake_some(queue, n);
         }
