@@ -250,7 +250,7 @@ async fn metrics_count_exactly_the_work_done() {
         ),
         2.0
     );
-    for ((name, labels), _) in &m.0 {
+    for (name, labels) in m.0.keys() {
         for v in labels.values() {
             assert!(
                 !v.contains("j1") && !v.contains("j6") && !v.contains("nowhere"),

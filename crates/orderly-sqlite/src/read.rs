@@ -249,6 +249,13 @@ pub(crate) fn start_list(conn: &Connection, p: &StartListParams) -> Res<Vec<Star
     rows.collect::<rusqlite::Result<_>>().map_err(map_err)
 }
 
+/// When the front of `queue`'s line was enqueued (see `Store::queue_oldest_queued`).
+pub(crate) fn oldest_queued(conn: &Connection, queue: &str) -> Res<Option<Millis>> {
+    conn.prepare_cached(crate::sql::OLDEST_QUEUED)
+        .and_then(|mut s| s.query_row([queue], |r| r.get(0)).optional())
+        .map_err(map_err)
+}
+
 #[cfg(test)]
 mod tests {
     use orderly_core::{EnqueueParams, NewJob, Store, StoreError};
@@ -294,11 +301,4 @@ mod tests {
         }
         store.close().await;
     }
-}
-
-/// When the front of `queue`'s line was enqueued (see `Store::queue_oldest_queued`).
-pub(crate) fn oldest_queued(conn: &Connection, queue: &str) -> Res<Option<Millis>> {
-    conn.prepare_cached(crate::sql::OLDEST_QUEUED)
-        .and_then(|mut s| s.query_row([queue], |r| r.get(0)).optional())
-        .map_err(map_err)
 }

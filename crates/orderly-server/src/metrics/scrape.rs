@@ -68,9 +68,12 @@ pub async fn render(
     Ok(out)
 }
 
+/// A per-queue gauge: name, help, and how to read it from a queue's figures.
+type QueueGauge = (&'static str, &'static str, fn(&QueueFigures) -> f64);
+
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let gauges: [(&str, &str, fn(&QueueFigures) -> f64); 4] = [
+        let gauges: [QueueGauge; 4] = [
             ("queue_running", "Jobs running now, per queue.", |q| {
                 q.counts
                     .iter()
