@@ -161,3 +161,51 @@ impl Metrics {
 fn seconds(ms: i64) -> f64 {
     ms.max(0) as f64 / 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+    use orderly_core::{Changes, JobState, JobState::*, StateChange};
+
+    fn change(from: Option<JobState>, to: JobState, at: i64, started: Option<i64>) -> StateChange {
+        StateChange {
+            id: "j".into(),
+            queue: "q".into(),
+            key: None,
+            seq: 1,
+            from,
+            to,
+            at,
+            enqueued_at: 1_000,
+            started_at: started,
+            lease_lost: false,
+        }
+    }
+
+    /// Queue latency is `at - enqueued_at` on each start; run time is
+    /// `at - started_at` on each end of an attempt; nothing else observes.
+    #[test]
+    fn latencies_come_from_the_changes_times() {
+        let m = Metrics::default();
+        m.record(&Changes {
+            jobs: vec![
+                change(None, Queued, 1_000, None),
+                change(Some(Queued), Running, 1_250, Some(1_250)),
+                change(Some(Running), Scheduled, 2_250, Some(1_250)),
+                change(Some(Scheduled), Queued, 3_000, None),
+                change(Some(Queued), Running, 3_500, Some(3_500)),
+                change(Some(Running), Succeeded, 4_000, Some(3_500)),
+            ],
+        });
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry).expect("encode");
+        for line in [
+            "orderly_queue_latency_seconds_count{queue=\"q\"} 2",
+            "orderly_queue_latency_seconds_sum{queue=\"q\"} 2.75",
+            "orderly_run_time_seconds_count{queue=\"q\"} 2",
+            "orderly_run_time_seconds_sum{queue=\"q\"} 1.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+    }
+}
