@@ -690,7 +690,7 @@ async fn failures_retries_and_cancels_have_their_kinds() {
         [
             (EventKind::Enqueued, "queued".into(), seq),
             (EventKind::Started, "running".into(), seq),
-            (EventKind::Requeued, "queued".into(), seq),
+            (EventKind::Retrying, "queued".into(), seq),
             (EventKind::Started, "running".into(), seq),
             (EventKind::Retrying, "scheduled".into(), seq),
             (EventKind::Cancelled, "cancelled".into(), seq),

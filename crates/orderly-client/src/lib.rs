@@ -153,17 +153,7 @@ impl Client {
                     detail: e.to_string(),
                 })
         } else {
-            match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(b) => Err(ClientError::Api {
-                    status: status.as_u16(),
-                    code: b.error.code.to_string(),
-                    message: b.error.message,
-                }),
-                Err(_) => Err(ClientError::Decode {
-                    status: status.as_u16(),
-                    detail: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
-                }),
-            }
+            Err(error_of(status, &bytes))
         }
     }
 
@@ -420,5 +410,40 @@ impl Client {
     /// `GET /healthz`.
     pub async fn health(&self) -> Result<HealthResponse, ClientError> {
         Ok(self.call::<(), _>(Method::GET, "/healthz", None).await?.1)
+    }
+
+    /// `GET /metrics`: the Prometheus exposition, as text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let mut req = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        } else {
+            Err(error_of(status, &bytes))
+        }
+    }
+}
+
+/// The error an unsuccessful answer carries: the API's `{error}` body, or
+/// what came instead.
+fn error_of(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(b) => ClientError::Api {
+            status: status.as_u16(),
+            code: b.error.code.to_string(),
+            message: b.error.message,
+        },
+        Err(_) => ClientError::Decode {
+            status: status.as_u16(),
+            detail: String::from_utf8_lossy(bytes).chars().take(500).collect(),
+        },
     }
 }

@@ -18,6 +18,7 @@ pub mod job;
 pub mod model;
 pub mod queue;
 pub mod rules;
+pub mod stats;
 pub mod store;
 pub mod validate;
 
@@ -27,6 +28,7 @@ pub mod conformance;
 pub use executor::Executor;
 pub use job::{Job, JobState, Millis, NewJob};
 pub use queue::{Backoff, QueueConfig, QueueInfo, QueuePatch, StateCounts};
+pub use stats::{Distribution, WriterStats};
 pub use store::{
     AttemptRecord, Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat,
     HeartbeatParams, Lease, ListParams, MaintenanceReport, Outcome, ReportParams, StartListParams,

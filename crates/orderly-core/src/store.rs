@@ -100,6 +100,16 @@ pub struct StateChange {
     pub to: JobState,
     /// When the change was made (the operation's `now`).
     pub at: Millis,
+    /// When the job was accepted (its `enqueued_at`).
+    pub enqueued_at: Millis,
+    /// When its latest attempt started: for a move out of `running`, the
+    /// start of the attempt that ended; `None` when it never started.
+    pub started_at: Option<Millis>,
+    /// True when this move ended a running attempt its worker never reported:
+    /// the lease ran out (without passing the attempt's deadline) or was
+    /// given up by its runner (`Store::lease_release`). False otherwise,
+    /// including an attempt that timed out (a failure).
+    pub lease_lost: bool,
 }
 
 /// What a write changed: every job that moved between states, in the order
@@ -420,6 +430,12 @@ pub trait Store: Send + Sync + 'static {
     /// Every queue that was configured or used.
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError>;
 
+    /// When the job at the front of `queue`'s line (its lowest `seq` in
+    /// state `queued`) was enqueued; `None` when nothing is queued or the
+    /// queue does not exist. An index lookup: its cost does not grow with
+    /// the backlog.
+    async fn queue_oldest_queued(&self, queue: &str) -> Result<Option<Millis>, StoreError>;
+
     /// Creates or changes a queue; fields left out keep their value.
     async fn queue_configure(
         &self,
@@ -459,6 +475,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// `Ok` while the store can accept writes.
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// What the store's writer has done since it opened (commits, group
+    /// sizes, fsync times), for metrics; `None` for a store that keeps none.
+    /// Cheap: no I/O.
+    fn writer_stats(&self) -> Option<crate::stats::WriterStats> {
+        None
+    }
 
     /// Finishes every write already sent, then stops: later calls answer
     /// `Closed`. Returns once the backend's resources (threads,

@@ -16,9 +16,11 @@
 //!
 //! - [`events`] is the hub behind `GET /v1/events`: every committed change,
 //!   numbered, kept in a bounded ring and broadcast to subscribers.
+//! - [`metrics`] serves `GET /metrics` (behind the token like the API) and
+//!   counts every request by route template.
 //!
-//! `/metrics`, `/openapi.json` and the dashboard come later;
-//! they will be routes here beside the others.
+//! `/openapi.json` and the dashboard come later; they will be routes here
+//! beside the others.
 
 pub mod convert;
 pub mod error;
@@ -26,6 +28,7 @@ pub mod events;
 pub mod executors;
 pub mod extract;
 pub mod maintenance;
+pub mod metrics;
 pub mod routes;
 pub mod serve;
 pub mod service;
@@ -137,7 +140,8 @@ impl AppState {
     }
 }
 
-/// The whole HTTP API: `/v1/…` behind the optional token, and an open `/healthz`.
+/// The whole HTTP API: `/v1/…` and `/metrics` behind the optional token, and
+/// an open `/healthz`; every request is counted by its route template.
 pub fn router(state: AppState) -> Router {
     let body_timeout = extract::BodyTimeout(state.config.body_timeout);
     let api = routes::api(&state)
@@ -151,6 +155,10 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
         // Failures are logged once, with their message, where errors become responses.
         .layer(axum::Extension(body_timeout))
         .layer(TraceLayer::new_for_http().on_failure(()))

@@ -95,6 +95,8 @@ pub struct Service {
     config_changed: Arc<Notify>,
     /// Where every change is published for `GET /v1/events`.
     events: EventHub,
+    /// The figures `GET /metrics` serves.
+    metrics: crate::metrics::Metrics,
 }
 
 /// Longest a claim sleeps before looking again without a wake-up: a safety
@@ -117,6 +119,7 @@ impl Service {
             shutdown: tokio_util::sync::CancellationToken::new(),
             config_changed: Arc::new(Notify::new()),
             events: EventHub::new(events::Config::default()),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 
@@ -147,9 +150,21 @@ impl Service {
         &self.store
     }
 
-    /// Wakes whoever waits on what `changes` did (see the module docs).
+    /// The figures `GET /metrics` serves.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The metrics exposition now (see [`crate::metrics`]).
+    pub async fn metrics_text(&self) -> Result<String, ServiceError> {
+        Ok(crate::metrics::render(&self.metrics, self.store.as_ref(), now_millis()).await?)
+    }
+
+    /// Wakes whoever waits on what `changes` did (see the module docs), and
+    /// counts it for the metrics.
     pub fn wake_for(&self, changes: &Changes) {
         self.events.publish(changes);
+        self.metrics.record(changes);
         for (queue, n) in changes.startable() {
             self.queue_waiters.wake_some(queue, n);
         }

@@ -277,5 +277,8 @@ pub(crate) fn change(
         from,
         to,
         at,
+        enqueued_at: job.enqueued_at,
+        started_at: job.started_at,
+        lease_lost: false,
     }
 }

@@ -410,6 +410,11 @@ impl Store for SqliteStore {
         self.read(read::queue_list).await
     }
 
+    async fn queue_oldest_queued(&self, queue: &str) -> Result<Option<Millis>, StoreError> {
+        let queue = queue.to_string();
+        self.read(move |c| read::oldest_queued(c, &queue)).await
+    }
+
     async fn queue_configure(
         &self,
         name: &str,
@@ -463,6 +468,10 @@ impl Store for SqliteStore {
             })
             .await?
             .value)
+    }
+
+    fn writer_stats(&self) -> Option<orderly_core::WriterStats> {
+        Some(self.writer.health.stats())
     }
 
     async fn health(&self) -> Result<(), StoreError> {

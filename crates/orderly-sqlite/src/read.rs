@@ -4,8 +4,8 @@
 //! position come from the same snapshot), or inside the writer's.
 
 use orderly_core::{
-    AttemptRecord, Job, JobState, ListParams, QueueConfig, QueueInfo, StartListParams, StartRecord,
-    StateCounts, StoreError,
+    AttemptRecord, Job, JobState, ListParams, Millis, QueueConfig, QueueInfo, StartListParams,
+    StartRecord, StateCounts, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -247,6 +247,13 @@ pub(crate) fn start_list(conn: &Connection, p: &StartListParams) -> Res<Vec<Star
         })
         .map_err(map_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+}
+
+/// When the front of `queue`'s line was enqueued (see `Store::queue_oldest_queued`).
+pub(crate) fn oldest_queued(conn: &Connection, queue: &str) -> Res<Option<Millis>> {
+    conn.prepare_cached(crate::sql::OLDEST_QUEUED)
+        .and_then(|mut s| s.query_row([queue], |r| r.get(0)).optional())
+        .map_err(map_err)
 }
 
 #[cfg(test)]

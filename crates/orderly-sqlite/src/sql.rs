@@ -12,9 +12,9 @@ pub const ADVANCE_KEY: &str = "UPDATE jobs SET head = 1 WHERE seq = (
                 SELECT seq FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running')
                 ORDER BY seq LIMIT 1)";
 /// Due scheduled jobs of a queue become queued. (`jobs_due`)
-pub const PROMOTE_DUE_IN_QUEUE: &str = "UPDATE jobs SET state = 'queued' WHERE queue = ?1 AND state = 'scheduled' AND run_at <= ?2 RETURNING id, queue, key, seq";
+pub const PROMOTE_DUE_IN_QUEUE: &str = "UPDATE jobs SET state = 'queued' WHERE queue = ?1 AND state = 'scheduled' AND run_at <= ?2 RETURNING id, queue, key, seq, enqueued_at";
 /// Due scheduled jobs of every queue become queued. (`jobs_due_all`)
-pub const PROMOTE_DUE_ALL: &str = "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= ?1 RETURNING id, queue, key, seq";
+pub const PROMOTE_DUE_ALL: &str = "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= ?1 RETURNING id, queue, key, seq, enqueued_at";
 /// Expired leases of a queue. (`jobs_leases`)
 pub const EXPIRED_IN_QUEUE: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'running' AND lease_expires_at <= ?2 ORDER BY seq";
 /// Expired leases of every queue, in no particular order (sorted by the caller:
@@ -40,6 +40,10 @@ pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
 /// named: with `timeout_ms` read from the row the planner would otherwise
 /// prefer `jobs_by_state`, which holds every queued job, not only heads)
 pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2";
+
+/// When the front of a queue's line was enqueued. (`jobs_by_state`)
+pub const OLDEST_QUEUED: &str =
+    "SELECT enqueued_at FROM jobs WHERE queue = ?1 AND state = 'queued' ORDER BY seq LIMIT 1";
 
 /// A page of a queue's start log. (`starts_queue`)
 pub const START_LOG_PAGE: &str = "SELECT start_no, seq, job_id, key, attempt, worker, started_at \
@@ -91,6 +95,7 @@ mod tests {
             (super::NEXT_DUE_IN_QUEUE, "jobs_due", false),
             (super::NEXT_DUE_IN_QUEUE, "jobs_leases", false),
             (super::PURGE_CANDIDATES, "jobs_finished", false),
+            (super::OLDEST_QUEUED, "jobs_by_state", false),
         ] {
             let p = plan(&conn, query);
             assert!(

@@ -25,7 +25,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use orderly_core::{Changes, Committed, StoreError};
+use std::time::{Duration, Instant};
+
+use orderly_core::{Changes, Committed, StoreError, WriterStats};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ctx::WriteCtx;
@@ -68,10 +70,11 @@ enum Message {
     Stop,
 }
 
-/// Shared view of the writer's health.
+/// Shared view of the writer: its health, and its figures for metrics.
 #[derive(Default)]
 pub(crate) struct Health {
     failed: Mutex<Option<String>>,
+    stats: Mutex<WriterStats>,
 }
 
 impl Health {
@@ -80,6 +83,22 @@ impl Health {
         match &*self.failed.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(reason) => Err(StoreError::StorageFailed(reason.clone())),
             None => Ok(()),
+        }
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> WriterStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts a committed group of `size` requests; `fsync` is how long the
+    /// commit took when it was fsynced.
+    fn committed(&self, size: usize, fsync: Option<Duration>) {
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        s.commits += 1;
+        s.group_sizes.observe(size as f64);
+        if let Some(d) = fsync {
+            s.fsync_seconds.observe(d.as_secs_f64());
         }
     }
 
@@ -346,11 +365,14 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
         }
         answers.push(answer);
     }
+    let began = Instant::now();
+    let mut synced = syncing;
     let commit = health
         .check()
         .and_then(|()| ctx.conn.execute_batch("COMMIT").map_err(map_err))
         .and_then(|()| {
             if ctx.take_needs_sync() && !syncing {
+                synced = true;
                 sync_now(ctx).inspect_err(|e| {
                     health.fail(format!("could not fsync a counter reservation: {e}"));
                 })
@@ -359,7 +381,10 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
             }
         });
     match commit {
-        Ok(()) => answers.into_iter().for_each(|a| a(Ok(()))),
+        Ok(()) => {
+            health.committed(answers.len(), synced.then(|| began.elapsed()));
+            answers.into_iter().for_each(|a| a(Ok(())));
+        }
         Err(e) => {
             if !ctx.conn.is_autocommit() {
                 let _ = ctx.conn.execute_batch("ROLLBACK");

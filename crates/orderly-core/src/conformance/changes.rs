@@ -305,3 +305,108 @@ pub async fn writes_report_what_they_changed<S: Store>(store: S) {
     );
     assert_eq!(m.value.next_due, None, "nothing waits for a time");
 }
+
+/// Store invariants: each change carries its job's `enqueued_at`, the start
+/// of the attempt a move out of `running` ended (`started_at`), and whether
+/// that attempt ended by losing its lease (expired, or released) rather than
+/// by a report or a timeout. `queue_oldest_queued` is the `enqueued_at` of the
+/// front of the queue's line.
+pub async fn changes_carry_times_and_lease_loss<S: Store>(store: S) {
+    let s: &dyn Store = &store;
+    let q = "times";
+    configure(
+        s,
+        q,
+        QueuePatch {
+            concurrency: Some(1),
+            lease_ms: Some(1_000),
+            max_attempts: Some(3),
+            backoff: Some(FLAT_BACKOFF),
+            ..QueuePatch::default()
+        },
+    )
+    .await;
+    assert_eq!(s.queue_oldest_queued(q).await.expect("oldest"), None);
+    assert_eq!(
+        s.queue_oldest_queued("nowhere").await.expect("oldest"),
+        None
+    );
+    let e1 = try_enqueue_committed(s, q, vec![nj("t1")], T0)
+        .await
+        .expect("enqueue t1");
+    let e2 = try_enqueue_committed(s, q, vec![nj("t2")], T0 + 5)
+        .await
+        .expect("enqueue t2");
+    let fresh = (&e1.changes.jobs[0], &e2.changes.jobs[0]);
+    assert_eq!(
+        (fresh.0.enqueued_at, fresh.0.started_at, fresh.0.lease_lost),
+        (T0, None, false),
+        "an enqueue's change"
+    );
+    assert_eq!(fresh.1.enqueued_at, T0 + 5);
+    assert_eq!(s.queue_oldest_queued(q).await.expect("oldest"), Some(T0));
+
+    // t1 starts at T0+10, fails at T0+30 and goes back (a report: no lease lost).
+    let c = claim_as(s, q, WORKER, 1, None, T0 + 10).await;
+    let start = &c.changes.jobs[0];
+    assert_eq!(
+        (start.enqueued_at, start.started_at, start.lease_lost),
+        (T0, Some(T0 + 10), false),
+        "a claim's change"
+    );
+    assert_eq!(
+        s.queue_oldest_queued(q).await.expect("oldest"),
+        Some(T0 + 5),
+        "t2 is the front once t1 runs"
+    );
+    let r = report_committed(s, "t1", &c.value[0].token, failure(true), T0 + 30)
+        .await
+        .expect("fail t1");
+    assert_moves(
+        &r.changes,
+        q,
+        T0 + 30,
+        &[("t1", Some(Running), Scheduled)],
+        "a failure",
+    );
+    let end = &r.changes.jobs[0];
+    assert_eq!(
+        (end.enqueued_at, end.started_at, end.lease_lost),
+        (T0, Some(T0 + 10), false),
+        "a reported failure's change"
+    );
+
+    // t2 starts at T0+40 and its lease runs out (T0+1040): lost, back in place.
+    let c = claim_as(s, q, WORKER, 1, None, T0 + 40).await;
+    assert_eq!(ids(&c.value), ["t2"]);
+    assert_eq!(s.queue_oldest_queued(q).await.expect("oldest"), None);
+    let m = maintain(s, T0 + 1_040).await;
+    let lost: Vec<_> = m.changes.jobs.iter().filter(|c| c.id == "t2").collect();
+    assert_eq!(lost.len(), 1, "t2's lease expiry: {:?}", m.changes);
+    assert_eq!(
+        (
+            lost[0].from,
+            lost[0].to,
+            lost[0].started_at,
+            lost[0].lease_lost
+        ),
+        (Some(Running), Queued, Some(T0 + 40), true),
+        "an expired lease's change"
+    );
+    for c in m.changes.jobs.iter().filter(|c| c.id != "t2") {
+        assert!(!c.lease_lost, "a promotion loses no lease: {c:?}");
+    }
+
+    // A released lease is lost too.
+    let c = claim_as(s, q, WORKER, 1, None, T0 + 1_050).await;
+    let first = c.value[0].job.id.clone();
+    let rel = s.lease_release(WORKER, T0 + 1_060).await.expect("release");
+    assert_eq!(rel.value, 1);
+    assert_eq!(rel.changes.jobs.len(), 1, "{:?}", rel.changes);
+    let r = &rel.changes.jobs[0];
+    assert_eq!(
+        (r.id.as_str(), r.from, r.started_at, r.lease_lost),
+        (first.as_str(), Some(Running), Some(T0 + 1_050), true),
+        "a released lease's change"
+    );
+}

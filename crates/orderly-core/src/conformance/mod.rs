@@ -141,6 +141,7 @@ macro_rules! store_conformance_tests {
             report_and_claim_repeat_returns_only_its_own_leases,
             report_many_is_independent_per_report,
             writes_report_what_they_changed,
+            changes_carry_times_and_lease_loss,
             job_list_pages_by_seq,
             queue_configure_and_counts,
             retention_purge_deletes_only_old_finished_jobs,

@@ -4,8 +4,9 @@ use orderly_core::JobState;
 use orderly_proto::EventKind;
 
 /// The event kind of a job's move from `from` (`None`: it did not exist)
-/// to `to`. Total: every change has a kind.
-pub fn kind_of(from: Option<JobState>, to: JobState) -> EventKind {
+/// to `to`; `lease_lost` says the attempt ended without a report (its lease
+/// ran out, or its runner gave it back). Total: every change has a kind.
+pub fn kind_of(from: Option<JobState>, to: JobState, lease_lost: bool) -> EventKind {
     use JobState::*;
     match (from, to) {
         (None, _) => EventKind::Enqueued,
@@ -13,8 +14,8 @@ pub fn kind_of(from: Option<JobState>, to: JobState) -> EventKind {
         (_, Succeeded) => EventKind::Succeeded,
         (_, Failed) => EventKind::Failed,
         (_, Cancelled) => EventKind::Cancelled,
-        (Some(Running), Scheduled) => EventKind::Retrying,
-        (Some(Running), Queued) => EventKind::Requeued,
+        (Some(Running), Queued) if lease_lost => EventKind::Requeued,
+        (Some(Running), Queued | Scheduled) => EventKind::Retrying,
         (Some(Succeeded | Failed | Cancelled), Queued | Scheduled) => EventKind::Retried,
         (Some(Scheduled | Queued), Queued) => EventKind::Ready,
         (Some(Scheduled | Queued), Scheduled) => EventKind::Scheduled,
@@ -38,7 +39,7 @@ mod tests {
             (Some(Queued), Cancelled, EventKind::Cancelled),
             (Some(Scheduled), Cancelled, EventKind::Cancelled),
             (Some(Running), Scheduled, EventKind::Retrying),
-            (Some(Running), Queued, EventKind::Requeued),
+            (Some(Running), Queued, EventKind::Retrying),
             (Some(Failed), Queued, EventKind::Retried),
             (Some(Cancelled), Scheduled, EventKind::Retried),
             (Some(Succeeded), Queued, EventKind::Retried),
@@ -46,15 +47,21 @@ mod tests {
             (Some(Queued), Scheduled, EventKind::Scheduled),
         ];
         for (from, to, want) in cases {
-            assert_eq!(kind_of(from, to), want, "{from:?} -> {to:?}");
+            assert_eq!(kind_of(from, to, false), want, "{from:?} -> {to:?}");
         }
+        // A lease that ran out (or was given back) puts the job back in place.
+        assert_eq!(kind_of(Some(Running), Queued, true), EventKind::Requeued);
+        assert_eq!(kind_of(Some(Running), Scheduled, true), EventKind::Retrying);
     }
 
     #[test]
     fn a_kind_never_contradicts_the_state_it_leaves_the_job_in() {
         for from in std::iter::once(None).chain(JobState::ALL.map(Some)) {
-            for to in JobState::ALL {
-                let k = kind_of(from, to);
+            for (to, lost) in JobState::ALL
+                .into_iter()
+                .flat_map(|t| [(t, false), (t, true)])
+            {
+                let k = kind_of(from, to, lost);
                 let ok = match k {
                     EventKind::Started => to == Running,
                     EventKind::Succeeded => to == Succeeded,

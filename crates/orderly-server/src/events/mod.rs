@@ -172,7 +172,13 @@ impl EventHub {
                     key: c.key.clone(),
                     state: state_view(c.to),
                 };
-                prepare(kind_of(c.from, c.to), c.at, &c.queue, Some(job), None)
+                prepare(
+                    kind_of(c.from, c.to, c.lease_lost),
+                    c.at,
+                    &c.queue,
+                    Some(job),
+                    None,
+                )
             })
             .collect();
         let mut ring = self.lock();

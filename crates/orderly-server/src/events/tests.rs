@@ -13,6 +13,9 @@ fn change(id: &str, from: Option<JobState>, to: JobState) -> StateChange {
         from,
         to,
         at: 1_700_000_000_000,
+        enqueued_at: 1_700_000_000_000,
+        started_at: None,
+        lease_lost: false,
     }
 }
 

@@ -20,6 +20,7 @@ pub fn api(state: &AppState) -> Router<AppState> {
     ));
     let batch = Extension(BodyLimit(state.config.max_body_bytes));
     Router::new()
+        .route("/metrics", get(system::metrics))
         .route("/v1/queues", get(queues::list))
         .route(
             "/v1/queues/{queue}",

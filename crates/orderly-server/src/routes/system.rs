@@ -29,6 +29,12 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `GET /metrics`: the Prometheus exposition (see [`crate::metrics`]).
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state.service.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
 /// Unknown route.
 pub async fn not_found(req: Request) -> ApiError {
     ApiError::new(

@@ -109,6 +109,12 @@ impl Store for Instrumented {
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
         self.inner.queue_list().await
     }
+    async fn queue_oldest_queued(&self, queue: &str) -> Result<Option<Millis>, StoreError> {
+        self.inner.queue_oldest_queued(queue).await
+    }
+    fn writer_stats(&self) -> Option<orderly_core::WriterStats> {
+        self.inner.writer_stats()
+    }
     async fn queue_configure(
         &self,
         name: &str,

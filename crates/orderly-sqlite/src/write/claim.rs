@@ -39,16 +39,16 @@ impl WriteCtx {
             ),
             None => (sql::PROMOTE_DUE_ALL, vec![now.into()]),
         };
-        let promoted: Vec<(String, String, Option<String>, i64)> = {
+        let promoted: Vec<(String, String, Option<String>, i64, Millis)> = {
             let mut stmt = self.conn.prepare_cached(query).map_err(map_err)?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         };
-        for (id, queue, key, seq) in promoted {
+        for (id, queue, key, seq, enqueued_at) in promoted {
             self.moved(orderly_core::StateChange {
                 id,
                 queue,
@@ -57,6 +57,9 @@ impl WriteCtx {
                 from: Some(JobState::Scheduled),
                 to: JobState::Queued,
                 at: now,
+                enqueued_at,
+                started_at: None,
+                lease_lost: false,
             });
         }
         Ok(())
@@ -92,7 +95,7 @@ impl WriteCtx {
             let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
             let facts = rules::AttemptFacts::of(&job);
             let next = rules::after_lease_lost(&facts, timed_out, &backoff, now, jitter);
-            self.end_attempt(&job, &next, now)?;
+            self.end_attempt(&job, &next, !timed_out, now)?;
         }
         Ok(())
     }
@@ -116,7 +119,7 @@ impl WriteCtx {
             let (job, _) = job_with_private(&self.conn, By::Seq(seq))?
                 .ok_or_else(|| StoreError::Backend(format!("job seq {seq} vanished")))?;
             let next = rules::after_interrupt(&rules::AttemptFacts::of(&job), now);
-            self.end_attempt(&job, &next, now)?;
+            self.end_attempt(&job, &next, true, now)?;
         }
         Ok(seqs.len() as u64)
     }

@@ -13,7 +13,7 @@ pub(crate) mod manage;
 pub(crate) mod report;
 
 use orderly_core::rules::Next;
-use orderly_core::{Job, JobState, Millis};
+use orderly_core::{Job, JobState, Millis, StateChange};
 use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
@@ -22,8 +22,15 @@ use crate::rows::{job_from_row, map_err, to_text, Res, JOB_COLUMNS};
 impl WriteCtx {
     /// Applies what follows the end of `job`'s running attempt: back in line
     /// in its place, or finished (passing its key on). Records the attempt's
-    /// end in its start record, the attempt history.
-    pub(crate) fn end_attempt(&mut self, job: &Job, next: &Next, now: Millis) -> Res<Job> {
+    /// end in its start record, the attempt history. `lease_lost` says the
+    /// attempt ended without a report (see `StateChange::lease_lost`).
+    pub(crate) fn end_attempt(
+        &mut self,
+        job: &Job,
+        next: &Next,
+        lease_lost: bool,
+        now: Millis,
+    ) -> Res<Job> {
         if let Some(start_no) = job.start_no {
             self.conn
                 .prepare_cached(
@@ -96,7 +103,12 @@ impl WriteCtx {
                 after
             }
         };
-        self.moved(change(&after, Some(job.state), after.state, now));
+        self.moved(StateChange {
+            // The attempt that ended, whatever the row keeps now.
+            started_at: job.started_at,
+            lease_lost,
+            ..change(&after, Some(job.state), after.state, now)
+        });
         Ok(after)
     }
 }

@@ -1,0 +1,211 @@
+//! Prometheus metrics (`GET /metrics`), with `prometheus-client`.
+//!
+//! Two kinds of figure, kept apart:
+//!
+//! - **counted as it happens**: the per-queue job counters and the queue
+//!   latency and run time histograms come from the [`Changes`] of every
+//!   store write, through [`Metrics::record`], which
+//!   `Service::wake_for` calls once for every write whatever its path
+//!   (the one mapping is [`counters_for`]); HTTP requests are counted by
+//!   the [`track_requests`] layer, by matched route template;
+//! - **read at scrape time** ([`scrape`]): jobs per queue and state, running
+//!   and concurrency, the age of each queue's front job, and the store's
+//!   writer figures. Each is a count the store keeps or one index lookup
+//!   per queue: nothing per job, so a scrape costs the same at a million
+//!   waiting jobs.
+//!
+//! The registry is per [`crate::Service`], not process-global, so several
+//! servers in one process (tests, an application mounting two) keep their
+//! own figures.
+
+mod http;
+mod mapping;
+mod scrape;
+
+use orderly_core::{Changes, JobState};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub use http::track_requests;
+pub use mapping::{counters_for, JobCounter};
+pub use scrape::render;
+
+/// The content type of the exposition (OpenMetrics text, which Prometheus reads).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `queue` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabel {
+    queue: String,
+}
+
+/// The labels of the HTTP metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    /// The matched route template (`/v1/jobs/{id}`), never the raw path.
+    route: String,
+    status: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Seconds: 1 ms to about 9 minutes, doubling.
+fn job_seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 20))
+}
+
+/// Seconds: 0.5 ms to about 16 s, doubling.
+fn http_seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+}
+
+/// The figures counted as they happen (see the module docs).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    jobs: Vec<Family<QueueLabel, Counter>>,
+    queue_latency: Histograms<QueueLabel>,
+    run_time: Histograms<QueueLabel>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Histograms<HttpLabels>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("orderly");
+        let jobs: Vec<Family<QueueLabel, Counter>> = JobCounter::ALL
+            .iter()
+            .map(|c| {
+                let family = Family::default();
+                registry.register(c.name(), c.help(), family.clone());
+                family
+            })
+            .collect();
+        let queue_latency: Histograms<QueueLabel> = Family::new_with_constructor(job_seconds);
+        registry.register(
+            "queue_latency_seconds",
+            "Time from a job's enqueue to each of its starts, per queue",
+            queue_latency.clone(),
+        );
+        let run_time: Histograms<QueueLabel> = Family::new_with_constructor(job_seconds);
+        registry.register(
+            "run_time_seconds",
+            "Time from an attempt's start to its end (reported, timed out or lease lost), per queue",
+            run_time.clone(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status",
+            http_requests.clone(),
+        );
+        let http_seconds: Histograms<HttpLabels> = Family::new_with_constructor(http_seconds);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request (long polls included), by method, route template and status",
+            http_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            jobs,
+            queue_latency,
+            run_time,
+            http_requests,
+            http_seconds,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts what one store write changed.
+    pub fn record(&self, changes: &Changes) {
+        for c in &changes.jobs {
+            let label = QueueLabel {
+                queue: c.queue.clone(),
+            };
+            for counter in counters_for(c) {
+                self.jobs[*counter as usize].get_or_create(&label).inc();
+            }
+            if c.to == JobState::Running && c.from.is_some() {
+                self.queue_latency
+                    .get_or_create(&label)
+                    .observe(seconds(c.at - c.enqueued_at));
+            }
+            if let (Some(JobState::Running), Some(started)) = (c.from, c.started_at) {
+                if c.to != JobState::Running {
+                    self.run_time
+                        .get_or_create(&label)
+                        .observe(seconds(c.at - started));
+                }
+            }
+        }
+    }
+
+    /// Counts one answered HTTP request.
+    pub(crate) fn record_http(&self, method: &str, route: &str, status: u16, elapsed: f64) {
+        let labels = HttpLabels {
+            method: method.to_string(),
+            route: route.to_string(),
+            status: status.to_string(),
+        };
+        self.http_requests.get_or_create(&labels).inc();
+        self.http_seconds.get_or_create(&labels).observe(elapsed);
+    }
+}
+
+/// Milliseconds as seconds (never negative: clocks may step back).
+fn seconds(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+    use orderly_core::{Changes, JobState, JobState::*, StateChange};
+
+    fn change(from: Option<JobState>, to: JobState, at: i64, started: Option<i64>) -> StateChange {
+        StateChange {
+            id: "j".into(),
+            queue: "q".into(),
+            key: None,
+            seq: 1,
+            from,
+            to,
+            at,
+            enqueued_at: 1_000,
+            started_at: started,
+            lease_lost: false,
+        }
+    }
+
+    /// Queue latency is `at - enqueued_at` on each start; run time is
+    /// `at - started_at` on each end of an attempt; nothing else observes.
+    #[test]
+    fn latencies_come_from_the_changes_times() {
+        let m = Metrics::default();
+        m.record(&Changes {
+            jobs: vec![
+                change(None, Queued, 1_000, None),
+                change(Some(Queued), Running, 1_250, Some(1_250)),
+                change(Some(Running), Scheduled, 2_250, Some(1_250)),
+                change(Some(Scheduled), Queued, 3_000, None),
+                change(Some(Queued), Running, 3_500, Some(3_500)),
+                change(Some(Running), Succeeded, 4_000, Some(3_500)),
+            ],
+        });
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry).expect("encode");
+        for line in [
+            "orderly_queue_latency_seconds_count{queue=\"q\"} 2",
+            "orderly_queue_latency_seconds_sum{queue=\"q\"} 2.75",
+            "orderly_run_time_seconds_count{queue=\"q\"} 2",
+            "orderly_run_time_seconds_sum{queue=\"q\"} 1.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+    }
+}
