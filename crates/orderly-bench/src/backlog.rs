@@ -154,7 +154,9 @@ async fn measure(plan: &Plan, queue: &str, waiting: u64) -> anyhow::Result<Side>
         let positions: Vec<Option<u64>> = page.jobs.iter().map(|j| j.position).collect();
         let want: Vec<Option<u64>> = (0..PAGE as u64).map(Some).collect();
         if positions != want {
-            bail!("W4: the first page of {queue} shows positions {positions:?}, expected 0..{PAGE}");
+            bail!(
+                "W4: the first page of {queue} shows positions {positions:?}, expected 0..{PAGE}"
+            );
         }
     }
     side.list = cost(times);

@@ -248,7 +248,11 @@ fn backlog(b: &Backlog) {
     for (what, empty, full) in [
         ("enqueue one job", b.empty.enqueue, b.full.enqueue),
         ("claim + complete one job", b.empty.claim, b.full.claim),
-        ("`GET /v1/jobs/{id}` of the last job", b.empty.get, b.full.get),
+        (
+            "`GET /v1/jobs/{id}` of the last job",
+            b.empty.get,
+            b.full.get,
+        ),
         ("first list page (50)", b.empty.list, b.full.list),
     ] {
         let ratio = full.p50 / empty.p50.max(1e-9);

@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::bail;
 use orderly_client::Client;
 
+use crate::backlog::Backlog;
 use crate::enqueue::BATCH;
 use crate::server::LocalServer;
 use crate::stats::{thousands, Fifo};
-use crate::backlog::Backlog;
 use crate::{backlog, drain, embedded, enqueue, latency, Launch, Plan};
 
 /// Concurrency of the second drain (the peers' c = 16).
@@ -340,10 +340,7 @@ mod tests {
         assert!(!parse_only(&["all".into()])
             .unwrap()
             .contains(&Workload::Backlog));
-        assert_eq!(
-            parse_only(&["w4".into()]).unwrap(),
-            vec![Workload::Backlog]
-        );
+        assert_eq!(parse_only(&["w4".into()]).unwrap(), vec![Workload::Backlog]);
         let w = parse_only(&["embedded".into(), "drain".into()]).unwrap();
         assert_eq!(
             w,
