@@ -64,9 +64,12 @@ fn brute_positions(jobs: &[(String, String, i64, String)]) -> HashMap<String, Op
     out
 }
 
+/// `(queue, level, block, n)` rows of block counts.
+type Blocks = Vec<(String, i64, i64, i64)>;
+
 /// The nonzero block counts as stored, and recounted from the jobs.
-fn blocks(raw: &Connection) -> (Vec<(String, i64, i64, i64)>, Vec<(String, i64, i64, i64)>) {
-    let rows = |sql: &str| -> Vec<(String, i64, i64, i64)> {
+fn blocks(raw: &Connection) -> (Blocks, Blocks) {
+    let rows = |sql: &str| -> Blocks {
         let mut stmt = raw.prepare(sql).expect("prepare");
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
