@@ -46,7 +46,9 @@ pub(crate) fn fill_positions(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
     let mut prev: Option<(&str, i64, u64)> = None;
     for (queue, seq, i) in &todo {
         let position = match prev {
-            Some((q, prev_seq, prev_pos)) if q == queue && prev_seq >> 10 == *seq >> 10 => {
+            Some((q, prev_seq, prev_pos))
+                if q == queue && prev_seq >> sql::BLOCK_BITS == *seq >> sql::BLOCK_BITS =>
+            {
                 prev_pos + 1 + waiting_between(conn, queue, prev_seq, *seq)?
             }
             _ => position_of(conn, queue, *seq)?,

@@ -41,6 +41,10 @@ pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
 /// prefer `jobs_by_state`, which holds every queued job, not only heads)
 pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2";
 
+/// Bits of `seq` a level-0 block of `waiting_blocks` spans (schema v5 and
+/// [`POSITION`] write it out as `>> 10`).
+pub const BLOCK_BITS: u32 = 10;
+
 /// Waiting jobs of queue ?1 ahead of `seq` ?2 (its `position`), from
 /// `waiting_blocks` (schema v5): the level-1 blocks (2^20 `seq`s) wholly
 /// before it, the level-0 blocks (2^10) before it within its level-1 block,
