@@ -17,6 +17,11 @@
 //!   server recorded (`start_no`), read back with the list API.
 //! - **W3 latency**: one idle worker long-polling a concurrency-1 queue; each
 //!   sample enqueues one job and times enqueue call → handler start.
+//! - **W4 backlog** (`--only w4`, not in `all`): enqueue, claim + complete,
+//!   `GET` of the last job (its position checked) and the first list page
+//!   (50), 200 times each, on an empty queue and on one filled with
+//!   `--backlog` jobs (default 1,000,000) by the batch API; p50/p99 of each
+//!   and the ratio. `/metrics` is not measured: the server has none yet.
 //! - **In-process drain** (`--only embedded`; not a peers' workload): the W1
 //!   drain by the embedded library (`orderly::Orderly`) on a fresh data
 //!   directory of its own with the server's durability, its in-process
@@ -35,6 +40,7 @@
 //! percentiles), [`peers`] (the peers' figures, read from `peers.json`),
 //! `report` (the Markdown report), `util` (bounded calls, progress bars).
 
+mod backlog;
 mod drain;
 mod embedded;
 mod enqueue;
@@ -88,6 +94,8 @@ pub struct Options {
     pub latency_samples: u64,
     /// Concurrent clients of the "single, many clients" enqueue workload.
     pub clients: u32,
+    /// Waiting jobs of W4's backlog.
+    pub backlog: u64,
     /// Durability of the server the bench starts.
     pub durability: Durability,
     /// Measure this running server instead of starting one.
@@ -111,6 +119,7 @@ impl Default for Options {
             jobs: 20_000,
             latency_samples: 1_000,
             clients: 32,
+            backlog: 1_000_000,
             durability: Durability::Fsync,
             server: None,
             isolate: false,
@@ -155,6 +164,8 @@ pub(crate) struct Plan {
     clients: u32,
     /// W3 samples.
     samples: u64,
+    /// Waiting jobs of W4's backlog.
+    backlog: u64,
     /// Durability of the in-process drains' stores (the bench's server's;
     /// with `--server`, the default).
     durability: Durability,
@@ -187,6 +198,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     };
     if o.server.is_some() && o.durability != Durability::Fsync {
         bail!("--durability applies to the server the bench starts; with --server, start that server with the durability you want");
+    }
+    if o.backlog == 0 {
+        bail!("--backlog must be at least 1");
     }
     if o.token.as_deref() == Some("") {
         bail!("--token is empty");
@@ -229,6 +243,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         n: o.jobs,
         clients: o.clients,
         samples: o.latency_samples,
+        backlog: o.backlog,
         durability: o.durability,
         tag,
     };

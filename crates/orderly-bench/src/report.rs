@@ -1,6 +1,7 @@
 //! The Markdown report: Orderly's figures, then the comparison with the
 //! peers' figures of [`Peers`].
 
+use crate::backlog::Backlog;
 use crate::enqueue::BATCH;
 use crate::peers::Peers;
 use crate::stats::thousands;
@@ -154,6 +155,9 @@ pub(crate) fn print_report(plan: &Plan, target: &Target, r: &Results, peers: &Pe
             l.max
         );
     }
+    if let Some(b) = &r.backlog {
+        backlog(b);
+    }
     for note in &notes {
         println!();
         println!("Note: {note}.");
@@ -218,6 +222,47 @@ pub(crate) fn print_report(plan: &Plan, target: &Target, r: &Results, peers: &Pe
             } else {
                 "NOT met"
             }
+        );
+    }
+}
+
+/// The W4 table: each operation on the empty queue and at the backlog.
+fn backlog(b: &Backlog) {
+    println!();
+    println!(
+        "### W4 backlog: {} waiting jobs (filled by the batch API at {} jobs/s) against an empty queue",
+        thousands(b.jobs as f64),
+        thousands(b.fill_per_s)
+    );
+    println!();
+    println!(
+        "{} calls of each, in this order: enqueue one job, `GET` of the last job (position {} at the backlog, {} on the empty queue, checked), the first list page ({} jobs, positions checked), claim one job and complete it. `/metrics` is not measured: the server has no such route yet.",
+        crate::backlog::SAMPLES,
+        thousands(b.full.last_position as f64),
+        thousands(b.empty.last_position as f64),
+        crate::backlog::PAGE
+    );
+    println!();
+    println!("| operation | empty p50 / p99 ms | backlog p50 / p99 ms | backlog ÷ empty (p50) | within 2x |");
+    println!("|---|---|---|---|---|");
+    for (what, empty, full) in [
+        ("enqueue one job", b.empty.enqueue, b.full.enqueue),
+        ("claim + complete one job", b.empty.claim, b.full.claim),
+        (
+            "`GET /v1/jobs/{id}` of the last job",
+            b.empty.get,
+            b.full.get,
+        ),
+        ("first list page (50)", b.empty.list, b.full.list),
+    ] {
+        let ratio = full.p50 / empty.p50.max(1e-9);
+        println!(
+            "| {what} | {:.2} / {:.2} | {:.2} / {:.2} | {ratio:.2}x | {} |",
+            empty.p50,
+            empty.p99,
+            full.p50,
+            full.p99,
+            if ratio <= 2.0 { "yes" } else { "no" }
         );
     }
 }

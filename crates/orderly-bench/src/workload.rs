@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::bail;
 use orderly_client::Client;
 
+use crate::backlog::Backlog;
 use crate::enqueue::BATCH;
 use crate::server::LocalServer;
 use crate::stats::{thousands, Fifo};
-use crate::{drain, embedded, enqueue, latency, Launch, Plan};
+use crate::{backlog, drain, embedded, enqueue, latency, Launch, Plan};
 
 /// Concurrency of the second drain (the peers' c = 16).
 pub(crate) const DRAIN_HIGH_C: u32 = 16;
@@ -33,11 +34,14 @@ pub enum Workload {
     EmbeddedC16,
     /// W3.
     Latency,
+    /// W4: the costs at a backlog of `--backlog` waiting jobs against an
+    /// empty queue (not in `all`: its fill takes a while).
+    Backlog,
 }
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::SingleC1,
         Workload::SingleMany,
         Workload::Bulk,
@@ -46,6 +50,7 @@ impl Workload {
         Workload::EmbeddedC1,
         Workload::EmbeddedC16,
         Workload::Latency,
+        Workload::Backlog,
     ];
 
     /// Name used by `--only`.
@@ -59,6 +64,7 @@ impl Workload {
             Workload::EmbeddedC1 => "embedded-c1",
             Workload::EmbeddedC16 => "embedded-c16",
             Workload::Latency => "latency",
+            Workload::Backlog => "w4",
         }
     }
 
@@ -70,10 +76,11 @@ impl Workload {
 }
 
 /// Parses `--only` (names and groups: single-c1, single-many, bulk,
-/// drain-c1, drain-c16, embedded-c1, embedded-c16, latency; enqueue, drain
-/// (= w2), embedded (= in-process), w1, w3, all) into the workloads to run,
-/// in their canonical order. `drain` and `w1` are the HTTP workloads of the
-/// peers' comparison; `all` adds the in-process drains.
+/// drain-c1, drain-c16, embedded-c1, embedded-c16, latency, w4 (= backlog);
+/// enqueue, drain (= w2), embedded (= in-process), w1, w3, all) into the
+/// workloads to run, in their canonical order. `drain` and `w1` are the HTTP
+/// workloads of the peers' comparison; `all` adds the in-process drains and
+/// W3, not W4 (its fill of a million jobs is asked for by name).
 pub fn parse_only(list: &[String]) -> anyhow::Result<Vec<Workload>> {
     use Workload::*;
     let mut chosen: Vec<Workload> = Vec::new();
@@ -81,7 +88,8 @@ pub fn parse_only(list: &[String]) -> anyhow::Result<Vec<Workload>> {
         let item = raw.trim().to_ascii_lowercase();
         let group: &[Workload] = match item.as_str() {
             "" => continue,
-            "all" => &Workload::ALL,
+            "all" => &Workload::ALL[..8],
+            "w4" | "backlog" => &[Backlog],
             "w1" => &[SingleC1, SingleMany, Bulk, DrainC1, DrainC16],
             "enqueue" => &[SingleC1, SingleMany, Bulk],
             "drain" | "w2" => &[DrainC1, DrainC16],
@@ -95,7 +103,7 @@ pub fn parse_only(list: &[String]) -> anyhow::Result<Vec<Workload>> {
             "embedded-c1" => &[EmbeddedC1],
             "embedded-c16" => &[EmbeddedC16],
             _ => bail!(
-                "--only: unknown workload {raw:?}; use {} or the groups enqueue, drain (w2), embedded (in-process), w1, w3, all",
+                "--only: unknown workload {raw:?}; use {} (= backlog) or the groups enqueue, drain (w2), embedded (in-process), w1, w3, all",
                 Workload::ALL.map(Workload::name).join(", ")
             ),
         };
@@ -130,6 +138,8 @@ pub(crate) struct Results {
     pub(crate) embedded_c16: Option<Drain>,
     /// W3.
     pub(crate) latency: Option<Latency>,
+    /// W4.
+    pub(crate) backlog: Option<Backlog>,
 }
 
 /// An enqueue workload's figure.
@@ -292,6 +302,21 @@ pub(crate) async fn run_workloads(
                 );
                 r.latency = Some(l);
             }
+            Workload::Backlog => {
+                let jobs = plan.backlog;
+                eprintln!(
+                    "{step} W4 backlog: {} samples of each operation on an empty queue, fill {jobs} jobs, the same again …",
+                    backlog::SAMPLES
+                );
+                let b = backlog::backlog(plan, jobs).await?;
+                eprintln!(
+                    "      fill {} jobs/s; GET last job p50 {:.2} ms empty, {:.2} ms at the backlog",
+                    thousands(b.fill_per_s),
+                    b.empty.get.p50,
+                    b.full.get.p50
+                );
+                r.backlog = Some(b);
+            }
         }
     }
     Ok(r)
@@ -312,6 +337,10 @@ mod tests {
         );
         assert!(parse_only(&["nope".into()]).is_err());
         assert_eq!(parse_only(&["all".into()]).unwrap().len(), 8);
+        assert!(!parse_only(&["all".into()])
+            .unwrap()
+            .contains(&Workload::Backlog));
+        assert_eq!(parse_only(&["w4".into()]).unwrap(), vec![Workload::Backlog]);
         let w = parse_only(&["embedded".into(), "drain".into()]).unwrap();
         assert_eq!(
             w,

@@ -1,5 +1,5 @@
 //! `orderly bench`: the clap wrapper over `orderly_bench` (the benchmark
-//! library: server launcher, workloads W1–W3, the in-process drain,
+//! library: server launcher, workloads W1–W4, the in-process drain,
 //! statistics, report). It maps the flags to [`orderly_bench::Options`] and
 //! starts servers from this very binary.
 
@@ -17,6 +17,10 @@ pub struct BenchArgs {
     #[arg(long, env = "ORDERLY_BENCH_LATENCY_SAMPLES", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub latency_samples: u64,
+    /// Waiting jobs W4 fills its backlog queue with (batch API).
+    #[arg(long, env = "ORDERLY_BENCH_BACKLOG", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub backlog: u64,
     /// Concurrent clients of the "single, many clients" enqueue workload.
     #[arg(long, env = "ORDERLY_BENCH_CLIENTS", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=1_024))]
@@ -40,8 +44,10 @@ pub struct BenchArgs {
     pub token: Option<String>,
     /// Workloads to run, comma-separated: single-c1, single-many, bulk,
     /// drain-c1, drain-c16, embedded-c1, embedded-c16 (the W1 drain by the
-    /// embedded library's in-process handlers, no HTTP), latency; or the
-    /// groups enqueue, drain (= w2), embedded (= in-process), w1, w3, all.
+    /// embedded library's in-process handlers, no HTTP), latency, w4 (the
+    /// costs at a backlog of --backlog jobs against an empty queue; not in
+    /// all); or the groups enqueue, drain (= w2), embedded (= in-process),
+    /// w1, w3, all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     pub only: Vec<String>,
     /// The peers' figures to compare with: a JSON file shaped like
@@ -61,6 +67,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         jobs: a.jobs,
         latency_samples: a.latency_samples,
         clients: a.clients,
+        backlog: a.backlog,
         durability,
         server: a.server,
         isolate: a.isolate,

@@ -10,31 +10,31 @@ use orderly_core::{
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::rows::{job_by_id, job_from_row, map_err, Cols, Res, JOB_COLUMNS};
+use crate::sql;
 
-/// Waiting jobs of `queue` ahead of `seq`.
+/// Waiting jobs of `queue` ahead of `seq` (`sql::POSITION`: bounded work
+/// at any backlog).
 fn position_of(conn: &Connection, queue: &str, seq: i64) -> Res<u64> {
-    conn.prepare_cached(
-        "SELECT count(*) FROM jobs WHERE queue = ?1 AND state IN ('queued', 'scheduled') AND seq < ?2",
-    )
-    .and_then(|mut s| s.query_row(params![queue, seq], |r| r.get::<_, i64>(0)))
-    .map(|n| n as u64)
-    .map_err(map_err)
+    conn.prepare_cached(sql::POSITION)
+        .and_then(|mut s| s.query_row(params![queue, seq], |r| r.get::<_, i64>(0)))
+        .map(|n| n.max(0) as u64)
+        .map_err(map_err)
 }
 
 /// Waiting jobs of `queue` strictly between `after` and `before`.
 fn waiting_between(conn: &Connection, queue: &str, after: i64, before: i64) -> Res<u64> {
-    conn.prepare_cached(
-        "SELECT count(*) FROM jobs WHERE queue = ?1 AND state IN ('queued', 'scheduled') AND seq > ?2 AND seq < ?3",
-    )
-    .and_then(|mut s| s.query_row(params![queue, after, before], |r| r.get::<_, i64>(0)))
-    .map(|n| n as u64)
-    .map_err(map_err)
+    conn.prepare_cached(sql::WAITING_BETWEEN)
+        .and_then(|mut s| s.query_row(params![queue, after, before], |r| r.get::<_, i64>(0)))
+        .map(|n| n as u64)
+        .map_err(map_err)
 }
 
 /// Sets `position` on every waiting job of `jobs` that has none, in one pass
-/// per queue: the first is counted, each next one is the previous plus one
-/// plus the waiting jobs between them. The index range read is at most the
-/// line up to the last of them, however many jobs there are.
+/// per queue in `seq` order: a job in the same block of 1,024 `seq`s as the
+/// previous one is the previous position plus one plus the waiting jobs
+/// between them (at most a block's entries read); any other is read from
+/// the block counts ([`position_of`]). Either way a job costs a bounded
+/// read, however many jobs wait and however far apart the page's jobs are.
 pub(crate) fn fill_positions(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
     let mut todo: Vec<(String, i64, usize)> = jobs
         .iter()
@@ -46,7 +46,9 @@ pub(crate) fn fill_positions(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
     let mut prev: Option<(&str, i64, u64)> = None;
     for (queue, seq, i) in &todo {
         let position = match prev {
-            Some((q, prev_seq, prev_pos)) if q == queue => {
+            Some((q, prev_seq, prev_pos))
+                if q == queue && prev_seq >> sql::BLOCK_BITS == *seq >> sql::BLOCK_BITS =>
+            {
                 prev_pos + 1 + waiting_between(conn, queue, prev_seq, *seq)?
             }
             _ => position_of(conn, queue, *seq)?,
@@ -66,17 +68,15 @@ fn with_position(conn: &Connection, mut job: Job) -> Res<Job> {
 
 /// Waiting jobs of `queue` (one row read of the trigger-kept counts).
 pub(crate) fn waiting_count(conn: &Connection, queue: &str) -> Res<u64> {
-    conn.prepare_cached(
-        "SELECT coalesce(sum(n), 0) FROM queue_counts WHERE queue = ?1 AND state IN ('queued', 'scheduled')",
-    )
-    .and_then(|mut s| s.query_row([queue], |r| r.get::<_, i64>(0)))
-    .map(|n| n as u64)
-    .map_err(map_err)
+    conn.prepare_cached(sql::WAITING_COUNT)
+        .and_then(|mut s| s.query_row([queue], |r| r.get::<_, i64>(0)))
+        .map(|n| n as u64)
+        .map_err(map_err)
 }
 
 /// Running jobs of `queue`.
 pub(crate) fn running_count(conn: &Connection, queue: &str) -> Res<u64> {
-    conn.prepare_cached("SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'running'")
+    conn.prepare_cached(sql::RUNNING_COUNT)
         .and_then(|mut s| s.query_row([queue], |r| r.get::<_, i64>(0)).optional())
         .map(|n| n.unwrap_or(0).max(0) as u64)
         .map_err(map_err)
@@ -84,9 +84,7 @@ pub(crate) fn running_count(conn: &Connection, queue: &str) -> Res<u64> {
 
 fn counts(conn: &Connection, queue: &str) -> Res<StateCounts> {
     let mut out = StateCounts::default();
-    let mut stmt = conn
-        .prepare_cached("SELECT state, n FROM queue_counts WHERE queue = ?1")
-        .map_err(map_err)?;
+    let mut stmt = conn.prepare_cached(sql::QUEUE_COUNTS).map_err(map_err)?;
     let rows = stmt
         .query_map([queue], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
@@ -132,9 +130,7 @@ pub(crate) fn queue_info(conn: &Connection, name: &str) -> Res<QueueInfo> {
 /// Every queue, by name.
 pub(crate) fn queue_list(conn: &Connection) -> Res<Vec<QueueInfo>> {
     let names: Vec<String> = {
-        let mut stmt = conn
-            .prepare_cached("SELECT name FROM queues ORDER BY name")
-            .map_err(map_err)?;
+        let mut stmt = conn.prepare_cached(sql::QUEUE_NAMES).map_err(map_err)?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(map_err)?;
         rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
     };
@@ -154,9 +150,7 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
     let mut jobs: Vec<Job> = match p.state {
         Some(state) => {
             let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ?1 AND state = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
-                ))
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE_IN_STATE))
                 .map_err(map_err)?;
             let rows = stmt
                 .query_map(
@@ -168,9 +162,7 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
         }
         None => {
             let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-                ))
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE))
                 .map_err(map_err)?;
             let rows = stmt
                 .query_map(params![p.queue, after, p.limit], job_from_row)

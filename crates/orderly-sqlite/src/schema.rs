@@ -11,13 +11,77 @@
 //! - `starts_queue`: a queue's start log in `start_no` order, so a page of
 //!   it reads the page, not the whole log nor other queues' starts.
 //!
+//! - `jobs_queue_seq`: a queue's jobs of every state in `seq` order, for a
+//!   page of its list.
+//!
 //! `queue_counts` is kept by triggers, so counts and the running total that
-//! a claim needs are one row read.
+//! a claim needs are one row read; `waiting_blocks` (v5) likewise, so a
+//! waiting job's `position` is a bounded read at any backlog.
 
 use rusqlite::Connection;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// v5: position at any backlog (docs/ordering.md, "Position at any
+/// backlog"). `waiting_blocks` counts a queue's waiting (`scheduled` or
+/// `queued`) jobs per block of `seq`s at two levels: level 0 per 1,024
+/// `seq`s (`seq >> 10`), level 1 per 1,048,576 (`seq >> 20`). Triggers keep
+/// it in the transaction of every row change, as they keep `queue_counts`,
+/// so no write path can forget it: a job entering the waiting states (an
+/// insert, a retry that gives it a new `seq`) adds one to its two blocks,
+/// one leaving them (a claim, a cancel, a delete) takes one away, and a move
+/// between `scheduled` and `queued` changes nothing. Rows that fall to zero
+/// stay (one per 1,024 `seq`s ever used; a read only sums those of one
+/// level-1 block). The table is built from the jobs already stored.
+///
+/// `jobs_queue_seq` serves a page of a queue's jobs of every state in `seq`
+/// order: without it SQLite read the queue's whole part of `jobs_by_state`
+/// and sorted it.
+const V5: &str = r#"
+CREATE TABLE waiting_blocks (
+    queue TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (queue, level, block)
+) WITHOUT ROWID;
+INSERT INTO waiting_blocks (queue, level, block, n)
+    SELECT queue, 0, seq >> 10, count(*) FROM jobs
+    WHERE state IN ('scheduled', 'queued') GROUP BY queue, seq >> 10;
+INSERT INTO waiting_blocks (queue, level, block, n)
+    SELECT queue, 1, seq >> 20, count(*) FROM jobs
+    WHERE state IN ('scheduled', 'queued') GROUP BY queue, seq >> 20;
+
+CREATE TRIGGER jobs_waiting_insert AFTER INSERT ON jobs
+WHEN new.state IN ('scheduled', 'queued') BEGIN
+    INSERT INTO waiting_blocks (queue, level, block, n) VALUES (new.queue, 0, new.seq >> 10, 1)
+        ON CONFLICT (queue, level, block) DO UPDATE SET n = n + 1;
+    INSERT INTO waiting_blocks (queue, level, block, n) VALUES (new.queue, 1, new.seq >> 20, 1)
+        ON CONFLICT (queue, level, block) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_waiting_leave AFTER UPDATE OF state, seq, queue ON jobs
+WHEN old.state IN ('scheduled', 'queued')
+  AND (new.state NOT IN ('scheduled', 'queued') OR new.seq <> old.seq OR new.queue <> old.queue) BEGIN
+    UPDATE waiting_blocks SET n = n - 1 WHERE queue = old.queue AND level = 0 AND block = old.seq >> 10;
+    UPDATE waiting_blocks SET n = n - 1 WHERE queue = old.queue AND level = 1 AND block = old.seq >> 20;
+END;
+CREATE TRIGGER jobs_waiting_enter AFTER UPDATE OF state, seq, queue ON jobs
+WHEN new.state IN ('scheduled', 'queued')
+  AND (old.state NOT IN ('scheduled', 'queued') OR new.seq <> old.seq OR new.queue <> old.queue) BEGIN
+    INSERT INTO waiting_blocks (queue, level, block, n) VALUES (new.queue, 0, new.seq >> 10, 1)
+        ON CONFLICT (queue, level, block) DO UPDATE SET n = n + 1;
+    INSERT INTO waiting_blocks (queue, level, block, n) VALUES (new.queue, 1, new.seq >> 20, 1)
+        ON CONFLICT (queue, level, block) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_waiting_delete AFTER DELETE ON jobs
+WHEN old.state IN ('scheduled', 'queued') BEGIN
+    UPDATE waiting_blocks SET n = n - 1 WHERE queue = old.queue AND level = 0 AND block = old.seq >> 10;
+    UPDATE waiting_blocks SET n = n - 1 WHERE queue = old.queue AND level = 1 AND block = old.seq >> 20;
+END;
+
+CREATE INDEX jobs_queue_seq ON jobs (queue, seq);
+"#;
 
 /// v4: the start log by queue. Each start record carries its job's queue
 /// and key (a job's never change), so a queue's log is read from its own
@@ -163,7 +227,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", 1)?;
         tx.commit()?;
     }
-    for (to, sql) in [(2, V2), (3, V3), (4, V4)] {
+    for (to, sql) in [(2, V2), (3, V3), (4, V4), (5, V5)] {
         if version < to {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
@@ -173,6 +237,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod v5_tests;
 
 #[cfg(test)]
 mod tests {

@@ -44,6 +44,44 @@ pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM j
 /// When the front of a queue's line was enqueued. (`jobs_by_state`)
 pub const OLDEST_QUEUED: &str =
     "SELECT enqueued_at FROM jobs WHERE queue = ?1 AND state = 'queued' ORDER BY seq LIMIT 1";
+/// Bits of `seq` a level-0 block of `waiting_blocks` spans (schema v5 and
+/// [`POSITION`] write it out as `>> 10`).
+pub const BLOCK_BITS: u32 = 10;
+
+/// Waiting jobs of queue ?1 ahead of `seq` ?2 (its `position`), from
+/// `waiting_blocks` (schema v5): the level-1 blocks (2^20 `seq`s) wholly
+/// before it, the level-0 blocks (2^10) before it within its level-1 block,
+/// and the waiting jobs before it within its own level-0 block
+/// (`jobs_by_state`, at most 1,024 entries per waiting state). The work is
+/// bounded by the highest `seq` / 2^20 + 1,024 + 2 × 1,024 rows, never by
+/// the number of jobs waiting.
+pub const POSITION: &str = "SELECT
+    (SELECT coalesce(sum(n), 0) FROM waiting_blocks
+        WHERE queue = ?1 AND level = 1 AND block < (?2 >> 20))
+  + (SELECT coalesce(sum(n), 0) FROM waiting_blocks
+        WHERE queue = ?1 AND level = 0 AND block >= ((?2 >> 20) << 10) AND block < (?2 >> 10))
+  + (SELECT count(*) FROM jobs
+        WHERE queue = ?1 AND state IN ('queued', 'scheduled') AND seq >= ((?2 >> 10) << 10) AND seq < ?2)";
+/// Waiting jobs of queue ?1 strictly between `seq`s ?2 and ?3
+/// (`jobs_by_state`); only asked for two `seq`s of one level-0 block, so it
+/// reads at most 2 × 1,024 entries.
+pub const WAITING_BETWEEN: &str = "SELECT count(*) FROM jobs WHERE queue = ?1 AND state IN ('queued', 'scheduled') AND seq > ?2 AND seq < ?3";
+/// A page of a queue's jobs of every state, in `seq` order from a cursor,
+/// after `SELECT` and the columns. (`jobs_queue_seq`, schema v5)
+pub const JOB_PAGE: &str = "FROM jobs WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+/// A page of a queue's jobs in one state, after `SELECT` and the columns.
+/// (`jobs_by_state`)
+pub const JOB_PAGE_IN_STATE: &str =
+    "FROM jobs WHERE queue = ?1 AND state = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4";
+/// A queue's counts by state (trigger-kept, one row per state).
+pub const QUEUE_COUNTS: &str = "SELECT state, n FROM queue_counts WHERE queue = ?1";
+/// Waiting jobs of a queue (two trigger-kept rows).
+pub const WAITING_COUNT: &str = "SELECT coalesce(sum(n), 0) FROM queue_counts WHERE queue = ?1 AND state IN ('queued', 'scheduled')";
+/// Running jobs of a queue, which a claim checks against its concurrency
+/// (one trigger-kept row).
+pub const RUNNING_COUNT: &str = "SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'running'";
+/// Every queue, by name (the primary key, no sort).
+pub const QUEUE_NAMES: &str = "SELECT name FROM queues ORDER BY name";
 
 /// A page of a queue's start log. (`starts_queue`)
 pub const START_LOG_PAGE: &str = "SELECT start_no, seq, job_id, key, attempt, worker, started_at \
@@ -118,6 +156,54 @@ mod tests {
             "{}\nplan: {p}",
             super::START_LOG_PAGE
         );
+        // What the API serves at any backlog: a job's position, a page of a
+        // queue's jobs (with and without `state=`), a queue's counts and the
+        // list of queues. Each reads an index or a trigger-kept table by
+        // key: no table scan, no sort.
+        let columns = crate::rows::JOB_COLUMNS;
+        let page = format!("SELECT {columns} {}", super::JOB_PAGE);
+        let page_in_state = format!("SELECT {columns} {}", super::JOB_PAGE_IN_STATE);
+        for (query, wants) in [
+            (
+                super::POSITION,
+                &[
+                    "SEARCH waiting_blocks USING PRIMARY KEY (queue=? AND level=? AND block<?)",
+                    "SEARCH waiting_blocks USING PRIMARY KEY (queue=? AND level=? AND block>? AND block<?)",
+                    "SEARCH jobs USING COVERING INDEX jobs_by_state (queue=? AND state=? AND seq>? AND seq<?)",
+                ][..],
+            ),
+            (
+                super::WAITING_BETWEEN,
+                &["SEARCH jobs USING COVERING INDEX jobs_by_state (queue=? AND state=? AND seq>? AND seq<?)"],
+            ),
+            (page.as_str(), &["SEARCH jobs USING INDEX jobs_queue_seq (queue=? AND seq>?)"]),
+            (
+                page_in_state.as_str(),
+                &["SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)"],
+            ),
+            (
+                super::QUEUE_COUNTS,
+                &["SEARCH queue_counts USING PRIMARY KEY (queue=?)"],
+            ),
+            (
+                super::WAITING_COUNT,
+                &["SEARCH queue_counts USING PRIMARY KEY (queue=? AND state=?)"],
+            ),
+            (
+                super::RUNNING_COUNT,
+                &["SEARCH queue_counts USING PRIMARY KEY (queue=? AND state=?)"],
+            ),
+            (super::QUEUE_NAMES, &["SCAN queues"]),
+        ] {
+            let p = plan(&conn, query);
+            for want in wants {
+                assert!(p.contains(want), "{query}\nplan: {p}\nexpected {want}");
+            }
+            assert!(
+                !p.contains("SCAN jobs") && !p.contains("TEMP B-TREE"),
+                "{query}\nscans or sorts: {p}"
+            );
+        }
         // Releasing a worker's leases reads the running jobs' partial index
         // whole: bounded by the running jobs, never the waiting ones.
         let p = plan(&conn, super::RUNNING_HELD_BY);

@@ -65,8 +65,8 @@ fn waiting_or(state: JobState) -> JobState {
 /// claim (max 1..3), complete, fail (retry or not), cancel, heartbeat, advance
 /// time past leases, and maintenance, applied to the store and the [`Model`]
 /// alike. Every claim must start the same jobs in the same order, after
-/// every operation every job must have the same state, attempt and `run_at`,
-/// and at the end the start log must hold exactly the claims' starts, in order.
+/// every operation every job must have the same state, attempt, `run_at`
+/// and `position` (waiting jobs ahead, counted from the model), and at the end the start log must hold exactly the claims' starts, in order.
 pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usize) {
     let s: &dyn Store = store;
     const Q: &str = "random";
@@ -373,6 +373,9 @@ async fn compare_with_model(
         ));
     }
     let mut seen = HashSet::new();
+    // Waiting jobs of the model listed so far: the position of the next
+    // waiting one (section 4.1: the waiting jobs of its queue ahead of it).
+    let mut ahead = 0u64;
     for job in &listed {
         let Some(&mseq) = by_store.get(&job.seq) else {
             run.fail(format!("store lists unknown seq {} ({})", job.seq, job.id));
@@ -386,6 +389,16 @@ async fn compare_with_model(
                 "seq {mseq}: store (state {}, attempt {}), model (state {}, attempt {})",
                 job.state, job.attempt, m.state, m.attempt
             ));
+        }
+        let want_position = m.state.is_waiting().then_some(ahead);
+        if job.position != want_position {
+            run.fail(format!(
+                "seq {mseq} ({}): store position {:?}, model {want_position:?}",
+                job.state, job.position
+            ));
+        }
+        if m.state.is_waiting() {
+            ahead += 1;
         }
         if job.state.is_waiting() && job.run_at != m.run_at {
             run.fail(format!(
@@ -403,5 +416,18 @@ async fn compare_with_model(
     }
     if seen.len() != model.jobs.len() {
         run.fail("store lists a job twice".to_string());
+    }
+    // The last waiting job read alone counts its line the way a single read
+    // does, and must agree with the page.
+    if let Some(last) = listed.iter().rev().find(|j| j.state.is_waiting()) {
+        match s.job_get(&last.id).await {
+            Ok(Some(j)) if j.position == last.position => {}
+            other => run.fail(format!(
+                "job_get of the last waiting job {} gives {:?}, its page {:?}",
+                last.id,
+                other.map(|o| o.map(|j| j.position)),
+                last.position
+            )),
+        }
     }
 }

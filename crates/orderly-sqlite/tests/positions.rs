@@ -1,0 +1,303 @@
+//! Positions stay exact: random enqueues (keyed, keyless, delayed), claims,
+//! completions, failures (retried or not), cancels, manual retries (which
+//! give a job a new `seq`), lease expiry, lease release, maintenance and
+//! retention over three queues, with the `seq` counter made to jump across
+//! blocks of 2^10 and 2^20 (by reopening the store with a raised counter).
+//! After every step, every job's `position` (read alone and in pages of
+//! every kind) must equal a brute-force count of the waiting jobs ahead of
+//! it, and the block counts must equal a recount of the jobs.
+
+use std::collections::HashMap;
+
+use orderly_core::{
+    ClaimParams, EnqueueParams, JobState, ListParams, Millis, NewJob, Outcome, QueuePatch,
+    ReportParams, Store,
+};
+use orderly_sqlite::{SqliteOptions, SqliteStore, DB_FILE};
+use rusqlite::Connection;
+
+const QUEUES: [&str; 3] = ["a", "b", "c"];
+const T0: Millis = 1_700_000_000_000;
+const SEEDS: u64 = 6;
+const OPS: usize = 160;
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        (!items.is_empty()).then(|| &items[self.below(items.len() as u64) as usize])
+    }
+}
+
+/// `(id, queue, seq, state)` of every job, by `seq`, read from the file.
+fn all_jobs(raw: &Connection) -> Vec<(String, String, i64, String)> {
+    let mut stmt = raw
+        .prepare("SELECT id, queue, seq, state FROM jobs ORDER BY seq")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
+/// Each job's position by brute force: the waiting jobs of its queue with a
+/// lower `seq`; `None` for a job that is not waiting.
+fn brute_positions(jobs: &[(String, String, i64, String)]) -> HashMap<String, Option<u64>> {
+    let mut ahead: HashMap<&str, u64> = HashMap::new();
+    let mut out = HashMap::new();
+    for (id, queue, _, state) in jobs {
+        let waiting = state == "queued" || state == "scheduled";
+        let n = ahead.entry(queue.as_str()).or_default();
+        out.insert(id.clone(), waiting.then_some(*n));
+        if waiting {
+            *n += 1;
+        }
+    }
+    out
+}
+
+/// `(queue, level, block, n)` rows of block counts.
+type Blocks = Vec<(String, i64, i64, i64)>;
+
+/// The nonzero block counts as stored, and recounted from the jobs.
+fn blocks(raw: &Connection) -> (Blocks, Blocks) {
+    let rows = |sql: &str| -> Blocks {
+        let mut stmt = raw.prepare(sql).expect("prepare");
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query");
+        rows.map(|r| r.expect("row")).collect()
+    };
+    (
+        rows("SELECT queue, level, block, n FROM waiting_blocks WHERE n <> 0 ORDER BY queue, level, block"),
+        rows(
+            "SELECT queue, level, block, n FROM (
+               SELECT queue, 0 AS level, seq >> 10 AS block, count(*) AS n FROM jobs
+                 WHERE state IN ('scheduled', 'queued') GROUP BY queue, seq >> 10
+               UNION ALL
+               SELECT queue, 1, seq >> 20, count(*) FROM jobs
+                 WHERE state IN ('scheduled', 'queued') GROUP BY queue, seq >> 20)
+             ORDER BY queue, level, block",
+        ),
+    )
+}
+
+/// Every page of `queue` (in `state`, pages of `limit`), as `(id, position)`.
+async fn paged(
+    store: &SqliteStore,
+    queue: &str,
+    state: Option<JobState>,
+    limit: u32,
+) -> Vec<(String, Option<u64>)> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .job_list(ListParams {
+                queue: queue.into(),
+                state,
+                after,
+                limit,
+            })
+            .await
+            .expect("list");
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        out.extend(page.into_iter().map(|j| (j.id, j.position)));
+    }
+    out
+}
+
+/// Compares every position the store serves with the brute-force count.
+async fn check(store: &SqliteStore, raw: &Connection, rng: &mut Rng, what: &str) {
+    let jobs = all_jobs(raw);
+    let want = brute_positions(&jobs);
+    let (stored, recount) = blocks(raw);
+    assert_eq!(stored, recount, "{what}: block counts drifted");
+    for queue in QUEUES {
+        let limit = 1 + rng.below(7) as u32;
+        let state = *rng
+            .pick(&[None, Some(JobState::Queued), Some(JobState::Scheduled)])
+            .expect("states");
+        for (id, position) in paged(store, queue, state, limit).await {
+            assert_eq!(
+                position, want[&id],
+                "{what}: {id} in pages of {limit} of {queue} (state {state:?})"
+            );
+        }
+    }
+    for _ in 0..4 {
+        let Some((id, ..)) = rng.pick(&jobs) else {
+            break;
+        };
+        let job = store.job_get(id).await.expect("get").expect("exists");
+        assert_eq!(job.position, want[id], "{what}: job_get {id}");
+    }
+}
+
+fn open(dir: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(&SqliteOptions::new(dir)).expect("open")
+}
+
+async fn run(seed: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(dir.path());
+    let raw = Connection::open(dir.path().join(DB_FILE)).expect("open raw");
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut now = T0;
+    let mut next_id = 0u64;
+    let mut leases: Vec<(String, String)> = Vec::new();
+    for queue in QUEUES {
+        store
+            .queue_configure(
+                queue,
+                QueuePatch {
+                    concurrency: Some(3),
+                    max_attempts: Some(2),
+                    lease_ms: Some(5_000),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await
+            .expect("configure");
+    }
+    for step in 0..OPS {
+        now += rng.below(1_500) as Millis;
+        let queue = QUEUES[rng.below(3) as usize];
+        let op = rng.below(100);
+        let what = format!("seed {seed}, step {step}, op {op}");
+        match op {
+            0..=29 => {
+                let n = 1 + rng.below(4);
+                let jobs = (0..n)
+                    .map(|_| {
+                        next_id += 1;
+                        NewJob {
+                            id: format!("j{next_id}"),
+                            key: rng
+                                .pick(&[None, Some("k1"), Some("k2")])
+                                .and_then(|k| k.map(String::from)),
+                            payload: serde_json::json!({}),
+                            run_at: (rng.below(4) == 0).then(|| now + rng.below(5_000) as Millis),
+                            max_attempts: None,
+                            timeout_ms: None,
+                        }
+                    })
+                    .collect();
+                store
+                    .job_enqueue_many(EnqueueParams {
+                        queue: queue.into(),
+                        jobs,
+                        now,
+                    })
+                    .await
+                    .expect("enqueue");
+            }
+            30..=49 => {
+                let got = store
+                    .job_claim(ClaimParams {
+                        queue: queue.into(),
+                        worker: format!("w{}", rng.below(2)),
+                        max: 1 + rng.below(3) as u32,
+                        lease_ms: None,
+                        now,
+                        jitter: 0.5,
+                    })
+                    .await
+                    .expect("claim");
+                leases.extend(got.value.into_iter().map(|l| (l.job.id, l.token)));
+            }
+            50..=69 if !leases.is_empty() => {
+                let (id, token) = leases.swap_remove(rng.below(leases.len() as u64) as usize);
+                let outcome = match rng.below(3) {
+                    0 => Outcome::Succeeded { result: None },
+                    k => Outcome::Failed {
+                        error: serde_json::json!("boom"),
+                        retry: k == 1,
+                        retry_after_ms: None,
+                    },
+                };
+                // A lease may have expired meanwhile: a refusal is an answer too.
+                let _ = store
+                    .job_report_many(vec![ReportParams {
+                        id,
+                        token,
+                        outcome,
+                        now,
+                        jitter: 0.5,
+                    }])
+                    .await;
+            }
+            70..=77 => {
+                let jobs = all_jobs(&raw);
+                if let Some((id, ..)) = rng.pick(&jobs) {
+                    let _ = store.job_cancel(id, now).await;
+                }
+            }
+            78..=84 => {
+                let finished: Vec<_> = all_jobs(&raw)
+                    .into_iter()
+                    .filter(|j| matches!(j.3.as_str(), "failed" | "cancelled"))
+                    .collect();
+                if let Some((id, ..)) = rng.pick(&finished) {
+                    store
+                        .job_retry(id, now)
+                        .await
+                        .expect("retry a failed or cancelled job");
+                }
+            }
+            85..=89 => {
+                now += 6_000;
+                store.maintenance_run(now, 0.5).await.expect("maintenance");
+            }
+            90..=92 => {
+                store.lease_release("w1", now).await.expect("release");
+            }
+            93..=95 => {
+                store
+                    .retention_purge(now - rng.below(3_000) as Millis, 1 + rng.below(5) as u32)
+                    .await
+                    .expect("purge");
+            }
+            _ => {
+                // Jump the `seq` counter across blocks: reopen above it.
+                store.close().await;
+                let jump = *rng
+                    .pick(&[1_000i64, 5_000, 1 << 20, 3 << 20])
+                    .expect("jumps");
+                raw.execute(
+                    "UPDATE meta SET value = value + ?1 WHERE name = 'next_seq'",
+                    [jump],
+                )
+                .expect("raise next_seq");
+                store = open(dir.path());
+            }
+        }
+        check(&store, &raw, &mut rng, &what).await;
+    }
+    let highest: i64 = raw
+        .query_row("SELECT coalesce(max(seq), 0) FROM jobs", [], |r| r.get(0))
+        .expect("max seq");
+    assert!(
+        highest > 1 << 20,
+        "seed {seed}: the run never left the first level-1 block"
+    );
+    store.close().await;
+}
+
+/// See the module docs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_stay_exact_under_random_operations() {
+    for seed in 1..=SEEDS {
+        run(seed).await;
+    }
+}
