@@ -35,7 +35,7 @@ enum Command {
     Queue(client_cmds::QueueArgs),
     /// Run a command per job of a queue (payload on stdin), as a pull worker.
     Worker(worker::WorkerArgs),
-    /// Measure enqueue, drain, FIFO and latency against a real server (workloads W1–W3).
+    /// Measure enqueue, drain (over HTTP and in-process), FIFO, latency and backlog costs (workloads W1–W4).
     Bench(bench::BenchArgs),
 }
 
