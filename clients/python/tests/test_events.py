@@ -11,6 +11,8 @@ bounded by :func:`deadline` (an interval timer) and every async one by
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -152,7 +154,7 @@ def test_a_slow_reader_is_dropped_and_resumes_without_missing_or_repeating(start
 def test_it_reconnects_across_a_server_restart_and_passes_the_gap_on(start_server, tmp_path):
     first = start_server()
     port = first.url.rsplit(":", 1)[1]
-    c = orderly.Client(first.url, retry_backoff=0.05)
+    c = orderly.Client(first.url, retries=0, retry_backoff=0.05)  # reconnecting is not retrying
     again: Server | None = None
     try:
         for i in range(3):
@@ -164,9 +166,29 @@ def test_it_reconnects_across_a_server_restart_and_passes_the_gap_on(start_serve
         assert job_ids(take(once, 3)) == ["j0", "j1", "j2"]
         first.proc.kill()
         first.proc.wait(10)
-        again = Server(first.data_dir, listen=f"127.0.0.1:{port}", log_path=tmp_path / "again.log")
-        c.enqueue("q", 3, id="j3")
-        gap, after = take(it, 2)
+        restarted: list[Server] = []
+        failed: list[BaseException] = []
+
+        def restart() -> None:
+            # Meanwhile the iterator finds the stream gone and its
+            # connections refused until the new process listens.
+            try:
+                time.sleep(0.5)  # down a while (the test holds without it, it tests less)
+                s = Server(first.data_dir, listen=f"127.0.0.1:{port}", log_path=tmp_path / "again.log")
+                restarted.append(s)
+                with orderly.Client(s.url) as other:
+                    other.enqueue("q", 3, id="j3")
+            except BaseException as e:  # noqa: BLE001 - reported by the test thread
+                failed.append(e)
+
+        t = threading.Thread(target=restart)
+        t.start()
+        try:
+            gap, after = take(it, 2)
+        finally:
+            t.join(60)
+            again = restarted[0] if restarted else None
+        assert not failed, failed
         assert isinstance(gap, orderly.Gap), gap
         assert (gap.from_id, gap.oldest, gap.reason) == (before[-1].id, 1, "unknown")
         assert isinstance(after, orderly.Event)
