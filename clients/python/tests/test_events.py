@@ -241,6 +241,26 @@ async def test_async_events_are_the_same(server: Server):
                 await c.events(queue="not a queue/").__anext__()
 
 
+@pytest.mark.anyio
+async def test_async_events_reconnect_after_a_dropped_notice(start_server):
+    server = start_server("--events-buffer", "1")
+    async with orderly.AsyncClient(server.url) as c:
+        await c.enqueue("s", 0, id="s0")
+        it = c.events(queue="s", last_event_id=0)
+        items: list[orderly.EventItem] = []
+        try:
+            with anyio.fail_after(30):
+                items.append(await it.__anext__())
+                await c.enqueue_many("s", [orderly.NewJob(i, id=f"s{i}") for i in range(1, 31)])
+                while sum(isinstance(i, orderly.Event) for i in items) < 31:
+                    items.append(await it.__anext__())
+        finally:
+            await it.aclose()
+    assert sum(isinstance(i, orderly.Dropped) for i in items) == 1, items
+    events = [i for i in items if isinstance(i, orderly.Event)]
+    assert job_ids(events) == [f"s{i}" for i in range(31)]
+
+
 def test_sse_parsing_follows_the_spec():
     p = SseParser()
     lines = [
