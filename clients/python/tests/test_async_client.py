@@ -36,10 +36,11 @@ def test_same_methods_with_the_same_signatures():
         returns_a = str(a.return_annotation).replace("AsyncIterator", "Iterator")
         assert str(s.return_annotation) == returns_a, name
         assert list(s.parameters.values()) == list(a.parameters.values()), name
-        if name not in {"jobs", "starts"}:
+        if name not in {"jobs", "starts", "events"}:
             assert inspect.iscoroutinefunction(aio[name]), name
     assert inspect.isasyncgenfunction(orderly.AsyncClient.jobs)
     assert inspect.isasyncgenfunction(orderly.AsyncClient.starts)
+    assert inspect.isasyncgenfunction(orderly.AsyncClient.events)
     assert orderly.AsyncClient.wait_chunk == orderly.Client.wait_chunk
 
 

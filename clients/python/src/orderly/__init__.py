@@ -56,6 +56,7 @@ from .errors import (
     UnauthorizedError,
     UnexpectedResponseError,
 )
+from .events import Dropped, Event, EventItem, EventJob, Gap
 from .models import (
     Backoff,
     ClaimNext,
@@ -97,10 +98,15 @@ __all__ = [
     "Client",
     "CorruptDataError",
     "Counts",
+    "Dropped",
     "Duration",
     "Eta",
+    "Event",
+    "EventItem",
+    "EventJob",
     "Fail",
     "ForbiddenOriginError",
+    "Gap",
     "Health",
     "Heartbeat",
     "IdConflictError",

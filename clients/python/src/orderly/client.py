@@ -23,6 +23,7 @@ from ._http import Settings, read, request_kwargs, should_retry, transport_error
 from ._ops import UNSET, Call, _Unset, retry_delay
 from .audit import Attempt, Start
 from .errors import OrderlyError
+from .events import Dropped, EventItem, Reconnects, Resume, SseParser, is_stream, no_answer, open_error
 from .models import (
     Backoff,
     ClaimNext,
@@ -273,6 +274,78 @@ class Client:
         """Reports a failed attempt: retried with backoff (or after
         ``retry_after`` seconds) while attempts remain, unless ``retry=False``."""
         return self._run(_ops.fail(lease, error, retry, retry_after, claim_next))
+
+    # Events.
+
+    def events(
+        self,
+        queue: str | None = None,
+        job: str | None = None,
+        *,
+        last_event_id: int | None = None,
+        reconnect: bool = True,
+    ) -> Iterator[EventItem]:
+        """Everything that happens to jobs and queues, as it is committed
+        (``GET /v1/events``; README "Events"), read as the iterator advances.
+
+        ``queue`` and ``job`` keep only that queue's or job's events (both:
+        both must match; a bad name raises as any call does). Without
+        ``last_event_id`` it starts with what happens from now on; with it,
+        with the events after that id the server still holds, then live.
+
+        It yields :class:`~orderly.Event` objects and two notices about the
+        stream itself: a :class:`~orderly.Gap` when the server could not
+        replay every event after the id it was given (the events between
+        are lost to you: read the jobs you care about again) and a
+        :class:`~orderly.Dropped` when the server ended the stream because
+        it was read too slowly.
+
+        When the stream ends (the connection dropped, the server shut down
+        or restarted, a ``dropped`` notice) it connects again with
+        ``Last-Event-ID`` set to the last event it yielded, so no event the
+        server still holds is missed or repeated; pauses between tries grow
+        as the client's retries do (at most 5 s). Opening the first stream
+        is tried ``retries`` times more after no answer or a 5xx; once a
+        stream was open it reconnects until the iterator is closed. With
+        ``reconnect=False`` the iterator ends when the stream does (and a
+        failure to open it raises). Closing the iterator closes the
+        connection. The stream has no read timeout (an idle one gets a
+        keep-alive every 15 s); ``timeout`` bounds connecting.
+        """
+        resume = Resume(queue, job, last_event_id)
+        tries = Reconnects(self.settings, reconnect)
+        while True:
+            streaming = False
+            try:
+                with self._http.stream(**resume.request_kwargs(self.settings)) as r:
+                    if not is_stream(r):
+                        r.read()
+                        raise open_error(r)
+                    tries.open()
+                    streaming = True
+                    parser = SseParser()
+                    for line in r.iter_lines():
+                        m = parser.line(line)
+                        if m is None:
+                            continue
+                        item = resume.item(m)
+                        yield item
+                        if isinstance(item, Dropped):
+                            break
+            except httpx.TransportError as e:
+                if not streaming:
+                    if not tries.retry_open(e):
+                        raise no_answer(self.settings, e) from e
+                    time.sleep(tries.pause())
+                    continue
+            except OrderlyError as e:
+                if streaming or not tries.retry_open(e):
+                    raise
+                time.sleep(tries.pause())
+                continue
+            if not reconnect:
+                return
+            time.sleep(tries.pause())
 
     # The rest.
 
