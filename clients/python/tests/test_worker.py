@@ -125,7 +125,9 @@ def test_retry_after_runs_the_job_again_as_attempt_2(server: Server, client: ord
 
 
 def test_async_handler_reports_progress_while_it_runs(server: Server, client: orderly.Client, running):
-    w = orderly.Worker(server.url, poll=1, lease=0.3)  # heartbeats every 100 ms
+    w = orderly.Worker(
+        server.url, poll=1, lease=3
+    )  # heartbeats every second (a tighter lease can expire on a loaded machine)
     go_on = threading.Event()
 
     @w.handler("q")
@@ -182,7 +184,7 @@ def test_concurrency_runs_jobs_at_once_and_starts_them_in_seq_order(
 
 
 def test_cancel_reaches_an_async_handler_that_does_not_look(server: Server, client: orderly.Client, running):
-    w = orderly.Worker(server.url, poll=1, lease=0.3, cancel_grace=0.1)
+    w = orderly.Worker(server.url, poll=1, lease=3, cancel_grace=0.1)
     seen: list[str] = []
 
     @w.handler("q")

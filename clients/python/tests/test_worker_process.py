@@ -57,7 +57,9 @@ def test_worker_killed_mid_job_the_job_reruns_in_place_as_attempt_2(
 def test_cancel_reaches_the_running_handler(
     server: Server, client: orderly.Client, spawn_worker, tmp_path: Path
 ):
-    client.configure("q", lease=0.6)  # heartbeats every 200 ms carry the cancel
+    client.configure(
+        "q", lease=3
+    )  # heartbeats every second carry the cancel (a tighter lease can expire on a loaded machine)
     client.enqueue_many("q", [orderly.NewJob(1, id="doomed"), orderly.NewJob(2, id="next")])
     worker = spawn_worker(
         server, "handlers:until_cancelled", "--queue", "q", "--max-jobs", "1", MARKER_DIR=str(tmp_path)
@@ -77,7 +79,7 @@ def test_cancel_reaches_the_running_handler(
 def test_cancel_reaches_an_async_handler_in_a_worker_object(
     server: Server, client: orderly.Client, spawn_worker, tmp_path: Path
 ):
-    client.configure("async-cancel", lease=0.6)
+    client.configure("async-cancel", lease=3)
     client.enqueue("async-cancel", None, id="x")
     worker = spawn_worker(
         server, "handlers:worker", "--max-jobs", "1", "--cancel-grace", "100ms", MARKER_DIR=str(tmp_path)
