@@ -14,11 +14,11 @@ use serde_json::{json, Value};
 use support::*;
 use tokio::sync::Notify;
 
-/// Heartbeats every 100 ms (a third of the lease), so that cancels and
+/// Heartbeats every 500 ms (a third of the lease), so that cancels and
 /// progress travel quickly.
 fn short_lease() -> QueuePatch {
     QueuePatch {
-        lease_ms: Some(300),
+        lease_ms: Some(1_500),
         ..Default::default()
     }
 }
