@@ -10,7 +10,7 @@ use crate::queue::{QueueConfig, QueueInfo, QueuePatch, StateCounts};
 use crate::store::{ListParams, Store};
 
 use super::{
-    at, cancel, claim_expect, complete, conc, configure, enqueue, fail, get, nj, queue_info,
+    at, cancel, claim_expect, complete, conc, configure, enqueue, fail, nj, queue_info,
     FLAT_BACKOFF, T0,
 };
 
