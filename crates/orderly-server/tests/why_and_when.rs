@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use orderly_server::ServerConfig;
 use serde_json::{json, Value};
-use support::TestApp;
+use support::{millis, TestApp};
 
 fn with_no_worker_after(after: Duration) -> TestApp {
     TestApp::with_config(ServerConfig {
@@ -177,5 +177,59 @@ async fn no_claim_for_the_while_says_no_worker_unless_an_executor_runs_the_queue
     assert_eq!(
         app.job("j2").await["waiting_on"],
         json!({"reason": "no_worker"})
+    );
+}
+
+/// A steady queue: one worker drains jobs that each take the same time.
+/// Once the queue has a pace, the estimate for the job five places back
+/// brackets the time it really starts, in most of the readings (the
+/// scheduler of a shared machine may stretch a gap now and then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_queue_estimate_brackets_the_real_start() {
+    const JOBS: usize = 40;
+    const AHEAD: usize = 4;
+    let work = Duration::from_millis(20);
+    let app = TestApp::new();
+    let ids: Vec<String> = (0..JOBS).map(|i| format!("j{i:02}")).collect();
+    for id in &ids {
+        app.enqueue("q", json!({"id": id, "payload": null})).await;
+    }
+    assert_eq!(app.job("j05").await["eta"], Value::Null, "no start yet");
+    let mut readings = Vec::new();
+    for i in 0..JOBS {
+        // After a few starts, read the job AHEAD + 1 places back before
+        // the next claim: AHEAD waiting jobs are ahead of it.
+        if (3..JOBS - AHEAD - 1).contains(&i) {
+            let id = &ids[i + AHEAD];
+            let job = app.job(id).await;
+            assert_eq!(job["position"], AHEAD, "{job}");
+            assert_eq!(job["waiting_on"], json!({"reason": "line"}), "{job}");
+            let eta = &job["eta"];
+            assert!(eta.is_object(), "a pace is measured: {job}");
+            readings.push((id.clone(), millis(&eta["earliest"]), millis(&eta["latest"])));
+        }
+        let (id, token) = app.claim_one("q").await;
+        assert_eq!(id, ids[i], "strict FIFO");
+        tokio::time::sleep(work).await;
+        app.complete(&id, &token, Value::Null).await;
+    }
+    let mut bracketed = 0;
+    let mut misses = Vec::new();
+    for (id, earliest, latest) in &readings {
+        let started = millis(&app.job(id).await["started_at"]);
+        assert!(earliest <= latest, "{id}: {earliest} > {latest}");
+        if (*earliest..=*latest).contains(&started) {
+            bracketed += 1;
+        } else {
+            misses.push(format!(
+                "{id}: started {started}, estimate {earliest}..{latest}"
+            ));
+        }
+    }
+    assert!(
+        bracketed * 4 >= readings.len() * 3,
+        "{bracketed} of {} estimates bracket the real start; misses:\n{}",
+        readings.len(),
+        misses.join("\n")
     );
 }
