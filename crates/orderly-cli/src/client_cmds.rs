@@ -269,6 +269,12 @@ pub async fn job(a: JobArgs) -> anyhow::Result<()> {
         }
         None => client.job(&a.id).await?,
     };
+    if !a.json {
+        println!(
+            "{}",
+            crate::why::summary(&job, std::time::SystemTime::now())
+        );
+    }
     println!("{}", serde_json::to_string_pretty(&job)?);
     if !a.json {
         crate::history::print_attempts(&client, &job.id).await?;

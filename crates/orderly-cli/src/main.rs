@@ -7,6 +7,7 @@ mod client_cmds;
 mod follow;
 mod history;
 mod serve;
+mod why;
 mod worker;
 
 use clap::{Parser, Subcommand};

@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Longest a request body may take to arrive once its headers have (answered 408).
     #[arg(long, env = "ORDERLY_BODY_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub body_timeout: Duration,
+    /// How long a queue without executor goes without a claim before its
+    /// waiting jobs say `waiting_on: no_worker`.
+    #[arg(long, env = "ORDERLY_NO_WORKER_AFTER", default_value = "60s", value_parser = parse_timeout)]
+    pub no_worker_after: Duration,
     /// Longest a graceful shutdown waits for requests in flight and for the
     /// jobs its executors are running (those still running are then killed
     /// and rerun in place on the next start); the server exits non-zero if it
@@ -177,6 +181,7 @@ async fn serve(
         header_timeout: args.header_timeout,
         idle_timeout: args.idle_timeout,
         body_timeout: args.body_timeout,
+        no_worker_after: args.no_worker_after,
         maintenance: maintenance::Config {
             retention: args.retention,
             ..Default::default()
@@ -290,6 +295,11 @@ mod tests {
         assert_eq!(a.header_timeout, ServerConfig::DEFAULT_HEADER_TIMEOUT);
         assert_eq!(a.idle_timeout, ServerConfig::DEFAULT_IDLE_TIMEOUT);
         assert_eq!(a.body_timeout, ServerConfig::DEFAULT_BODY_TIMEOUT);
+        assert_eq!(
+            a.no_worker_after,
+            ServerConfig::default().no_worker_after,
+            "--no-worker-after"
+        );
         assert_eq!(a.shutdown_grace, Duration::from_secs(30));
     }
 

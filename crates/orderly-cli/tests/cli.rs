@@ -181,6 +181,15 @@ async fn client_commands_enqueue_list_show_and_configure() {
         shown.id == "f-0100" && shown.payload == json!({"n": 100}) && shown.position == Some(101),
         "orderly job f-0100: {shown:?}"
     );
+    // Without --json, a line in words comes first: state, place, why, when.
+    let words = srv.run_cli_ok(&["job", "f-0100"]).await;
+    let first = words.lines().next().unwrap_or("");
+    ensure!(
+        srv,
+        first.starts_with("queued, 101 ahead; ")
+            && (first.ends_with("(estimate)") || first.ends_with("; no estimate yet")),
+        "orderly job f-0100's first line: {first:?}"
+    );
     let out = srv.run_cli(&["job", "no-such-job"]).await;
     ensure!(
         srv,

@@ -297,8 +297,17 @@ async fn the_start_log_shows_a_valid_order_and_orderly_starts_prints_it() {
         show(&out)
     );
 
-    // `orderly job` prints each attempt in words under the job.
+    // `orderly job` prints a line in words (its state, for a finished job),
+    // the job, and each attempt in words under it.
     let text = srv.run_cli_ok(&["job", "j01"]).await;
+    let (summary, text) = text
+        .split_once('\n')
+        .unwrap_or_else(|| srv.fail(format!("orderly job j01 prints one line:\n{text}")));
+    ensure!(
+        srv,
+        summary == "succeeded",
+        "j01's summary line: {summary:?}"
+    );
     let (job_json, words) = text
         .split_once("\n\nattempts:\n")
         .unwrap_or_else(|| srv.fail(format!("orderly job j01 shows no attempts:\n{text}")));

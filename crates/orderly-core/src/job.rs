@@ -122,6 +122,20 @@ pub struct Job {
     pub worker: Option<String>,
     /// Global start counter of the latest start: sorting by it gives the order the server started jobs.
     pub start_no: Option<i64>,
+    /// For a waiting job with a key, how many unfinished jobs of its key are
+    /// ahead of it; otherwise `None`.
+    #[serde(default)]
+    pub key_position: Option<u64>,
+    /// For a waiting job, what the store read about its surroundings in the
+    /// same snapshot (see [`crate::rules::waiting_reason`]).
+    #[serde(default)]
+    pub wait_facts: Option<crate::waiting::WaitFacts>,
+    /// For a waiting job, why it has not started (set by the service).
+    #[serde(default)]
+    pub waiting_on: Option<crate::waiting::WaitingOn>,
+    /// For a waiting job, when it likely starts (set by the service; an estimate).
+    #[serde(default)]
+    pub eta: Option<crate::waiting::Eta>,
 }
 
 /// A job to enqueue, already validated.

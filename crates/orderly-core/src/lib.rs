@@ -21,6 +21,7 @@ pub mod rules;
 pub mod stats;
 pub mod store;
 pub mod validate;
+pub mod waiting;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -35,3 +36,4 @@ pub use store::{
     StartRecord, StateChange, Store, StoreError,
 };
 pub use validate::ValidationError;
+pub use waiting::{Eta, WaitFacts, WaitingOn};

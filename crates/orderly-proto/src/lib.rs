@@ -174,6 +174,56 @@ pub struct JobView {
     pub lease_expires_at: Option<String>,
     /// Global start counter of the latest start (the audit of start order).
     pub start_no: Option<i64>,
+    /// Unfinished jobs of its key ahead of it, for a waiting job with a key.
+    #[serde(default)]
+    pub key_position: Option<u64>,
+    /// Why a waiting job has not started.
+    #[serde(default)]
+    pub waiting_on: Option<WaitingOnView>,
+    /// When a waiting job likely starts (an estimate).
+    #[serde(default)]
+    pub eta: Option<EtaView>,
+}
+
+/// Why a waiting job has not started (contract section 4.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum WaitingOnView {
+    /// Delayed until `until` (RFC 3339).
+    Scheduled {
+        /// Its `run_at`.
+        until: String,
+    },
+    /// Waits for its retry backoff to end at `until` (RFC 3339).
+    RetryBackoff {
+        /// Its `run_at`.
+        until: String,
+    },
+    /// An earlier unfinished job of its key must finish first.
+    Key {
+        /// Id of the first unfinished job of its key.
+        job: String,
+    },
+    /// The queue runs `limit` jobs already.
+    Concurrency {
+        /// The queue's concurrency.
+        limit: u32,
+    },
+    /// Capacity is free but earlier jobs are handed out first.
+    Line,
+    /// The queue is paused.
+    Paused,
+    /// No executor, and no worker asked for work recently.
+    NoWorker,
+}
+
+/// When a waiting job likely starts: an estimate from the queue's recent pace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtaView {
+    /// Not likely before (RFC 3339).
+    pub earliest: String,
+    /// Not likely after (RFC 3339).
+    pub latest: String,
 }
 
 /// `POST /v1/queues/{queue}/jobs/batch` answer.

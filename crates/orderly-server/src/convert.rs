@@ -4,11 +4,12 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use orderly_core::{
     AttemptRecord, Backoff, Executor, Job, JobState, Lease, Millis, Outcome, QueueInfo, QueuePatch,
-    StartRecord, StoreError, ValidationError,
+    StartRecord, StoreError, ValidationError, WaitingOn,
 };
 use orderly_proto::{
-    AttemptOutcome, AttemptView, BackoffView, ClaimRequest, CountsView, EnqueueRequest, JobView,
-    LeaseView, QueueConfigRequest, QueueView, ReportItem, ReportOutcome, StartView,
+    AttemptOutcome, AttemptView, BackoffView, ClaimRequest, CountsView, EnqueueRequest, EtaView,
+    JobView, LeaseView, QueueConfigRequest, QueueView, ReportItem, ReportOutcome, StartView,
+    WaitingOnView,
 };
 
 use crate::service;
@@ -74,6 +75,29 @@ pub fn job_view(j: Job) -> JobView {
         worker: j.worker,
         lease_expires_at: j.lease_expires_at.map(rfc3339),
         start_no: j.start_no,
+        key_position: j.key_position,
+        waiting_on: j.waiting_on.map(waiting_on_view),
+        eta: j.eta.map(|e| EtaView {
+            earliest: rfc3339(e.earliest),
+            latest: rfc3339(e.latest),
+        }),
+    }
+}
+
+/// Why a job waits, for the wire.
+pub fn waiting_on_view(w: WaitingOn) -> WaitingOnView {
+    match w {
+        WaitingOn::Scheduled { until } => WaitingOnView::Scheduled {
+            until: rfc3339(until),
+        },
+        WaitingOn::RetryBackoff { until } => WaitingOnView::RetryBackoff {
+            until: rfc3339(until),
+        },
+        WaitingOn::Key { job } => WaitingOnView::Key { job },
+        WaitingOn::Concurrency { limit } => WaitingOnView::Concurrency { limit },
+        WaitingOn::Line => WaitingOnView::Line,
+        WaitingOn::Paused => WaitingOnView::Paused,
+        WaitingOn::NoWorker => WaitingOnView::NoWorker,
     }
 }
 

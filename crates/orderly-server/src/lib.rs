@@ -29,6 +29,7 @@ pub mod executors;
 pub mod extract;
 pub mod maintenance;
 pub mod metrics;
+pub mod pace;
 pub mod routes;
 pub mod serve;
 pub mod service;
@@ -65,6 +66,9 @@ pub struct ServerConfig {
     pub maintenance: maintenance::Config,
     /// Sizes of the event hub of `GET /v1/events`.
     pub events: events::Config,
+    /// How long a queue without executor goes without a claim before its
+    /// waiting jobs say `waiting_on: no_worker`.
+    pub no_worker_after: Duration,
 }
 
 impl ServerConfig {
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
             body_timeout: Self::DEFAULT_BODY_TIMEOUT,
             maintenance: maintenance::Config::default(),
             events: events::Config::default(),
+            no_worker_after: Duration::from_millis(Service::DEFAULT_NO_WORKER_AFTER_MS as u64),
         }
     }
 }
@@ -119,7 +124,11 @@ impl AppState {
             max_payload_bytes: config.max_payload_bytes,
         };
         AppState {
-            service: Arc::new(Service::new(store, limits).with_events(config.events)),
+            service: Arc::new(
+                Service::new(store, limits)
+                    .with_events(config.events)
+                    .with_no_worker_after(config.no_worker_after),
+            ),
             config: Arc::new(config),
         }
     }

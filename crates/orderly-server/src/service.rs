@@ -97,6 +97,8 @@ pub struct Service {
     events: EventHub,
     /// The figures `GET /metrics` serves.
     metrics: crate::metrics::Metrics,
+    /// Recent claims and starts per queue (`waiting_on`'s `no_worker`, `eta`).
+    pace: crate::pace::Pace,
 }
 
 /// Longest a claim sleeps before looking again without a wake-up: a safety
@@ -120,7 +122,19 @@ impl Service {
             config_changed: Arc::new(Notify::new()),
             events: EventHub::new(events::Config::default()),
             metrics: crate::metrics::Metrics::default(),
+            pace: crate::pace::Pace::new(now_millis(), Self::DEFAULT_NO_WORKER_AFTER_MS),
         }
+    }
+
+    /// How long a queue without executor goes without a claim before its
+    /// waiting jobs say `no_worker` by default: 60 s.
+    pub const DEFAULT_NO_WORKER_AFTER_MS: Millis = 60_000;
+
+    /// This service saying `no_worker` after `after` without a claim.
+    pub fn with_no_worker_after(mut self, after: Duration) -> Self {
+        let ms = after.as_millis().min(i64::MAX as u128) as Millis;
+        self.pace = crate::pace::Pace::new(now_millis(), ms);
+        self
     }
 
     /// This service with an event hub of these sizes.
@@ -327,10 +341,12 @@ impl Service {
             async move {
                 params.now = now_millis();
                 params.jitter = rand::random();
-                let out = self.store.job_claim(params).await?;
+                let out = self.store.job_claim(params.clone()).await?;
                 // A claim that caught its queue up may have made more jobs
                 // ready than it took, or finished some: tell their waiters.
                 let leases = self.woken(out);
+                self.pace.claimed(&params.queue, params.now);
+                self.pace.started(&params.queue, leases.len(), params.now);
                 let done = !leases.is_empty();
                 Ok((leases, done))
             }
@@ -510,11 +526,13 @@ impl Service {
     /// One job.
     pub async fn job(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        Ok(self
+        let mut job = self
             .store
             .job_get(id)
             .await?
-            .ok_or_else(|| StoreError::JobNotFound(id.to_string()))?)
+            .ok_or_else(|| StoreError::JobNotFound(id.to_string()))?;
+        self.pace.explain(&mut job, now_millis());
+        Ok(job)
     }
 
     /// Waits until the job finished or `timeout_ms` passed; returns it either way.
@@ -539,7 +557,7 @@ impl Service {
     ) -> Result<Vec<Job>, ServiceError> {
         validate::queue_name(queue)?;
         let limit = validate::list_limit(limit)?;
-        Ok(self
+        let mut jobs = self
             .store
             .job_list(ListParams {
                 queue: queue.to_string(),
@@ -547,7 +565,12 @@ impl Service {
                 after,
                 limit,
             })
-            .await?)
+            .await?;
+        let now = now_millis();
+        for job in &mut jobs {
+            self.pace.explain(job, now);
+        }
+        Ok(jobs)
     }
 
     /// Every recorded attempt of a job, oldest first.

@@ -51,6 +51,8 @@ async fn an_io_error_on_commit_fails_stop_and_healthz_says_so() {
     let kept = app
         .enqueue("q", json!({"id": "kept", "payload": "before"}))
         .await;
+    // As a read shows it (a write's answer leaves `waiting_on` unexplained).
+    let kept = app.job(kept["id"].as_str().expect("id")).await;
 
     // Exceeding the limit raises SIGXFSZ, which would kill the process: catch it.
     let _sigxfsz = signal(SignalKind::from_raw(SIGXFSZ)).expect("catch SIGXFSZ");

@@ -5,7 +5,7 @@
 
 use orderly_core::{
     AttemptRecord, Job, JobState, ListParams, Millis, QueueConfig, QueueInfo, StartListParams,
-    StartRecord, StateCounts, StoreError,
+    StartRecord, StateCounts, StoreError, WaitFacts,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -62,8 +62,56 @@ pub(crate) fn fill_positions(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
 fn with_position(conn: &Connection, mut job: Job) -> Res<Job> {
     if job.state.is_waiting() {
         job.position = Some(position_of(conn, &job.queue, job.seq)?);
+        let config = queue_row(conn, &job.queue)?.unwrap_or_default();
+        let running = running_count(conn, &job.queue)?;
+        fill_wait(conn, &mut job, &config, running)?;
     }
     Ok(job)
+}
+
+/// Sets `key_position` and `wait_facts` of a waiting job from its queue's
+/// `config` and `running` count (read in the same snapshot) and its key's
+/// line (`sql::KEY_POSITION`, `sql::KEY_HEAD`).
+fn fill_wait(conn: &Connection, job: &mut Job, config: &QueueConfig, running: u64) -> Res<()> {
+    let mut key_head = None;
+    if let Some(key) = &job.key {
+        let ahead: i64 = conn
+            .prepare_cached(sql::KEY_POSITION)
+            .and_then(|mut s| s.query_row(params![job.queue, key, job.seq], |r| r.get(0)))
+            .map_err(map_err)?;
+        job.key_position = Some(ahead.max(0) as u64);
+        key_head = conn
+            .prepare_cached(sql::KEY_HEAD)
+            .and_then(|mut s| {
+                s.query_row(params![job.queue, key, job.seq], |r| r.get::<_, String>(0))
+                    .optional()
+            })
+            .map_err(map_err)?;
+    }
+    job.wait_facts = Some(WaitFacts {
+        paused: config.paused,
+        concurrency: config.concurrency,
+        running,
+        has_executor: config.executor.is_some(),
+        key_head,
+    });
+    Ok(())
+}
+
+/// Sets `key_position` and `wait_facts` on every waiting job of a page
+/// (each queue's configuration and running count read once).
+fn fill_waits(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
+    let mut queues: std::collections::HashMap<String, (QueueConfig, u64)> = Default::default();
+    for job in jobs.iter_mut().filter(|j| j.state.is_waiting()) {
+        if !queues.contains_key(&job.queue) {
+            let config = queue_row(conn, &job.queue)?.unwrap_or_default();
+            let running = running_count(conn, &job.queue)?;
+            queues.insert(job.queue.clone(), (config, running));
+        }
+        let (config, running) = &queues[&job.queue];
+        fill_wait(conn, job, config, *running)?;
+    }
+    Ok(())
 }
 
 /// Waiting jobs of `queue` (one row read of the trigger-kept counts).
@@ -171,6 +219,7 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
         }
     };
     fill_positions(conn, &mut jobs)?;
+    fill_waits(conn, &mut jobs)?;
     Ok(jobs)
 }
 

@@ -116,6 +116,10 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         lease_expires_at: c.get("lease_expires_at")?,
         worker: c.get("lease_worker")?,
         start_no: c.get("start_no")?,
+        key_position: None,
+        wait_facts: None,
+        waiting_on: None,
+        eta: None,
     })
 }
 

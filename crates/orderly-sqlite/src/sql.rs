@@ -44,6 +44,13 @@ pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM j
 /// When the front of a queue's line was enqueued. (`jobs_by_state`)
 pub const OLDEST_QUEUED: &str =
     "SELECT enqueued_at FROM jobs WHERE queue = ?1 AND state = 'queued' ORDER BY seq LIMIT 1";
+/// Unfinished jobs of key ?2 of queue ?1 ahead of `seq` ?3 (its
+/// `key_position`), from `jobs_key_line`: the work follows the key's own
+/// line, never the queue's backlog (see docs/ordering.md).
+pub const KEY_POSITION: &str = "SELECT count(*) FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') AND seq < ?3";
+/// The first unfinished job of key ?2 of queue ?1 ahead of `seq` ?3: the one
+/// holding the key. (`jobs_key_line`, one entry read)
+pub const KEY_HEAD: &str = "SELECT id FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') AND seq < ?3 ORDER BY seq LIMIT 1";
 /// Bits of `seq` a level-0 block of `waiting_blocks` spans (schema v5 and
 /// [`POSITION`] write it out as `>> 10`).
 pub const BLOCK_BITS: u32 = 10;
@@ -134,6 +141,8 @@ mod tests {
             (super::NEXT_DUE_IN_QUEUE, "jobs_leases", false),
             (super::PURGE_CANDIDATES, "jobs_finished", false),
             (super::OLDEST_QUEUED, "jobs_by_state", false),
+            (super::KEY_POSITION, "jobs_key_line", false),
+            (super::KEY_HEAD, "jobs_key_line", false),
         ] {
             let p = plan(&conn, query);
             assert!(

@@ -531,12 +531,29 @@ async fn fail(store: &dyn Store, lease: &Lease, retry: bool, now: Millis) -> Job
     job
 }
 
+/// `job_get`, checking that a waiting job (and only one) comes with its
+/// `wait_facts` and, with a key, its `key_position`; returns the job without
+/// them, as the writes answer it.
 async fn get(store: &dyn Store, id: &str) -> Job {
-    store
+    let mut job = store
         .job_get(id)
         .await
         .unwrap_or_else(|e| panic!("job_get({id:?}) failed: {e:?}"))
-        .unwrap_or_else(|| panic!("job {id:?} not found"))
+        .unwrap_or_else(|| panic!("job {id:?} not found"));
+    let waiting = job.state.is_waiting();
+    assert_eq!(
+        job.wait_facts.is_some(),
+        waiting,
+        "{id}: wait facts come with a waiting job only: {job:?}"
+    );
+    assert_eq!(
+        job.key_position.is_some(),
+        waiting && job.key.is_some(),
+        "{id}: a key position comes with a waiting job with a key only: {job:?}"
+    );
+    job.wait_facts = None;
+    job.key_position = None;
+    job
 }
 
 async fn queue_info(store: &dyn Store, queue: &str) -> QueueInfo {

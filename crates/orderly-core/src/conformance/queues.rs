@@ -10,7 +10,7 @@ use crate::queue::{QueueConfig, QueueInfo, QueuePatch, StateCounts};
 use crate::store::{ListParams, Store};
 
 use super::{
-    at, cancel, claim_expect, complete, conc, configure, enqueue, fail, get, nj, queue_info,
+    at, cancel, claim_expect, complete, conc, configure, enqueue, fail, nj, queue_info,
     FLAT_BACKOFF, T0,
 };
 
@@ -56,13 +56,10 @@ pub async fn job_list_pages_by_seq<S: Store>(store: S) {
         [None, None, Some(0), Some(1), Some(2), Some(3), Some(4)],
         "positions in a listing"
     );
+    // Wait facts and key positions included.
     for j in &all {
-        assert_eq!(
-            &get(s, &j.id).await,
-            j,
-            "listing and job_get agree on {}",
-            j.id
-        );
+        let read = s.job_get(&j.id).await.expect("job_get").expect("found");
+        assert_eq!(&read, j, "listing and job_get agree on {}", j.id);
     }
 
     let mut queued = Vec::new();

@@ -90,6 +90,10 @@ impl WriteCtx {
                 lease_expires_at: None,
                 worker: None,
                 start_no: None,
+                key_position: None,
+                wait_facts: None,
+                waiting_on: None,
+                eta: None,
             };
             next_position += 1;
             self.moved(change(&job, None, state, p.now));
