@@ -164,6 +164,22 @@ def test_start_log_and_attempts(client: orderly.Client):
         client.attempts("no-such-job")
 
 
+def test_a_waiting_job_says_why(client: orderly.Client):
+    client.enqueue("why", 1, id="later", delay=3600)
+    later = client.job("later")
+    assert later.waiting_on is not None
+    assert later.waiting_on.reason == "scheduled"
+    assert later.waiting_on.until == later.run_at
+    client.enqueue_many("keyed", [orderly.NewJob(i, id=f"k{i}", key="acct-7") for i in range(3)])
+    (running,) = client.claim("keyed", "w")
+    assert running.job.id == "k0"
+    behind = client.job("k2")
+    assert behind.key_position == 2
+    assert behind.waiting_on is not None
+    assert (behind.waiting_on.reason, behind.waiting_on.job) == ("key", "k0")
+    assert client.job("k0").waiting_on is None, "a running job waits for nothing"
+
+
 def test_wait_returns_once_finished(client: orderly.Client):
     client.enqueue("q", 1, id="w")
     assert client.wait("w", timeout=0.05).state == orderly.JobState.QUEUED
