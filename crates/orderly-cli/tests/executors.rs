@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orderly_client::proto::{JobState, QueueConfigRequest};
 use serde_json::{json, Value};
@@ -56,31 +56,6 @@ async fn enqueue_batch(
     out.value.iter().map(|j| j.seq).collect()
 }
 
-async fn wait_all_finished(
-    srv: &TestServer,
-    queue: &str,
-    n: usize,
-    timeout: Duration,
-) -> Vec<orderly_client::proto::JobView> {
-    let until = deadline(timeout);
-    let last = loop {
-        let jobs = srv.list_all(queue).await;
-        if (jobs.len() == n && jobs.iter().all(|j| j.state.is_finished()))
-            || Instant::now() >= until
-        {
-            break jobs;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    if !(last.len() == n && last.iter().all(|j| j.state.is_finished())) {
-        srv.fail(format!(
-            "{queue}: not all {n} jobs finished: {:?}",
-            last.iter().map(|j| (j.seq, j.state)).collect::<Vec<_>>()
-        ));
-    }
-    last
-}
-
 /// §2 and §6: at concurrency 1, 50 jobs run one at a time, in `seq` order,
 /// each exactly once, with the payload on stdin and stdout as the result.
 #[tokio::test]
@@ -96,7 +71,9 @@ async fn command_executor_runs_a_serial_queue_in_seq_order() {
             .collect(),
     )
     .await;
-    let jobs = wait_all_finished(&srv, "serial", 50, Duration::from_secs(120)).await;
+    let jobs = srv
+        .wait_all_finished("serial", 50, Duration::from_secs(120))
+        .await;
     for (i, j) in jobs.iter().enumerate() {
         assert_eq!(j.state, JobState::Succeeded, "{j:?}");
         assert_eq!(j.result, Some(json!({"i": i})), "stdout is the result");
@@ -131,7 +108,9 @@ async fn command_executor_keeps_key_order_and_the_concurrency_limit() {
         .map(|i| job_req(&format!("k{i}"), Some(&format!("acct-{}", i % 5)), json!(i)))
         .collect();
     enqueue_batch(&srv, "keyed", jobs).await;
-    let done = wait_all_finished(&srv, "keyed", 40, Duration::from_secs(120)).await;
+    let done = srv
+        .wait_all_finished("keyed", 40, Duration::from_secs(120))
+        .await;
     assert!(done.iter().all(|j| j.state == JobState::Succeeded));
     let ev = events(&log);
     assert_eq!(ev.len(), 80, "{ev:?}");
@@ -183,7 +162,9 @@ async fn a_failed_command_is_retried_before_the_next_job_of_its_key() {
         ],
     )
     .await;
-    let done = wait_all_finished(&srv, "retry", 2, Duration::from_secs(60)).await;
+    let done = srv
+        .wait_all_finished("retry", 2, Duration::from_secs(60))
+        .await;
     assert_eq!(done[0].attempt, 2, "r1 ran twice");
     assert_eq!(done[0].state, JobState::Succeeded);
     let starts: Vec<i64> = events(&log)
@@ -202,7 +183,9 @@ async fn a_failed_command_is_retried_before_the_next_job_of_its_key() {
     cfg.max_attempts = Some(1);
     srv.configure("broken", cfg).await;
     enqueue_batch(&srv, "broken", vec![job_req("b1", None, json!(null))]).await;
-    let done = wait_all_finished(&srv, "broken", 1, Duration::from_secs(30)).await;
+    let done = srv
+        .wait_all_finished("broken", 1, Duration::from_secs(30))
+        .await;
     let e = done[0].error.clone().unwrap_or(Value::Null);
     assert_eq!(done[0].state, JobState::Failed);
     assert_eq!(e["exit_code"], json!(7), "{e}");
@@ -221,7 +204,9 @@ async fn a_timeout_kills_the_whole_process_group() {
     let mut req = job_req("t1", None, json!(null));
     req.timeout_ms = Some(700);
     srv.client().enqueue("slow", &req).await.expect("enqueue");
-    let done = wait_all_finished(&srv, "slow", 1, Duration::from_secs(30)).await;
+    let done = srv
+        .wait_all_finished("slow", 1, Duration::from_secs(30))
+        .await;
     assert_eq!(done[0].state, JobState::Failed, "{:?}", done[0]);
     assert_eq!(
         done[0].error.as_ref().map(|e| e["reason"].clone()),
@@ -257,7 +242,9 @@ async fn output_beyond_the_bound_fails_naming_it() {
         .enqueue("big", &job_req("o1", None, json!(null)))
         .await
         .expect("enqueue");
-    let done = wait_all_finished(&srv, "big", 1, Duration::from_secs(30)).await;
+    let done = srv
+        .wait_all_finished("big", 1, Duration::from_secs(30))
+        .await;
     let msg = done[0]
         .error
         .as_ref()
@@ -286,7 +273,9 @@ async fn the_child_never_sees_the_servers_token() {
         .enqueue("env", &job_req("e1", Some("acct-7"), json!(null)))
         .await
         .expect("enqueue");
-    let done = wait_all_finished(&srv, "env", 1, Duration::from_secs(30)).await;
+    let done = srv
+        .wait_all_finished("env", 1, Duration::from_secs(30))
+        .await;
     let out = done[0]
         .result
         .as_ref()
@@ -411,7 +400,9 @@ async fn queue_set_exec_from_the_command_line() {
         .enqueue("cli", &job_req("c1", None, json!(null)))
         .await
         .expect("enqueue");
-    let done = wait_all_finished(&srv, "cli", 1, Duration::from_secs(30)).await;
+    let done = srv
+        .wait_all_finished("cli", 1, Duration::from_secs(30))
+        .await;
     assert_eq!(done[0].result, Some(json!(format!("1 {}", j.value.seq))));
     srv.run_cli_ok(&["queue", "set", "cli", "--no-executor"])
         .await;
@@ -457,7 +448,9 @@ async fn a_cancel_kills_the_running_commands_group() {
         .parse()
         .expect("pid");
     srv.client().cancel("c1").await.expect("cancel");
-    let done = wait_all_finished(&srv, "cancel", 2, Duration::from_secs(30)).await;
+    let done = srv
+        .wait_all_finished("cancel", 2, Duration::from_secs(30))
+        .await;
     assert_eq!(
         (done[0].state, done[0].attempt),
         (JobState::Cancelled, 1),

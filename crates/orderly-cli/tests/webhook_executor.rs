@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use orderly_client::proto::{BatchRequest, JobState, JobView, QueueConfigRequest};
+use orderly_client::proto::{BatchRequest, JobState, QueueConfigRequest};
 use serde_json::{json, Value};
 use support::*;
 
@@ -104,26 +104,6 @@ fn webhook(url: &str, concurrency: u32, extra: Value) -> QueueConfigRequest {
     }
 }
 
-async fn finished(srv: &TestServer, queue: &str, n: usize) -> Vec<JobView> {
-    let until = deadline(Duration::from_secs(60));
-    let last = loop {
-        let jobs = srv.list_all(queue).await;
-        if (jobs.len() == n && jobs.iter().all(|j| j.state.is_finished()))
-            || Instant::now() >= until
-        {
-            break jobs;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    if !(last.len() == n && last.iter().all(|j| j.state.is_finished())) {
-        srv.fail(format!(
-            "{queue}: {:?}",
-            last.iter().map(|j| (j.seq, j.state)).collect::<Vec<_>>()
-        ));
-    }
-    last
-}
-
 /// §2: one POST per job, one at a time in `seq` order at concurrency 1;
 /// the response body is the result.
 #[tokio::test]
@@ -138,7 +118,9 @@ async fn webhook_executor_posts_a_serial_queue_in_seq_order() {
         .enqueue_batch("hooks", &BatchRequest { jobs })
         .await
         .expect("enqueue");
-    let done = finished(&srv, "hooks", 50).await;
+    let done = srv
+        .wait_all_finished("hooks", 50, Duration::from_secs(60))
+        .await;
     for j in &done {
         assert_eq!(j.state, JobState::Succeeded, "{j:?}");
         assert_eq!(j.result, Some(json!({"handled": j.id, "attempt": 1})));
@@ -177,7 +159,8 @@ async fn webhook_executor_keeps_key_order_and_the_concurrency_limit() {
         .enqueue_batch("keyed", &BatchRequest { jobs })
         .await
         .expect("enqueue");
-    finished(&srv, "keyed", 40).await;
+    srv.wait_all_finished("keyed", 40, Duration::from_secs(60))
+        .await;
     let seen = r.seen.lock().unwrap().clone();
     let mut running: Vec<(i64, String)> = Vec::new();
     let mut last: std::collections::HashMap<String, i64> = Default::default();
@@ -221,7 +204,9 @@ async fn webhook_status_handling() {
         .enqueue_batch("status", &BatchRequest { jobs })
         .await
         .expect("enqueue");
-    let done = finished(&srv, "status", 3).await;
+    let done = srv
+        .wait_all_finished("status", 3, Duration::from_secs(60))
+        .await;
     let by = |id: &str| done.iter().find(|j| j.id == id).cloned().expect(id);
     assert_eq!(
         (by("busy").state, by("busy").attempt),
@@ -290,7 +275,8 @@ async fn signed_requests_and_the_secret_never_leaks() {
         .enqueue("signed", &job_req("s1", None, json!({"x": 1})))
         .await
         .expect("enqueue");
-    finished(&srv, "signed", 1).await;
+    srv.wait_all_finished("signed", 1, Duration::from_secs(60))
+        .await;
     let seen = r.seen.lock().unwrap().clone();
     let sig = seen[0].signature.clone().expect("Orderly-Signature header");
     let t: u64 = sig

@@ -172,6 +172,24 @@ pub fn after_report(
     }
 }
 
+/// An attempt that ended without a report (its lease ran out, or its runner
+/// gave it up): the job goes back to its original place at once, unless it
+/// has no attempts left or a cancel was asked; `error` is recorded either way.
+fn back_in_place(a: &AttemptFacts<'_>, error: Value, now: Millis) -> Next {
+    match after_lease_expiry(a.attempt, a.max_attempts, a.cancel_requested) {
+        JobState::Queued => Next::Wait {
+            state: JobState::Queued,
+            run_at: now,
+            error,
+        },
+        state => Next::Finish {
+            state,
+            result: None,
+            error: Some(error),
+        },
+    }
+}
+
 /// What an attempt whose runner gave it up leads to (its server was
 /// stopped or killed, and the lease is released on the next start rather
 /// than left to expire): like a lease that ran out without a timeout, the
@@ -186,18 +204,7 @@ pub fn after_interrupt(a: &AttemptFacts<'_>, now: Millis) -> Next {
         ),
         "reason": "interrupted"
     });
-    match after_lease_expiry(a.attempt, a.max_attempts, a.cancel_requested) {
-        JobState::Queued => Next::Wait {
-            state: JobState::Queued,
-            run_at: now,
-            error,
-        },
-        state => Next::Finish {
-            state,
-            result: None,
-            error: Some(error),
-        },
-    }
+    back_in_place(a, error, now)
 }
 
 /// What a lease that ran out leads to. `timed_out` is true when the
@@ -228,18 +235,7 @@ pub fn after_lease_lost(
         ),
         "reason": "lease_expired"
     });
-    match after_lease_expiry(a.attempt, a.max_attempts, a.cancel_requested) {
-        JobState::Queued => Next::Wait {
-            state: JobState::Queued,
-            run_at: now,
-            error,
-        },
-        state => Next::Finish {
-            state,
-            result: None,
-            error: Some(error),
-        },
-    }
+    back_in_place(a, error, now)
 }
 
 /// What a cancel asks of a job in `state`.

@@ -344,6 +344,32 @@ impl TestServer {
         }
     }
 
+    /// Waits (polling every 50 ms, up to `timeout`) until `queue` holds
+    /// exactly `n` jobs, all finished, and returns them in `seq` order; fails
+    /// the test with their states otherwise.
+    pub async fn wait_all_finished(
+        &self,
+        queue: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<JobView> {
+        let done = |jobs: &[JobView]| jobs.len() == n && jobs.iter().all(|j| j.state.is_finished());
+        let until = deadline(timeout);
+        loop {
+            let jobs = self.list_all(queue).await;
+            if done(&jobs) {
+                return jobs;
+            }
+            if Instant::now() >= until {
+                self.fail(format!(
+                    "{queue}: not all {n} jobs finished: {:?}",
+                    jobs.iter().map(|j| (j.seq, j.state)).collect::<Vec<_>>()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Every job of a queue in listing order, paging with `after`.
     pub async fn list_all(&self, queue: &str) -> Vec<JobView> {
         let mut out = Vec::new();
