@@ -1,0 +1,411 @@
+//! # orderly-postgres
+//!
+//! Orderly's PostgreSQL store: any number of nodes on one database, every
+//! promise of the contract (sections 2, 3 and 8) held across them.
+//!
+//! - `schema`: tables, partial indexes, the accounting trigger and the
+//!   migrations, run on open under an advisory lock.
+//! - `write`: the writes, each one `READ COMMITTED` transaction; the lock
+//!   order and why a claim takes its queue's row lock are in its docs, and
+//!   `write::number` is the sequencer that gives `seq` in commit order.
+//! - `read`: the reads, in a read-only `REPEATABLE READ` transaction.
+//! - `rows`: decoding rows and mapping PostgreSQL errors to [`StoreError`].
+//!
+//! Everything but [`PostgresStore`] and its options is private: other crates
+//! reach storage only through the `Store` trait.
+
+mod read;
+mod rows;
+mod schema;
+mod write;
+
+pub use schema::{valid_schema_name, SCHEMA_VERSION};
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use orderly_core::{
+    AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
+    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams,
+    StartListParams, StartRecord, Store, StoreError,
+};
+use tokio_postgres::IsolationLevel;
+
+use crate::rows::{map_err, map_pool_err, Res};
+use crate::write::report::Reported;
+use crate::write::Op;
+
+/// The schema the store uses unless told otherwise.
+pub const DEFAULT_SCHEMA: &str = "orderly";
+
+/// Options to open a store.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Connection string, `postgres://user:password@host:port/database`
+    /// (or the `key=value` form).
+    pub url: String,
+    /// Schema holding the store's tables (created if missing); see
+    /// [`valid_schema_name`].
+    pub schema: String,
+    /// Most connections the store keeps open.
+    pub pool_size: usize,
+    /// How long a connection attempt, or a wait for a free pooled
+    /// connection, may take before the operation answers `Unavailable`.
+    pub connect_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// Options for `url` with the default schema, 16 connections and a
+    /// 5-second connect timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            schema: DEFAULT_SCHEMA.into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`; several stores (on
+/// several nodes) may use one schema at once.
+pub struct PostgresStore {
+    pool: Pool,
+    schema: String,
+}
+
+/// Runs `$body` with `$op` an [`Op`] on a new transaction, commits, and
+/// evaluates to `Committed { value, changes }`. A `?` in the body returns
+/// early and the transaction rolls back when dropped.
+macro_rules! in_tx {
+    ($store:expr, $op:ident => $body:expr) => {{
+        let mut client = $store.client().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        let (value, changes) = {
+            #[allow(unused_mut)]
+            let mut $op = Op::new(&tx);
+            let value = $body;
+            (value, $op.changes)
+        };
+        tx.commit().await.map_err(commit_err)?;
+        Committed { value, changes }
+    }};
+}
+
+/// Runs `$body` with `$tx` a read-only `REPEATABLE READ` transaction (one snapshot).
+macro_rules! in_read {
+    ($store:expr, $tx:ident => $body:expr) => {{
+        let mut client = $store.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(map_err)?;
+        let value = {
+            let $tx: &tokio_postgres::Transaction<'_> = &tx;
+            $body
+        };
+        tx.commit().await.map_err(map_err)?;
+        value
+    }};
+}
+
+/// A commit whose answer was lost may or may not have happened: it is never
+/// reported as done, and is `Unavailable` when the connection went away.
+fn commit_err(e: tokio_postgres::Error) -> StoreError {
+    match map_err(e) {
+        StoreError::Backend(m) => StoreError::Unavailable(format!("commit not confirmed: {m}")),
+        other => other,
+    }
+}
+
+impl PostgresStore {
+    /// Connects, checks the database answers, and brings the schema up to
+    /// [`SCHEMA_VERSION`] (safe when several nodes open it at once). A
+    /// wrong password or an unreachable host is an error naming it.
+    pub async fn open(options: &PostgresOptions) -> Result<PostgresStore, StoreError> {
+        Self::open_at_version(options, SCHEMA_VERSION).await
+    }
+
+    /// [`Self::open`], migrating only up to `version` (tests write a
+    /// database as an older version left it).
+    #[doc(hidden)]
+    pub async fn open_at_version(
+        options: &PostgresOptions,
+        version: i64,
+    ) -> Result<PostgresStore, StoreError> {
+        let schema = options.schema.clone();
+        if !valid_schema_name(&schema) {
+            return Err(StoreError::Invalid(orderly_core::ValidationError::new(
+                "invalid_schema",
+                format!(
+                    "schema name {schema:?} must be a lowercase letter or _ then lowercase letters, digits or _, at most 63 bytes"
+                ),
+            )));
+        }
+        let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| {
+            StoreError::Backend(format!("the database URL is not valid: {e}"))
+        })?;
+        config.connect_timeout(options.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("orderly");
+        }
+        let describe = describe(&config);
+        // One connection first: its error says what is wrong (password,
+        // host, database) before any pool retries hide it.
+        let (mut client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to {describe}: {}", explain(&e))))?;
+        let conn_task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let migrated = schema::migrate_to(&mut client, &schema, version).await;
+        drop(client);
+        let _ = conn_task.await;
+        migrated?;
+        config.options(format!("-c search_path={schema}"));
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
+        Ok(PostgresStore { pool, schema })
+    }
+
+    /// The schema this store uses.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    async fn client(&self) -> Res<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(map_pool_err)
+    }
+
+    /// Numbers what the enqueue just committed (see `write::number`).
+    async fn number(&self) -> Res<orderly_core::Changes> {
+        Ok(in_tx!(self, op => op.number_pending().await?).changes)
+    }
+
+    /// Fills positions and what waiting jobs wait on, in one snapshot.
+    async fn with_waits(&self, mut jobs: Vec<Job>) -> Res<Vec<Job>> {
+        if !jobs.iter().any(|j| j.state.is_waiting()) {
+            return Ok(jobs);
+        }
+        in_read!(self, tx => read::fill_positions(tx, &mut jobs).await?);
+        Ok(jobs)
+    }
+
+    async fn report_one(&self, r: ReportParams) -> Result<Committed<Job>, StoreError> {
+        let out = in_tx!(self, op => match op.job_report(&r).await? {
+            Reported::Applied(job) | Reported::Repeated(job, _) => job,
+        });
+        // The report is committed: a failure to read its position now must
+        // not make it look refused, so the job goes without one.
+        let job = match self.with_waits(vec![out.value.clone()]).await {
+            Ok(mut jobs) => jobs.pop().unwrap_or(out.value),
+            Err(_) => out.value,
+        };
+        Ok(Committed {
+            value: job,
+            changes: out.changes,
+        })
+    }
+}
+
+/// `user@host:port/dbname` of a connection config, without its password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "PostgreSQL at {}@{host}:{port}/{}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    )
+}
+
+/// A connection error in words, with its cause (the server's message for a
+/// wrong password or a missing database, the OS's for a refused connection).
+fn explain(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn job_enqueue_many(
+        &self,
+        params: EnqueueParams,
+    ) -> Result<Committed<Vec<Enqueued>>, StoreError> {
+        let created = in_tx!(self, op => op.insert_unnumbered(&params).await?).value;
+        let changes = self.number().await?;
+        let jobs = in_read!(self, tx => {
+            let mut jobs = Vec::with_capacity(params.jobs.len());
+            for new in &params.jobs {
+                jobs.push(read::job_by_id(tx, &new.id).await?.ok_or_else(|| {
+                    StoreError::Backend(format!("job {:?} was committed but is not numbered", new.id))
+                })?);
+            }
+            read::fill_positions(tx, &mut jobs).await?;
+            jobs
+        });
+        Ok(Committed {
+            value: jobs
+                .into_iter()
+                .zip(created)
+                .map(|(job, created)| Enqueued { job, created })
+                .collect(),
+            changes,
+        })
+    }
+
+    async fn job_claim(&self, params: ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError> {
+        Ok(in_tx!(self, op => op.job_claim(&params).await?))
+    }
+
+    async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError> {
+        Ok(in_tx!(self, op => op.job_heartbeat(&params).await?).value)
+    }
+
+    async fn job_report_many(
+        &self,
+        reports: Vec<ReportParams>,
+    ) -> Vec<Result<Committed<Job>, StoreError>> {
+        let mut out = Vec::with_capacity(reports.len());
+        for r in reports {
+            out.push(self.report_one(r).await);
+        }
+        out
+    }
+
+    async fn job_report_and_claim(
+        &self,
+        report: ReportParams,
+        claim: ClaimParams,
+    ) -> Result<Committed<(Job, Vec<Lease>)>, StoreError> {
+        let out = in_tx!(self, op => op.job_report_and_claim(&report, &claim).await?);
+        let (job, leases) = out.value;
+        let job = match self.with_waits(vec![job.clone()]).await {
+            Ok(mut jobs) => jobs.pop().unwrap_or(job),
+            Err(_) => job,
+        };
+        Ok(Committed {
+            value: (job, leases),
+            changes: out.changes,
+        })
+    }
+
+    async fn job_cancel(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
+        Ok(in_tx!(self, op => op.job_cancel(id, now).await?))
+    }
+
+    async fn job_retry(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
+        Ok(in_tx!(self, op => op.job_retry(id, now).await?))
+    }
+
+    async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        Ok(in_read!(self, tx => read::job_get(tx, id).await?))
+    }
+
+    async fn job_attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        Ok(in_read!(self, tx => read::job_attempts(tx, id).await?))
+    }
+
+    async fn start_list(&self, params: StartListParams) -> Result<Vec<StartRecord>, StoreError> {
+        Ok(in_read!(self, tx => read::start_list(tx, &params).await?))
+    }
+
+    async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError> {
+        Ok(in_read!(self, tx => read::job_list(tx, &params).await?))
+    }
+
+    async fn queue_get(&self, name: &str) -> Result<QueueInfo, StoreError> {
+        Ok(in_read!(self, tx => read::queue_info(tx, name).await?))
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
+        Ok(in_read!(self, tx => read::queue_list(tx).await?))
+    }
+
+    async fn queue_oldest_queued(&self, queue: &str) -> Result<Option<Millis>, StoreError> {
+        Ok(in_read!(self, tx => read::oldest_queued(tx, queue).await?))
+    }
+
+    async fn queue_configure(
+        &self,
+        name: &str,
+        patch: QueuePatch,
+        now: Millis,
+    ) -> Result<QueueInfo, StoreError> {
+        Ok(in_tx!(self, op => op.queue_configure(name, &patch, now).await?).value)
+    }
+
+    async fn lease_release(
+        &self,
+        worker_prefix: &str,
+        now: Millis,
+    ) -> Result<Committed<u64>, StoreError> {
+        Ok(in_tx!(self, op => op.lease_release(worker_prefix, now).await?))
+    }
+
+    async fn maintenance_run(
+        &self,
+        now: Millis,
+        jitter: f64,
+    ) -> Result<Committed<MaintenanceReport>, StoreError> {
+        // Rows an enqueue committed but did not get to number (its node died).
+        let mut changes = self.number().await?;
+        let queues = in_read!(self, tx => Op::new(tx).queues_with_work(now).await?);
+        // One transaction per queue, each under its queue's lock only.
+        for queue in queues {
+            changes.extend(in_tx!(self, op => op.maintain_queue(&queue, now, jitter).await?).changes);
+        }
+        let next_due = in_read!(self, tx => Op::new(tx).next_due().await?);
+        Ok(Committed {
+            value: MaintenanceReport { next_due },
+            changes,
+        })
+    }
+
+    async fn retention_purge(
+        &self,
+        finished_before: Millis,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        Ok(in_tx!(self, op => op.retention_purge(finished_before, limit).await?).value)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close();
+    }
+}

@@ -1,0 +1,110 @@
+//! The sequencer: `seq` in commit order (contract section 8).
+//!
+//! A plain sequence does not give it: a transaction that took `seq` 10 and
+//! commits after the one that took 11 would let a claimer start 11 while 10
+//! is still invisible. So an enqueue inserts its jobs *unnumbered* (`seq`
+//! NULL: no claim, count or read sees them) and commits, holding no lock
+//! that any other enqueue waits for. Then a numbering pass, in a
+//! transaction of its own:
+//! 1. locks the sequencer's row (`seq_counter … FOR UPDATE`): passes run
+//!    one at a time, database-wide;
+//! 2. reads every committed unnumbered row, in insertion order (`batch`,
+//!    `batch_pos`: a batch's jobs together, in the batch's order), and
+//!    locks their queues' rows (name order);
+//! 3. gives them the next `seq`s and their key-head flags, and commits.
+//!
+//! Every row a pass numbers had committed before the pass read it, and every
+//! row committed later is numbered by a later pass, above it: a job becomes
+//! visible (numbered) in `seq` order, and no claimer can ever see a higher
+//! `seq` before a lower one of its queue. The enqueue that committed the
+//! rows runs the pass itself before it answers; if it dies in between, the
+//! next pass anyone runs (another enqueue, a retry, a maintenance pass)
+//! numbers its rows. A transaction that enqueues and stays open long holds
+//! only its own rows: everyone else's enqueues go on.
+
+use orderly_core::{JobState, StoreError};
+
+use super::Op;
+use crate::rows::{map_err, Res};
+
+/// The most rows one pass numbers (the rest wait for the next pass).
+const PASS_LIMIT: i64 = 10_000;
+
+impl Op<'_, '_> {
+    /// Locks the sequencer's row and returns the next `seq` it hands out.
+    pub async fn lock_sequencer(&self) -> Res<i64> {
+        Ok(self
+            .tx
+            .query_one(
+                "SELECT next_seq FROM seq_counter WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(map_err)?
+            .get(0))
+    }
+
+    /// Stores the sequencer's next `seq` (the caller holds its lock).
+    pub async fn set_next_seq(&self, next: i64) -> Res<()> {
+        self.tx
+            .execute("UPDATE seq_counter SET next_seq = $1 WHERE id = 1", &[&next])
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// One numbering pass (see the module docs). Returns how many rows it
+    /// numbered; each becomes a job, recorded in [`Op::changes`].
+    pub async fn number_pending(&mut self) -> Res<u64> {
+        let mut next = self.lock_sequencer().await?;
+        let rows = self
+            .tx
+            .query(
+                "SELECT id, queue, key, state, enqueued_at FROM jobs WHERE seq IS NULL
+                 ORDER BY batch, batch_pos LIMIT $1",
+                &[&PASS_LIMIT],
+            )
+            .await
+            .map_err(map_err)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let queues: Vec<String> = rows.iter().map(|r| r.get("queue")).collect();
+        self.lock_queues(&queues).await?;
+        for row in &rows {
+            let id: String = row.get("id");
+            let queue: String = row.get("queue");
+            let key: Option<String> = row.get("key");
+            let state: String = row.get("state");
+            let state = JobState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown job state {state:?}")))?;
+            let head = match &key {
+                None => true,
+                Some(k) => !self.has_unfinished_of_key(&queue, k).await?,
+            };
+            let seq = next;
+            next += 1;
+            self.tx
+                .execute(
+                    "UPDATE jobs SET seq = $2, head = $3 WHERE id = $1",
+                    &[&id, &seq, &head],
+                )
+                .await
+                .map_err(map_err)?;
+            self.moved(orderly_core::StateChange {
+                id,
+                queue,
+                key,
+                seq,
+                from: None,
+                to: state,
+                at: row.get("enqueued_at"),
+                enqueued_at: row.get("enqueued_at"),
+                started_at: None,
+                lease_lost: false,
+            });
+        }
+        self.set_next_seq(next).await?;
+        Ok(rows.len() as u64)
+    }
+}
