@@ -53,6 +53,12 @@ pub struct PostgresOptions {
     /// How long a connection attempt, or a wait for a free pooled
     /// connection, may take before the operation answers `Unavailable`.
     pub connect_timeout: Duration,
+    /// `true` (the default): a write is answered only once PostgreSQL has
+    /// flushed its commit (`synchronous_commit` as the server sets it).
+    /// `false` runs the store's sessions with `synchronous_commit = off`:
+    /// faster, and a crash of the database server may lose the last
+    /// commits (never corrupts), like the SQLite store's `Durability::None`.
+    pub synchronous_commit: bool,
 }
 
 impl PostgresOptions {
@@ -64,6 +70,7 @@ impl PostgresOptions {
             schema: DEFAULT_SCHEMA.into(),
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
+            synchronous_commit: true,
         }
     }
 }
@@ -105,7 +112,7 @@ macro_rules! in_read {
             .await
             .map_err(map_err)?;
         let value = {
-            let $tx: &tokio_postgres::Transaction<'_> = &tx;
+            let $tx = crate::rows::Db(&tx);
             $body
         };
         tx.commit().await.map_err(map_err)?;
@@ -167,7 +174,11 @@ impl PostgresStore {
         drop(client);
         let _ = conn_task.await;
         migrated?;
-        config.options(format!("-c search_path={schema}"));
+        let mut session = format!("-c search_path={schema}");
+        if !options.synchronous_commit {
+            session.push_str(" -c synchronous_commit=off");
+        }
+        config.options(session);
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -379,12 +390,12 @@ impl Store for PostgresStore {
     ) -> Result<Committed<MaintenanceReport>, StoreError> {
         // Rows an enqueue committed but did not get to number (its node died).
         let mut changes = self.number().await?;
-        let queues = in_read!(self, tx => Op::new(tx).queues_with_work(now).await?);
+        let queues = in_read!(self, tx => Op::new(tx.0).queues_with_work(now).await?);
         // One transaction per queue, each under its queue's lock only.
         for queue in queues {
             changes.extend(in_tx!(self, op => op.maintain_queue(&queue, now, jitter).await?).changes);
         }
-        let next_due = in_read!(self, tx => Op::new(tx).next_due().await?);
+        let next_due = in_read!(self, tx => Op::new(tx.0).next_due().await?);
         Ok(Committed {
             value: MaintenanceReport { next_due },
             changes,

@@ -9,9 +9,8 @@ use orderly_core::{
     AttemptRecord, Job, JobState, ListParams, Millis, QueueConfig, QueueInfo, StartListParams,
     StartRecord, StateCounts, StoreError, WaitFacts,
 };
-use tokio_postgres::Transaction;
 
-use crate::rows::{job_from_row, json, map_err, Res, JOB_COLUMNS};
+use crate::rows::{job_from_row, json, map_err, Db, Res, JOB_COLUMNS};
 
 /// Waiting jobs of queue $1 ahead of `seq` $2, from `waiting_blocks`: the
 /// level-1 blocks wholly before it, the level-0 blocks before it within its
@@ -45,7 +44,7 @@ pub(crate) const START_LOG_PAGE: &str = "SELECT start_no, seq, job_id, key, atte
     FROM starts WHERE queue = $1 AND start_no > $2 ORDER BY start_no LIMIT $3";
 
 /// Waiting jobs of `queue` ahead of `seq`.
-async fn position_of(tx: &Transaction<'_>, queue: &str, seq: i64) -> Res<u64> {
+async fn position_of(tx: Db<'_, '_>, queue: &str, seq: i64) -> Res<u64> {
     let n: i64 = tx
         .query_one(POSITION, &[&queue, &seq])
         .await
@@ -55,7 +54,7 @@ async fn position_of(tx: &Transaction<'_>, queue: &str, seq: i64) -> Res<u64> {
 }
 
 /// Sets `position` on every waiting job of `jobs` that has none.
-pub(crate) async fn fill_positions(tx: &Transaction<'_>, jobs: &mut [Job]) -> Res<()> {
+pub(crate) async fn fill_positions(tx: Db<'_, '_>, jobs: &mut [Job]) -> Res<()> {
     for job in jobs
         .iter_mut()
         .filter(|j| j.state.is_waiting() && j.position.is_none())
@@ -67,7 +66,7 @@ pub(crate) async fn fill_positions(tx: &Transaction<'_>, jobs: &mut [Job]) -> Re
 
 /// Sets `key_position` and `wait_facts` of a waiting job.
 async fn fill_wait(
-    tx: &Transaction<'_>,
+    tx: Db<'_, '_>,
     job: &mut Job,
     config: &QueueConfig,
     running: u64,
@@ -97,7 +96,7 @@ async fn fill_wait(
 }
 
 /// Sets `position`, `key_position` and `wait_facts` on every waiting job of `jobs`.
-pub(crate) async fn fill_waits(tx: &Transaction<'_>, jobs: &mut [Job]) -> Res<()> {
+pub(crate) async fn fill_waits(tx: Db<'_, '_>, jobs: &mut [Job]) -> Res<()> {
     fill_positions(tx, jobs).await?;
     let mut queues: std::collections::HashMap<String, (QueueConfig, u64)> = Default::default();
     for job in jobs.iter_mut().filter(|j| j.state.is_waiting()) {
@@ -113,7 +112,7 @@ pub(crate) async fn fill_waits(tx: &Transaction<'_>, jobs: &mut [Job]) -> Res<()
 }
 
 /// Waiting jobs of `queue` (trigger-kept counts).
-pub(crate) async fn waiting_count(tx: &Transaction<'_>, queue: &str) -> Res<u64> {
+pub(crate) async fn waiting_count(tx: Db<'_, '_>, queue: &str) -> Res<u64> {
     let n: i64 = tx
         .query_one(
             "SELECT coalesce(sum(n), 0)::bigint FROM queue_counts WHERE queue = $1 AND state IN ('queued', 'scheduled')",
@@ -126,7 +125,7 @@ pub(crate) async fn waiting_count(tx: &Transaction<'_>, queue: &str) -> Res<u64>
 }
 
 /// Running jobs of `queue` (one trigger-kept row).
-pub(crate) async fn running_count(tx: &Transaction<'_>, queue: &str) -> Res<u64> {
+pub(crate) async fn running_count(tx: Db<'_, '_>, queue: &str) -> Res<u64> {
     let n: Option<i64> = tx
         .query_opt(
             "SELECT n FROM queue_counts WHERE queue = $1 AND state = 'running'",
@@ -138,7 +137,7 @@ pub(crate) async fn running_count(tx: &Transaction<'_>, queue: &str) -> Res<u64>
     Ok(n.unwrap_or(0).max(0) as u64)
 }
 
-async fn counts(tx: &Transaction<'_>, queue: &str) -> Res<StateCounts> {
+async fn counts(tx: Db<'_, '_>, queue: &str) -> Res<StateCounts> {
     let mut out = StateCounts::default();
     for row in tx
         .query(
@@ -164,7 +163,7 @@ pub(crate) fn parse_config(name: &str, text: &str) -> Res<QueueConfig> {
 }
 
 /// A queue's stored configuration, if it exists.
-pub(crate) async fn queue_row(tx: &Transaction<'_>, name: &str) -> Res<Option<QueueConfig>> {
+pub(crate) async fn queue_row(tx: Db<'_, '_>, name: &str) -> Res<Option<QueueConfig>> {
     tx.query_opt("SELECT config FROM queues WHERE name = $1", &[&name])
         .await
         .map_err(map_err)?
@@ -173,7 +172,7 @@ pub(crate) async fn queue_row(tx: &Transaction<'_>, name: &str) -> Res<Option<Qu
 }
 
 /// A queue with config and counts.
-pub(crate) async fn queue_info(tx: &Transaction<'_>, name: &str) -> Res<QueueInfo> {
+pub(crate) async fn queue_info(tx: Db<'_, '_>, name: &str) -> Res<QueueInfo> {
     let config = queue_row(tx, name)
         .await?
         .ok_or_else(|| StoreError::QueueNotFound(name.into()))?;
@@ -185,7 +184,7 @@ pub(crate) async fn queue_info(tx: &Transaction<'_>, name: &str) -> Res<QueueInf
 }
 
 /// Every queue, by name.
-pub(crate) async fn queue_list(tx: &Transaction<'_>) -> Res<Vec<QueueInfo>> {
+pub(crate) async fn queue_list(tx: Db<'_, '_>) -> Res<Vec<QueueInfo>> {
     let names: Vec<String> = tx
         .query("SELECT name FROM queues ORDER BY name", &[])
         .await
@@ -201,7 +200,7 @@ pub(crate) async fn queue_list(tx: &Transaction<'_>) -> Res<Vec<QueueInfo>> {
 }
 
 /// One numbered job by id, without its position.
-pub(crate) async fn job_by_id(tx: &Transaction<'_>, id: &str) -> Res<Option<Job>> {
+pub(crate) async fn job_by_id(tx: Db<'_, '_>, id: &str) -> Res<Option<Job>> {
     tx.query_opt(
         &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND seq IS NOT NULL"),
         &[&id],
@@ -213,7 +212,7 @@ pub(crate) async fn job_by_id(tx: &Transaction<'_>, id: &str) -> Res<Option<Job>
 }
 
 /// One job with its position and what it waits on.
-pub(crate) async fn job_get(tx: &Transaction<'_>, id: &str) -> Res<Option<Job>> {
+pub(crate) async fn job_get(tx: Db<'_, '_>, id: &str) -> Res<Option<Job>> {
     let Some(job) = job_by_id(tx, id).await? else {
         return Ok(None);
     };
@@ -224,7 +223,7 @@ pub(crate) async fn job_get(tx: &Transaction<'_>, id: &str) -> Res<Option<Job>> 
 }
 
 /// A page of a queue's jobs.
-pub(crate) async fn job_list(tx: &Transaction<'_>, p: &ListParams) -> Res<Vec<Job>> {
+pub(crate) async fn job_list(tx: Db<'_, '_>, p: &ListParams) -> Res<Vec<Job>> {
     let after = p.after.unwrap_or(0);
     let limit = i64::from(p.limit);
     let rows = match p.state {
@@ -252,7 +251,7 @@ pub(crate) async fn job_list(tx: &Transaction<'_>, p: &ListParams) -> Res<Vec<Jo
 /// Every recorded attempt of job `id`, oldest first: the chain of its start
 /// records from its latest back through `prev_start_no`, one primary-key
 /// read per attempt.
-pub(crate) async fn job_attempts(tx: &Transaction<'_>, id: &str) -> Res<Vec<AttemptRecord>> {
+pub(crate) async fn job_attempts(tx: Db<'_, '_>, id: &str) -> Res<Vec<AttemptRecord>> {
     let last: Option<i64> = tx
         .query_opt(
             "SELECT last_start_no FROM jobs WHERE id = $1 AND seq IS NOT NULL",
@@ -295,7 +294,7 @@ pub(crate) async fn job_attempts(tx: &Transaction<'_>, id: &str) -> Res<Vec<Atte
 }
 
 /// A page of a queue's start log, in `start_no` order.
-pub(crate) async fn start_list(tx: &Transaction<'_>, p: &StartListParams) -> Res<Vec<StartRecord>> {
+pub(crate) async fn start_list(tx: Db<'_, '_>, p: &StartListParams) -> Res<Vec<StartRecord>> {
     let rows = tx
         .query(
             START_LOG_PAGE,
@@ -318,7 +317,7 @@ pub(crate) async fn start_list(tx: &Transaction<'_>, p: &StartListParams) -> Res
 }
 
 /// When the front of `queue`'s line was enqueued.
-pub(crate) async fn oldest_queued(tx: &Transaction<'_>, queue: &str) -> Res<Option<Millis>> {
+pub(crate) async fn oldest_queued(tx: Db<'_, '_>, queue: &str) -> Res<Option<Millis>> {
     Ok(tx
         .query_opt(OLDEST_QUEUED, &[&queue])
         .await

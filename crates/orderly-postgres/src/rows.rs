@@ -167,3 +167,46 @@ pub(crate) fn change(job: &Job, from: Option<JobState>, to: JobState, at: Millis
         lease_lost: false,
     }
 }
+
+/// A transaction whose statements are prepared once per connection
+/// (deadpool's statement cache) instead of once per call: one round trip
+/// per statement instead of two.
+#[derive(Clone, Copy)]
+pub(crate) struct Db<'a, 't>(pub &'a deadpool_postgres::Transaction<'t>);
+
+/// Parameters of a statement.
+type Params<'p> = &'p [&'p (dyn tokio_postgres::types::ToSql + Sync)];
+
+impl Db<'_, '_> {
+    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        self.0.prepare_cached(sql).await
+    }
+
+    /// Runs `sql`, returning its rows.
+    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let st = self.prepared(sql).await?;
+        self.0.query(&st, params).await
+    }
+
+    /// Runs `sql`, which returns exactly one row.
+    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, tokio_postgres::Error> {
+        let st = self.prepared(sql).await?;
+        self.0.query_one(&st, params).await
+    }
+
+    /// Runs `sql`, which returns at most one row.
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let st = self.prepared(sql).await?;
+        self.0.query_opt(&st, params).await
+    }
+
+    /// Runs `sql`, returning how many rows it changed.
+    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, tokio_postgres::Error> {
+        let st = self.prepared(sql).await?;
+        self.0.execute(&st, params).await
+    }
+}

@@ -27,10 +27,9 @@ pub(crate) mod report;
 
 use orderly_core::rules::Next;
 use orderly_core::{Changes, Job, Millis, QueueConfig, StateChange, StoreError};
-use tokio_postgres::Transaction;
 
 use crate::read::parse_config;
-use crate::rows::{change, job_and_private, job_from_row, map_err, to_text, Private, Res};
+use crate::rows::{change, job_and_private, job_from_row, map_err, to_text, Db, Private, Res};
 use crate::rows::{JOB_AND_PRIVATE, JOB_COLUMNS};
 
 /// Is any numbered job of key $2 in queue $1 unfinished? (`jobs_key_line`)
@@ -44,16 +43,16 @@ pub(crate) const ADVANCE_KEY: &str = "UPDATE jobs SET head = true WHERE seq = (
 /// One write in progress: its transaction and what it changed.
 pub(crate) struct Op<'a, 't> {
     /// The transaction.
-    pub tx: &'a Transaction<'t>,
+    pub tx: Db<'a, 't>,
     /// The moves made so far, in order.
     pub changes: Changes,
 }
 
 impl<'a, 't> Op<'a, 't> {
     /// A write on `tx`.
-    pub fn new(tx: &'a Transaction<'t>) -> Self {
+    pub fn new(tx: &'a deadpool_postgres::Transaction<'t>) -> Self {
         Op {
-            tx,
+            tx: Db(tx),
             changes: Changes::default(),
         }
     }
