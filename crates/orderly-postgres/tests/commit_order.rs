@@ -1,0 +1,167 @@
+//! `seq` in commit order (contract section 8). A transaction that enqueues
+//! and stays open must neither stall anyone else's enqueues nor end up with
+//! a `seq` below jobs that committed while it was open: with a plain
+//! sequence it would hold the lowest number, claimers would start the later
+//! jobs first, and it would start after them, an inversion in the start log.
+
+mod support;
+
+use orderly_core::{
+    ClaimParams, EnqueueParams, NewJob, Outcome, QueuePatch, ReportParams, StartListParams, Store,
+};
+use orderly_postgres::PostgresStore;
+use support::Schemas;
+
+const T0: i64 = 1_700_000_000_000;
+
+fn job(id: &str) -> NewJob {
+    NewJob {
+        id: id.into(),
+        key: None,
+        payload: serde_json::json!({}),
+        run_at: None,
+        max_attempts: None,
+        timeout_ms: None,
+    }
+}
+
+async fn enqueue(store: &PostgresStore, id: &str) -> i64 {
+    store
+        .job_enqueue_many(EnqueueParams {
+            queue: "q".into(),
+            jobs: vec![job(id)],
+            now: T0,
+        })
+        .await
+        .expect("enqueue")
+        .value[0]
+        .job
+        .seq
+}
+
+/// Claims one job and reports it done; returns its id.
+async fn run_one(store: &PostgresStore) -> Option<String> {
+    let lease = store
+        .job_claim(ClaimParams {
+            queue: "q".into(),
+            worker: "w".into(),
+            max: 1,
+            lease_ms: None,
+            now: T0,
+            jitter: 0.5,
+        })
+        .await
+        .expect("claim")
+        .value
+        .pop()?;
+    store
+        .job_report_many(vec![ReportParams {
+            id: lease.job.id.clone(),
+            token: lease.token,
+            outcome: Outcome::Succeeded { result: None },
+            now: T0,
+            jitter: 0.5,
+        }])
+        .await
+        .pop()
+        .expect("one answer")
+        .expect("report");
+    Some(lease.job.id)
+}
+
+/// One enqueue transaction is held open (on its own connection, inserting
+/// its job as the store's enqueue does: unnumbered) while two later
+/// enqueues commit through two nodes and a claimer runs both. The held job
+/// is not visible meanwhile; once it commits it is numbered above both,
+/// starts after them, and the start log has no inversion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_enqueue_transaction_gets_a_seq_above_those_that_committed_first() {
+    let schemas = Schemas::default();
+    let schema = support::fresh_schema();
+    schemas.adopt(&schema);
+    let a = support::open(&schema).await;
+    let b = support::open(&schema).await;
+    a.queue_configure(
+        "q",
+        QueuePatch {
+            concurrency: Some(1),
+            ..QueuePatch::default()
+        },
+        T0,
+    )
+    .await
+    .expect("configure");
+
+    let mut app = support::raw(&schema).await;
+    let held = app.transaction().await.expect("begin");
+    held.execute(
+        "INSERT INTO jobs (id, batch, batch_pos, queue, state, payload, max_attempts, enqueued_at, run_at)
+         VALUES ('held', nextval('batch_no'), 0, 'q', 'queued', '{}', 5, $1, $1)",
+        &[&T0],
+    )
+    .await
+    .expect("insert in the held transaction");
+
+    // Later enqueues are not stalled by it, and claimers run them.
+    let s1 = enqueue(&a, "later-1").await;
+    let s2 = enqueue(&b, "later-2").await;
+    assert!(s1 < s2);
+    assert_eq!(run_one(&b).await.as_deref(), Some("later-1"));
+    assert_eq!(
+        a.job_get("held").await.expect("get"),
+        None,
+        "an uncommitted enqueue is no job yet"
+    );
+    assert_eq!(run_one(&a).await.as_deref(), Some("later-2"));
+    assert_eq!(run_one(&a).await, None, "nothing else is visible");
+
+    held.commit().await.expect("commit the held transaction");
+    // The next pass of the sequencer (here, the next enqueue's) numbers it
+    // first: it committed before `after`.
+    let s_after = enqueue(&b, "after").await;
+    let held_seq = a.job_get("held").await.expect("get").expect("numbered").seq;
+    assert!(
+        held_seq > s2,
+        "the held job committed after later-2 and must not get a lower seq ({held_seq} vs {s2})"
+    );
+    assert!(s_after > held_seq);
+    assert_eq!(run_one(&b).await.as_deref(), Some("held"));
+    assert_eq!(run_one(&a).await.as_deref(), Some("after"));
+
+    let log = a
+        .start_list(StartListParams {
+            queue: "q".into(),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("start log");
+    let seqs: Vec<i64> = log.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, vec![s1, s2, held_seq, s_after], "start order is seq order");
+}
+
+/// A row an enqueue committed but never numbered (its node died between
+/// the two transactions) is numbered by the next maintenance pass, and
+/// its change is reported so claimers are woken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_numbers_rows_an_enqueue_left_unnumbered() {
+    let schemas = Schemas::default();
+    let store = schemas.open().await;
+    enqueue(&store, "first").await;
+    let app = support::raw(store.schema()).await;
+    app.execute(
+        "INSERT INTO jobs (id, batch, batch_pos, queue, state, payload, max_attempts, enqueued_at, run_at)
+         VALUES ('orphan', nextval('batch_no'), 0, 'q', 'queued', '{}', 5, $1, $1)",
+        &[&T0],
+    )
+    .await
+    .expect("insert");
+    assert_eq!(store.job_get("orphan").await.expect("get"), None);
+    let pass = store.maintenance_run(T0, 0.5).await.expect("maintenance");
+    assert_eq!(
+        pass.changes.jobs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["orphan"]
+    );
+    let job = store.job_get("orphan").await.expect("get").expect("numbered");
+    assert_eq!(job.position, Some(1));
+}
