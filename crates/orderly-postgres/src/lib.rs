@@ -19,6 +19,9 @@ mod rows;
 mod schema;
 mod write;
 
+#[cfg(test)]
+mod plans;
+
 pub use schema::{valid_schema_name, SCHEMA_VERSION};
 
 use std::time::Duration;
@@ -153,9 +156,10 @@ impl PostgresStore {
                 ),
             )));
         }
-        let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| {
-            StoreError::Backend(format!("the database URL is not valid: {e}"))
-        })?;
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("orderly");
@@ -163,10 +167,10 @@ impl PostgresStore {
         let describe = describe(&config);
         // One connection first: its error says what is wrong (password,
         // host, database) before any pool retries hide it.
-        let (mut client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to {describe}: {}", explain(&e))))?;
+        let (mut client, connection) =
+            config.connect(tokio_postgres::NoTls).await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to {describe}: {}", explain(&e)))
+            })?;
         let conn_task = tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -393,7 +397,8 @@ impl Store for PostgresStore {
         let queues = in_read!(self, tx => Op::new(tx.0).queues_with_work(now).await?);
         // One transaction per queue, each under its queue's lock only.
         for queue in queues {
-            changes.extend(in_tx!(self, op => op.maintain_queue(&queue, now, jitter).await?).changes);
+            changes
+                .extend(in_tx!(self, op => op.maintain_queue(&queue, now, jitter).await?).changes);
         }
         let next_due = in_read!(self, tx => Op::new(tx.0).next_due().await?);
         Ok(Committed {

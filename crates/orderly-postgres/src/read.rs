@@ -40,7 +40,8 @@ pub(crate) const JOB_PAGE_IN_STATE: &str =
 pub(crate) const OLDEST_QUEUED: &str = "SELECT enqueued_at FROM jobs \
     WHERE queue = $1 AND seq IS NOT NULL AND state = 'queued' ORDER BY seq LIMIT 1";
 /// A page of a queue's start log. (`starts_queue`)
-pub(crate) const START_LOG_PAGE: &str = "SELECT start_no, seq, job_id, key, attempt, worker, started_at \
+pub(crate) const START_LOG_PAGE: &str =
+    "SELECT start_no, seq, job_id, key, attempt, worker, started_at \
     FROM starts WHERE queue = $1 AND start_no > $2 ORDER BY start_no LIMIT $3";
 
 /// Waiting jobs of `queue` ahead of `seq`.
@@ -65,12 +66,7 @@ pub(crate) async fn fill_positions(tx: Db<'_, '_>, jobs: &mut [Job]) -> Res<()> 
 }
 
 /// Sets `key_position` and `wait_facts` of a waiting job.
-async fn fill_wait(
-    tx: Db<'_, '_>,
-    job: &mut Job,
-    config: &QueueConfig,
-    running: u64,
-) -> Res<()> {
+async fn fill_wait(tx: Db<'_, '_>, job: &mut Job, config: &QueueConfig, running: u64) -> Res<()> {
     let mut key_head = None;
     if let Some(key) = &job.key {
         let ahead: i64 = tx

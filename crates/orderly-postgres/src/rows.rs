@@ -178,18 +178,29 @@ pub(crate) struct Db<'a, 't>(pub &'a deadpool_postgres::Transaction<'t>);
 type Params<'p> = &'p [&'p (dyn tokio_postgres::types::ToSql + Sync)];
 
 impl Db<'_, '_> {
-    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    async fn prepared(
+        &self,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
         self.0.prepare_cached(sql).await
     }
 
     /// Runs `sql`, returning its rows.
-    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
         let st = self.prepared(sql).await?;
         self.0.query(&st, params).await
     }
 
     /// Runs `sql`, which returns exactly one row.
-    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, tokio_postgres::Error> {
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Row, tokio_postgres::Error> {
         let st = self.prepared(sql).await?;
         self.0.query_one(&st, params).await
     }
@@ -205,7 +216,11 @@ impl Db<'_, '_> {
     }
 
     /// Runs `sql`, returning how many rows it changed.
-    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, tokio_postgres::Error> {
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
         let st = self.prepared(sql).await?;
         self.0.execute(&st, params).await
     }

@@ -14,7 +14,10 @@
 //! unfinished jobs of a key), `jobs_due`/`jobs_leases` (scheduled jobs by
 //! `run_at`, running jobs by lease expiry), `jobs_finished` (retention),
 //! `jobs_unnumbered` (rows an enqueue committed that the sequencer has not
-//! numbered yet, see `write::number`). `queue_counts` and `waiting_blocks`
+//! numbered yet, see `write::number`). There is no index on `seq` alone:
+//! the planner would walk it in `seq` order for a queue's questions and
+//! filter, reading the other queues' jobs; the sequencer keeps `seq` unique
+//! (`jobs_queue_seq` is unique as well). `queue_counts` and `waiting_blocks`
 //! are kept by a trigger, so counts and positions are bounded reads at any
 //! backlog. A row without `seq` is not a job yet: no count, no index that a
 //! claim or a read uses sees it.
@@ -50,7 +53,7 @@ CREATE SEQUENCE start_no;
 
 CREATE TABLE jobs (
     id               text PRIMARY KEY,
-    seq              bigint UNIQUE,
+    seq              bigint,
     batch            bigint NOT NULL,
     batch_pos        bigint NOT NULL,
     queue            text NOT NULL,
@@ -81,7 +84,7 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_ready      ON jobs (queue, seq) WHERE state = 'queued' AND head;
 CREATE INDEX jobs_by_state   ON jobs (queue, state, seq) WHERE seq IS NOT NULL;
-CREATE INDEX jobs_queue_seq  ON jobs (queue, seq) WHERE seq IS NOT NULL;
+CREATE UNIQUE INDEX jobs_queue_seq ON jobs (queue, seq) WHERE seq IS NOT NULL;
 CREATE INDEX jobs_key_line   ON jobs (queue, key, seq)
     WHERE key IS NOT NULL AND seq IS NOT NULL AND state IN ('scheduled', 'queued', 'running');
 CREATE INDEX jobs_due        ON jobs (queue, run_at) WHERE state = 'scheduled' AND seq IS NOT NULL;
@@ -90,6 +93,11 @@ CREATE INDEX jobs_leases     ON jobs (queue, lease_expires_at) WHERE state = 'ru
 CREATE INDEX jobs_leases_all ON jobs (lease_expires_at) WHERE state = 'running';
 CREATE INDEX jobs_finished   ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_unnumbered ON jobs (batch, batch_pos) WHERE seq IS NULL;
+-- How states spread over queues (one queue's jobs are mostly finished,
+-- another's mostly waiting): without it the planner multiplies the two
+-- columns' frequencies and may walk a queue's finished jobs to find its
+-- first queued one.
+CREATE STATISTICS jobs_queue_state (dependencies, mcv) ON queue, state FROM jobs;
 
 -- Every start, in the order the server made them: the audit of the order used.
 CREATE TABLE starts (
@@ -208,9 +216,12 @@ pub async fn migrate_to(client: &mut Client, schema: &str, target: i64) -> Res<(
         tx.execute("DELETE FROM schema_version", &[])
             .await
             .map_err(map_err)?;
-        tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&target])
-            .await
-            .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&target],
+        )
+        .await
+        .map_err(map_err)?;
     }
     tx.commit().await.map_err(map_err)
 }

@@ -137,7 +137,11 @@ async fn a_held_enqueue_transaction_gets_a_seq_above_those_that_committed_first(
         .await
         .expect("start log");
     let seqs: Vec<i64> = log.iter().map(|s| s.seq).collect();
-    assert_eq!(seqs, vec![s1, s2, held_seq, s_after], "start order is seq order");
+    assert_eq!(
+        seqs,
+        vec![s1, s2, held_seq, s_after],
+        "start order is seq order"
+    );
 }
 
 /// A row an enqueue committed but never numbered (its node died between
@@ -159,9 +163,17 @@ async fn maintenance_numbers_rows_an_enqueue_left_unnumbered() {
     assert_eq!(store.job_get("orphan").await.expect("get"), None);
     let pass = store.maintenance_run(T0, 0.5).await.expect("maintenance");
     assert_eq!(
-        pass.changes.jobs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        pass.changes
+            .jobs
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
         ["orphan"]
     );
-    let job = store.job_get("orphan").await.expect("get").expect("numbered");
+    let job = store
+        .job_get("orphan")
+        .await
+        .expect("get")
+        .expect("numbered");
     assert_eq!(job.position, Some(1));
 }

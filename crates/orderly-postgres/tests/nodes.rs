@@ -94,10 +94,11 @@ async fn run(
             tasks.push(tokio::spawn(async move {
                 let worker = format!("n{n}c{c}");
                 loop {
-                    if {
+                    let done = {
                         let s = seen.lock().unwrap();
                         s.finished >= total || s.failure.is_some()
-                    } {
+                    };
+                    if done {
                         break;
                     }
                     let leases = node
@@ -216,7 +217,10 @@ async fn a_serial_queue_starts_in_seq_order_across_nodes() {
     let log = start_log(&nodes[1], "serial").await;
     assert_eq!(log.len(), total, "every job started once");
     let inversions: Vec<_> = log.windows(2).filter(|w| w[1].0 <= w[0].0).collect();
-    assert!(inversions.is_empty(), "start-order inversions: {inversions:?}");
+    assert!(
+        inversions.is_empty(),
+        "start-order inversions: {inversions:?}"
+    );
 }
 
 /// Keys across nodes: 12 keys on a concurrency-4 queue. No two jobs of one
@@ -230,7 +234,11 @@ async fn keys_keep_their_order_and_concurrency_holds_across_nodes() {
     let total = 360;
     let seen = run(&nodes, "keyed", total, |i| Some(format!("k{}", i % 12))).await;
     assert_eq!(seen.failure, None);
-    assert!(seen.max_running <= 4, "concurrency 4 was exceeded: {}", seen.max_running);
+    assert!(
+        seen.max_running <= 4,
+        "concurrency 4 was exceeded: {}",
+        seen.max_running
+    );
     let log = start_log(&nodes[2], "keyed").await;
     assert_eq!(log.len(), total, "every job started once");
     let mut last: HashMap<String, i64> = HashMap::new();

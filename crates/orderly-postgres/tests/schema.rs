@@ -109,7 +109,9 @@ async fn a_database_of_the_previous_schema_version_opens() {
         .close()
         .await;
     let raw = support::raw(&schema).await;
-    raw.batch_execute(PREVIOUS_ROWS).await.expect("previous rows");
+    raw.batch_execute(PREVIOUS_ROWS)
+        .await
+        .expect("previous rows");
 
     let store = support::open(&schema).await;
     let version: i64 = raw
@@ -201,7 +203,10 @@ async fn an_unreachable_database_is_a_clear_error() {
     );
     match PostgresStore::open(&PostgresOptions::new(url)).await {
         Err(StoreError::Unavailable(m)) => {
-            assert!(m.contains("orderly_no_such_database") && m.contains("does not exist"), "{m}")
+            assert!(
+                m.contains("orderly_no_such_database") && m.contains("does not exist"),
+                "{m}"
+            )
         }
         Err(e) => panic!("unexpected error {e:?}"),
         Ok(_) => panic!("no such database"),

@@ -228,7 +228,12 @@ impl Op<'_, '_> {
                     other => other,
                 }
             })?;
-        self.moved(change(&job, Some(JobState::Queued), JobState::Running, p.now));
+        self.moved(change(
+            &job,
+            Some(JobState::Queued),
+            JobState::Running,
+            p.now,
+        ));
         Ok(Lease {
             job,
             token,

@@ -103,7 +103,11 @@ impl Op<'_, '_> {
             .await?
             .ok_or_else(|| StoreError::JobNotFound(id.into()))?;
         // The highest seq of its queue: every other waiting job is ahead of it.
-        after.position = Some(waiting_count(self.tx, &after.queue).await?.saturating_sub(1));
+        after.position = Some(
+            waiting_count(self.tx, &after.queue)
+                .await?
+                .saturating_sub(1),
+        );
         self.moved(change(&after, Some(job.state), JobState::Queued, now));
         Ok(after)
     }

@@ -36,8 +36,8 @@ use crate::rows::{JOB_AND_PRIVATE, JOB_COLUMNS};
 pub(crate) const KEY_HAS_UNFINISHED: &str = "SELECT 1 FROM jobs WHERE queue = $1 AND key = $2 \
     AND seq IS NOT NULL AND state IN ('scheduled', 'queued', 'running') LIMIT 1";
 /// The next unfinished job of a key becomes its head. (`jobs_key_line`)
-pub(crate) const ADVANCE_KEY: &str = "UPDATE jobs SET head = true WHERE seq = (
-    SELECT seq FROM jobs WHERE queue = $1 AND key = $2 AND seq IS NOT NULL
+pub(crate) const ADVANCE_KEY: &str = "UPDATE jobs SET head = true WHERE id = (
+    SELECT id FROM jobs WHERE queue = $1 AND key = $2 AND seq IS NOT NULL
         AND state IN ('scheduled', 'queued', 'running') ORDER BY seq LIMIT 1)";
 
 /// One write in progress: its transaction and what it changed.

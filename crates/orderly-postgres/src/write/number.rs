@@ -30,6 +30,10 @@ use crate::rows::{map_err, Res};
 /// The most rows one pass numbers (the rest wait for the next pass).
 const PASS_LIMIT: i64 = 10_000;
 
+/// Committed unnumbered rows in insertion order. (`jobs_unnumbered`)
+pub(crate) const PENDING: &str = "SELECT id, queue, key, state, enqueued_at FROM jobs \
+    WHERE seq IS NULL ORDER BY batch, batch_pos LIMIT $1";
+
 impl Op<'_, '_> {
     /// Locks the sequencer's row and returns the next `seq` it hands out.
     pub async fn lock_sequencer(&self) -> Res<i64> {
@@ -47,7 +51,10 @@ impl Op<'_, '_> {
     /// Stores the sequencer's next `seq` (the caller holds its lock).
     pub async fn set_next_seq(&self, next: i64) -> Res<()> {
         self.tx
-            .execute("UPDATE seq_counter SET next_seq = $1 WHERE id = 1", &[&next])
+            .execute(
+                "UPDATE seq_counter SET next_seq = $1 WHERE id = 1",
+                &[&next],
+            )
             .await
             .map_err(map_err)?;
         Ok(())
@@ -59,11 +66,7 @@ impl Op<'_, '_> {
         let mut next = self.lock_sequencer().await?;
         let rows = self
             .tx
-            .query(
-                "SELECT id, queue, key, state, enqueued_at FROM jobs WHERE seq IS NULL
-                 ORDER BY batch, batch_pos LIMIT $1",
-                &[&PASS_LIMIT],
-            )
+            .query(PENDING, &[&PASS_LIMIT])
             .await
             .map_err(map_err)?;
         if rows.is_empty() {

@@ -101,7 +101,12 @@ impl Op<'_, '_> {
 
     /// Remembers the report that ended `id`'s attempt and, when it also
     /// claimed, the leases its commit issued.
-    async fn remember_report(&self, id: &str, p: &ReportParams, issued: Option<&[Lease]>) -> Res<()> {
+    async fn remember_report(
+        &self,
+        id: &str,
+        p: &ReportParams,
+        issued: Option<&[Lease]>,
+    ) -> Res<()> {
         let issued = issued
             .map(|leases| {
                 let pairs: Vec<(&str, &str)> = leases
