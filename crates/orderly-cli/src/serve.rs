@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use orderly_core::Store;
+use orderly_postgres::{PostgresOptions, PostgresStore};
 use orderly_server::executors::{self, Executors, ExecutorsConfig};
 use orderly_server::serve::ShutdownReport;
 use orderly_server::{events, maintenance, AppState, ServerConfig};
@@ -41,12 +42,17 @@ pub struct ServeArgs {
     /// Address to listen on. A non-loopback address needs --token (or --insecure).
     #[arg(long, env = "ORDERLY_LISTEN", default_value = "127.0.0.1:7771")]
     pub listen: SocketAddr,
-    /// Directory of the embedded SQLite store.
+    /// Directory of the embedded SQLite store; with --database-url it only
+    /// holds this node's id (give each node its own).
     #[arg(long, env = "ORDERLY_DATA_DIR", default_value = "./orderly-data")]
     pub data_dir: PathBuf,
-    /// PostgreSQL URL (shared store for several nodes; not available in this release).
+    /// PostgreSQL URL, `postgres://user:password@host:port/database`: a store
+    /// that several nodes share, instead of the embedded one.
     #[arg(long, env = "ORDERLY_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Schema of the PostgreSQL store (created and migrated at start).
+    #[arg(long, env = "ORDERLY_DATABASE_SCHEMA", default_value = orderly_postgres::DEFAULT_SCHEMA)]
+    pub database_schema: String,
     /// Bearer token required by the API (all routes but /healthz).
     #[arg(long, env = "ORDERLY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -113,9 +119,6 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if args.database_url.is_some() {
-        bail!("--database-url (PostgreSQL) is not available in this release; use the embedded store (--data-dir)");
-    }
     if !args.listen.ip().is_loopback() && args.token.is_none() && !args.insecure {
         bail!(
             "refusing to listen on {} without a token: anyone who can reach it could run jobs. \
@@ -126,14 +129,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.token.as_deref() == Some("") {
         bail!("--token is empty");
     }
-    let options = SqliteOptions {
-        data_dir: args.data_dir.clone(),
-        durability: args.durability.into(),
-    };
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&options))
-        .await?
-        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = open_store(&args).await?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     // From here on every exit path closes the store.
@@ -165,6 +161,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Opens the PostgreSQL store when --database-url is given (an unreachable
+/// host, a wrong password or a missing database is an error naming it),
+/// the embedded SQLite store otherwise.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &args.database_url {
+        // The data directory holds only this node's id (for its executors).
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+        let options = PostgresOptions {
+            schema: args.database_schema.clone(),
+            // `none` means: do not wait for the commit to reach the disk.
+            synchronous_commit: args.durability != DurabilityArg::None,
+            ..PostgresOptions::new(url.clone())
+        };
+        let store = PostgresStore::open(&options)
+            .await
+            .context("cannot open the PostgreSQL store")?;
+        return Ok(Arc::new(store));
+    }
+    let options = SqliteOptions {
+        data_dir: args.data_dir.clone(),
+        durability: args.durability.into(),
+    };
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&options))
+        .await?
+        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// Binds, serves until a shutdown signal and the graceful shutdown are done.
@@ -217,15 +242,18 @@ async fn serve(
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     state.spawn_background(tracker, cancel);
-    let durability = match args.durability {
-        DurabilityArg::Fsync => "fsync on every commit",
-        DurabilityArg::Accepted => "fsync on every commit that accepts jobs",
-        DurabilityArg::None => "no fsync: survives process crashes only",
+    let durability = match (&args.database_url, args.durability) {
+        (Some(_), DurabilityArg::None) => "synchronous_commit off",
+        (Some(_), _) => "commits flushed as the server's synchronous_commit says",
+        (None, DurabilityArg::Fsync) => "fsync on every commit",
+        (None, DurabilityArg::Accepted) => "fsync on every commit that accepts jobs",
+        (None, DurabilityArg::None) => "no fsync: survives process crashes only",
     };
-    tracing::info!(
-        "orderly listening on http://{local} (store {}, {durability})",
-        args.data_dir.display()
-    );
+    let where_ = match &args.database_url {
+        Some(_) => format!("PostgreSQL schema {}", args.database_schema),
+        None => args.data_dir.display().to_string(),
+    };
+    tracing::info!("orderly listening on http://{local} (store {where_}, {durability})");
     let service = state.service.clone();
     let stopping = executors.clone();
     let grace = args.shutdown_grace;

@@ -1,0 +1,200 @@
+//! `orderly serve --database-url`: real server processes on a real
+//! PostgreSQL database (`ORDERLY_TEST_DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`), each test in a schema of its
+//! own. A database that cannot be reached fails the test, never skips it.
+
+#[macro_use]
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::proto::{CompleteRequest, QueueConfigRequest};
+use support::{claim_req, job_req, orderly, run_bounded, show, TestServer};
+
+fn database_url() -> String {
+    std::env::var("ORDERLY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A schema for one test, dropped when it ends.
+struct Schema(String);
+
+impl Schema {
+    fn new() -> Self {
+        Schema(format!("e2e_{}", uuid_like()))
+    }
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}_{nanos}", std::process::id())
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let schema = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let Ok((client, conn)) =
+                    tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await
+                else {
+                    return;
+                };
+                tokio::spawn(conn);
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await;
+            })
+        })
+        .join();
+    }
+}
+
+/// An unreachable host, or a database that does not exist, stops
+/// `orderly serve` at start with an error naming it, before it listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_an_unreachable_database_fails_at_start_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    for (url, says) in [
+        (
+            format!("postgres://postgres:secret@127.0.0.1:{port}/test"),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "postgres://postgres@127.0.0.1:5432/orderly_no_such_database".to_string(),
+            "does not exist".to_string(),
+        ),
+    ] {
+        let mut cmd = orderly();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--database-url", &url]);
+        let out = run_bounded(cmd, Duration::from_secs(30)).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "serve did not fail: {}", show(&out));
+        assert!(
+            stderr.contains("cannot open the PostgreSQL store") && stderr.contains(&says),
+            "the error does not say {says:?}: {}",
+            show(&out)
+        );
+        assert!(
+            !stderr.contains("secret"),
+            "the password is shown: {}",
+            show(&out)
+        );
+        assert!(
+            !stderr.contains("listening on"),
+            "it listened: {}",
+            show(&out)
+        );
+    }
+}
+
+/// Two `orderly serve` nodes on one schema, a concurrency-1 queue, jobs
+/// enqueued through both while workers claim from both: every job runs
+/// once, `/healthz` reports the database on both, and the server's start
+/// log has zero start-order inversions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_on_one_schema_start_a_serial_queue_in_seq_order() {
+    const Q: &str = "serial";
+    const JOBS: usize = 200;
+    let schema = Schema::new();
+    let args = [
+        "--database-url",
+        &database_url(),
+        "--database-schema",
+        &schema.0,
+    ];
+    let a = Arc::new(TestServer::start_with_args(None, &args).await);
+    let b = Arc::new(TestServer::start_with_args(None, &args).await);
+    for node in [&a, &b] {
+        let health = node.client().health().await.expect("healthz");
+        assert_eq!(health.status, "ok");
+    }
+    a.client()
+        .configure(
+            Q,
+            &QueueConfigRequest {
+                concurrency: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("configure");
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (n, node) in [a.clone(), b.clone()].into_iter().enumerate() {
+        let enqueuer = node.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = enqueuer.client();
+            for i in (n..JOBS).step_by(2) {
+                c.enqueue(
+                    Q,
+                    &job_req(&format!("j{i}"), None, serde_json::json!({"i": i})),
+                )
+                .await
+                .unwrap_or_else(|e| enqueuer.fail(format!("enqueue j{i}: {e}")));
+            }
+        }));
+        for w in 0..2 {
+            let node = node.clone();
+            let done = done.clone();
+            tasks.push(tokio::spawn(async move {
+                let c = node.client();
+                let name = format!("n{n}w{w}");
+                while done.load(Ordering::SeqCst) < JOBS {
+                    let leases = c
+                        .claim(Q, &claim_req(&name, 1, 50))
+                        .await
+                        .unwrap_or_else(|e| node.fail(format!("{name}: claim: {e}")))
+                        .leases;
+                    for l in leases {
+                        c.complete(
+                            &l.job.id,
+                            &CompleteRequest {
+                                token: l.token.clone(),
+                                result: None,
+                                claim_next: None,
+                            },
+                        )
+                        .await
+                        .unwrap_or_else(|e| node.fail(format!("{name}: complete: {e}")));
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let mut log = Vec::new();
+    let mut after = None;
+    loop {
+        let page = b.client().starts(Q, after, 500).await.expect("start log");
+        log.extend(page.starts);
+        match page.next_after {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    ensure!(b, log.len() == JOBS, "{} starts for {JOBS} jobs", log.len());
+    let inversions = log.windows(2).filter(|w| w[1].seq <= w[0].seq).count();
+    ensure!(b, inversions == 0, "{inversions} start-order inversions");
+    let workers: std::collections::HashSet<&str> = log.iter().map(|s| s.worker.as_str()).collect();
+    ensure!(
+        b,
+        workers.iter().any(|w| w.starts_with("n0")) && workers.iter().any(|w| w.starts_with("n1")),
+        "workers of both nodes ran jobs: {workers:?}"
+    );
+}
