@@ -12,24 +12,30 @@ use orderly_core::{
 
 use crate::rows::{job_from_row, json, map_err, Db, Res, JOB_COLUMNS};
 
-/// Waiting jobs of queue $1 ahead of `seq` $2, from `waiting_blocks`: the
-/// level-1 blocks wholly before it, the level-0 blocks before it within its
-/// level-1 block, and the waiting jobs before it in its own level-0 block
-/// (`jobs_by_state`, at most 2 × 1,024 entries): bounded at any backlog.
-pub(crate) const POSITION: &str = "SELECT (
+/// The waiting jobs ahead of each of many jobs (queues $1 and `seq`s $2,
+/// arrays of one length; one row `(queue, seq, position)` each, in one
+/// round trip), from `waiting_blocks`: the level-1 blocks wholly before it,
+/// the level-0 blocks before it within its level-1 block, and the waiting
+/// jobs before it in its own level-0 block (`jobs_by_state`, at most
+/// 2 × 1,024 entries): bounded per job at any backlog.
+pub(crate) const POSITIONS: &str = "SELECT j.queue, j.seq, (
     (SELECT coalesce(sum(n), 0) FROM waiting_blocks
-        WHERE queue = $1 AND level = 1 AND block < ($2::bigint >> 20))
+        WHERE queue = j.queue AND level = 1 AND block < (j.seq >> 20))
   + (SELECT coalesce(sum(n), 0) FROM waiting_blocks
-        WHERE queue = $1 AND level = 0 AND block >= (($2::bigint >> 20) << 10) AND block < ($2::bigint >> 10))
+        WHERE queue = j.queue AND level = 0 AND block >= ((j.seq >> 20) << 10) AND block < (j.seq >> 10))
   + (SELECT count(*) FROM jobs
-        WHERE queue = $1 AND state IN ('queued', 'scheduled') AND seq >= (($2::bigint >> 10) << 10) AND seq < $2)
-  )::bigint";
-/// Unfinished jobs of key $2 of queue $1 ahead of `seq` $3. (`jobs_key_line`)
-pub(crate) const KEY_POSITION: &str = "SELECT count(*) FROM jobs WHERE queue = $1 AND key = $2 \
-    AND seq IS NOT NULL AND state IN ('scheduled', 'queued', 'running') AND seq < $3";
-/// The job holding key $2 of queue $1 for `seq` $3. (`jobs_key_line`)
-pub(crate) const KEY_HEAD: &str = "SELECT id FROM jobs WHERE queue = $1 AND key = $2 \
-    AND seq IS NOT NULL AND state IN ('scheduled', 'queued', 'running') AND seq < $3 ORDER BY seq LIMIT 1";
+        WHERE queue = j.queue AND state IN ('queued', 'scheduled') AND seq >= ((j.seq >> 10) << 10) AND seq < j.seq)
+  )::bigint FROM unnest($1::text[], $2::bigint[]) AS j(queue, seq)";
+/// For many keyed jobs at once (queues $1, keys $2, `seq`s $3; one row
+/// `(queue, seq, key_position, key_head)` each): the unfinished jobs of its
+/// key ahead of it, and the first of them, the one holding the key. Both
+/// follow the key's own line (`jobs_key_line`), never the queue's backlog.
+pub(crate) const KEY_WAITS: &str = "SELECT j.queue, j.seq,
+    (SELECT count(*) FROM jobs WHERE queue = j.queue AND key = j.key AND seq IS NOT NULL
+        AND state IN ('scheduled', 'queued', 'running') AND seq < j.seq),
+    (SELECT id FROM jobs WHERE queue = j.queue AND key = j.key AND seq IS NOT NULL
+        AND state IN ('scheduled', 'queued', 'running') AND seq < j.seq ORDER BY seq LIMIT 1)
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS j(queue, key, seq)";
 /// A page of a queue's jobs of every state. (`jobs_queue_seq`)
 pub(crate) const JOB_PAGE: &str =
     "FROM jobs WHERE queue = $1 AND seq IS NOT NULL AND seq > $2 ORDER BY seq LIMIT $3";
@@ -44,56 +50,59 @@ pub(crate) const START_LOG_PAGE: &str =
     "SELECT start_no, seq, job_id, key, attempt, worker, started_at \
     FROM starts WHERE queue = $1 AND start_no > $2 ORDER BY start_no LIMIT $3";
 
-/// Waiting jobs of `queue` ahead of `seq`.
-async fn position_of(tx: Db<'_, '_>, queue: &str, seq: i64) -> Res<u64> {
-    let n: i64 = tx
-        .query_one(POSITION, &[&queue, &seq])
-        .await
-        .map_err(map_err)?
-        .get(0);
-    Ok(n.max(0) as u64)
-}
-
-/// Sets `position` on every waiting job of `jobs` that has none.
+/// Sets `position` on every waiting job of `jobs` that has none, in one
+/// round trip ([`POSITIONS`]).
 pub(crate) async fn fill_positions(tx: Db<'_, '_>, jobs: &mut [Job]) -> Res<()> {
-    for job in jobs
-        .iter_mut()
-        .filter(|j| j.state.is_waiting() && j.position.is_none())
-    {
-        job.position = Some(position_of(tx, &job.queue, job.seq).await?);
+    let todo: Vec<usize> = (0..jobs.len())
+        .filter(|&i| jobs[i].state.is_waiting() && jobs[i].position.is_none())
+        .collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let queues: Vec<&str> = todo.iter().map(|&i| jobs[i].queue.as_str()).collect();
+    let seqs: Vec<i64> = todo.iter().map(|&i| jobs[i].seq).collect();
+    let rows = tx
+        .query(POSITIONS, &[&queues, &seqs])
+        .await
+        .map_err(map_err)?;
+    let found: std::collections::HashMap<(String, i64), i64> = rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    for &i in &todo {
+        let job = &mut jobs[i];
+        job.position = found
+            .get(&(job.queue.clone(), job.seq))
+            .map(|n| (*n).max(0) as u64);
     }
     Ok(())
 }
 
-/// Sets `key_position` and `wait_facts` of a waiting job.
-async fn fill_wait(tx: Db<'_, '_>, job: &mut Job, config: &QueueConfig, running: u64) -> Res<()> {
-    let mut key_head = None;
-    if let Some(key) = &job.key {
-        let ahead: i64 = tx
-            .query_one(KEY_POSITION, &[&job.queue, key, &job.seq])
-            .await
-            .map_err(map_err)?
-            .get(0);
-        job.key_position = Some(ahead.max(0) as u64);
-        key_head = tx
-            .query_opt(KEY_HEAD, &[&job.queue, key, &job.seq])
-            .await
-            .map_err(map_err)?
-            .map(|r| r.get::<_, String>(0));
-    }
-    job.wait_facts = Some(WaitFacts {
-        paused: config.paused,
-        concurrency: config.concurrency,
-        running,
-        has_executor: config.executor.is_some(),
-        key_head,
-    });
-    Ok(())
-}
-
-/// Sets `position`, `key_position` and `wait_facts` on every waiting job of `jobs`.
+/// Sets `position`, `key_position` and `wait_facts` on every waiting job of
+/// `jobs`: one round trip for the positions, one for the keys' lines
+/// ([`KEY_WAITS`]), and each queue's configuration and running count once.
 pub(crate) async fn fill_waits(tx: Db<'_, '_>, jobs: &mut [Job]) -> Res<()> {
     fill_positions(tx, jobs).await?;
+    let keyed: Vec<usize> = (0..jobs.len())
+        .filter(|&i| jobs[i].state.is_waiting() && jobs[i].key.is_some())
+        .collect();
+    let mut key_waits: std::collections::HashMap<(String, i64), (i64, Option<String>)> =
+        Default::default();
+    if !keyed.is_empty() {
+        let queues: Vec<&str> = keyed.iter().map(|&i| jobs[i].queue.as_str()).collect();
+        let keys: Vec<&str> = keyed
+            .iter()
+            .map(|&i| jobs[i].key.as_deref().unwrap_or_default())
+            .collect();
+        let seqs: Vec<i64> = keyed.iter().map(|&i| jobs[i].seq).collect();
+        for r in tx
+            .query(KEY_WAITS, &[&queues, &keys, &seqs])
+            .await
+            .map_err(map_err)?
+        {
+            key_waits.insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));
+        }
+    }
     let mut queues: std::collections::HashMap<String, (QueueConfig, u64)> = Default::default();
     for job in jobs.iter_mut().filter(|j| j.state.is_waiting()) {
         if !queues.contains_key(&job.queue) {
@@ -102,7 +111,21 @@ pub(crate) async fn fill_waits(tx: Db<'_, '_>, jobs: &mut [Job]) -> Res<()> {
             queues.insert(job.queue.clone(), (config, running));
         }
         let (config, running) = &queues[&job.queue];
-        fill_wait(tx, job, config, *running).await?;
+        let mut key_head = None;
+        if job.key.is_some() {
+            let (ahead, head) = key_waits
+                .remove(&(job.queue.clone(), job.seq))
+                .unwrap_or((0, None));
+            job.key_position = Some(ahead.max(0) as u64);
+            key_head = head;
+        }
+        job.wait_facts = Some(WaitFacts {
+            paused: config.paused,
+            concurrency: config.concurrency,
+            running: *running,
+            has_executor: config.executor.is_some(),
+            key_head,
+        });
     }
     Ok(())
 }
