@@ -209,9 +209,18 @@ impl PostgresStore {
         self.pool.get().await.map_err(map_pool_err)
     }
 
-    /// Numbers what the enqueue just committed (see `write::number`).
+    /// Numbers what the enqueue just committed (see `write::number`): pass
+    /// after pass while a pass finds as many rows as it may take, so a
+    /// burst of pending rows never leaves this enqueue's own unnumbered.
     async fn number(&self) -> Res<orderly_core::Changes> {
-        Ok(in_tx!(self, op => op.number_pending().await?).changes)
+        let mut changes = orderly_core::Changes::default();
+        loop {
+            let pass = in_tx!(self, op => op.number_pending().await?);
+            changes.extend(pass.changes);
+            if pass.value < write::number::PASS_LIMIT as u64 {
+                return Ok(changes);
+            }
+        }
     }
 
     /// Fills positions and what waiting jobs wait on, in one snapshot.

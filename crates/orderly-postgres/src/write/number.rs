@@ -28,7 +28,7 @@ use super::Op;
 use crate::rows::{map_err, Res};
 
 /// The most rows one pass numbers (the rest wait for the next pass).
-const PASS_LIMIT: i64 = 10_000;
+pub(crate) const PASS_LIMIT: i64 = 10_000;
 
 /// Committed unnumbered rows in insertion order. (`jobs_unnumbered`)
 pub(crate) const PENDING: &str = "SELECT id, queue, key, state, enqueued_at FROM jobs \
