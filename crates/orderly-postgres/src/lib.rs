@@ -286,7 +286,7 @@ impl Store for PostgresStore {
         params: EnqueueParams,
     ) -> Result<Committed<Vec<Enqueued>>, StoreError> {
         let created = in_tx!(self, op => op.insert_unnumbered(&params).await?).value;
-        let changes = self.number().await?;
+        let mut changes = self.number().await?;
         let jobs = in_read!(self, tx => {
             let mut jobs = Vec::with_capacity(params.jobs.len());
             for new in &params.jobs {
@@ -297,6 +297,19 @@ impl Store for PostgresStore {
             read::fill_positions(tx, &mut jobs).await?;
             jobs
         });
+        // Another node's pass may have numbered this enqueue's jobs: they are
+        // still this write's changes (its wake-ups and events), as they were
+        // created, and so are any other rows its own passes numbered.
+        for ((job, new), created) in jobs.iter().zip(&params.jobs).zip(&created) {
+            if *created && !changes.jobs.iter().any(|c| c.id == job.id) {
+                let run_at = new.run_at.unwrap_or(params.now).max(params.now);
+                let state = orderly_core::rules::waiting_state(run_at, params.now);
+                changes
+                    .jobs
+                    .push(rows::change(job, None, state, params.now));
+            }
+        }
+        changes.jobs.sort_by_key(|c| c.seq);
         Ok(Committed {
             value: jobs
                 .into_iter()

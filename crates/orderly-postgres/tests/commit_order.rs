@@ -177,3 +177,75 @@ async fn maintenance_numbers_rows_an_enqueue_left_unnumbered() {
         .expect("numbered");
     assert_eq!(job.position, Some(1));
 }
+
+/// Two enqueues through two nodes wait behind the sequencer (the test holds
+/// its row); when it is released one pass numbers both jobs. Each enqueue
+/// still answers with its own numbered job and reports it among its
+/// changes (its node's wake-ups and events come from there), and the two
+/// get consecutive `seq`s in the order they committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_numbered_by_another_nodes_pass_reports_its_job() {
+    let schemas = Schemas::default();
+    let schema = support::fresh_schema();
+    schemas.adopt(&schema);
+    let a = std::sync::Arc::new(support::open(&schema).await);
+    let b = std::sync::Arc::new(support::open(&schema).await);
+    enqueue(&a, "first").await;
+    let mut gate = support::raw(&schema).await;
+    let held = gate.transaction().await.expect("begin");
+    held.execute("SELECT 1 FROM seq_counter FOR UPDATE", &[])
+        .await
+        .expect("hold the sequencer");
+    let observer = support::raw(&schema).await;
+    let waiting_passes = || async {
+        observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%FROM seq_counter%FOR UPDATE%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get::<_, i64>(0)
+    };
+    let before = waiting_passes().await;
+    let spawn = |store: std::sync::Arc<PostgresStore>, id: &'static str| {
+        tokio::spawn(async move {
+            store
+                .job_enqueue_many(EnqueueParams {
+                    queue: "q".into(),
+                    jobs: vec![job(id)],
+                    now: T0,
+                })
+                .await
+                .expect("enqueue")
+        })
+    };
+    let ea = spawn(a.clone(), "from-a");
+    while waiting_passes().await < before + 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let eb = spawn(b.clone(), "from-b");
+    while waiting_passes().await < before + 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    held.commit().await.expect("release the sequencer");
+    let (ra, rb) = (ea.await.expect("task"), eb.await.expect("task"));
+    for (r, id) in [(&ra, "from-a"), (&rb, "from-b")] {
+        assert_eq!(r.value[0].job.id, id);
+        assert!(r.value[0].created);
+        assert!(
+            r.changes
+                .jobs
+                .iter()
+                .any(|c| c.id == id && c.from.is_none()),
+            "{id} is missing from its enqueue's changes: {:?}",
+            r.changes.jobs
+        );
+    }
+    assert_eq!(
+        rb.value[0].job.seq,
+        ra.value[0].job.seq + 1,
+        "from-a committed first"
+    );
+}
