@@ -30,6 +30,14 @@
 //!   report a figure, unless every job succeeded once and, at c = 1, started
 //!   in `seq` order.
 //!
+//! - **Floors**, measured first in every run: `rtt` (one `GET /healthz` on
+//!   one keep-alive connection), `/healthz` at `--clients` connections, and
+//!   `commit` (one fsynced one-row SQLite WAL commit on the data directory's
+//!   file system). The report shows each figure beside the floor it is made
+//!   of and the target against it (`against`); `--json FILE` writes every
+//!   figure, floor and ratio for machines and `--chart FILE.svg` draws them
+//!   (`export`).
+//!
 //! By default the bench starts its own server (`SERVER_EXE serve`) on a free
 //! loopback port with a fresh data directory, and kills it and removes the
 //! directory at the end, also on error or Ctrl-C. Every network call and
@@ -40,10 +48,13 @@
 //! percentiles), [`peers`] (the peers' figures, read from `peers.json`),
 //! `report` (the Markdown report), `util` (bounded calls, progress bars).
 
+mod against;
 mod backlog;
 mod drain;
 mod embedded;
 mod enqueue;
+mod export;
+mod floors;
 mod latency;
 pub mod peers;
 mod report;
@@ -111,6 +122,11 @@ pub struct Options {
     pub server_exe: Option<PathBuf>,
     /// The peers' figures (default: the `peers.json` built in).
     pub peers: Option<PathBuf>,
+    /// Also write the figures as JSON to this file.
+    pub json: Option<PathBuf>,
+    /// Also draw each figure against its floor and the fastest peer as an
+    /// SVG chart in this file.
+    pub chart: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -127,6 +143,8 @@ impl Default for Options {
             only: vec!["all".into()],
             server_exe: None,
             peers: None,
+            json: None,
+            chart: None,
         }
     }
 }
@@ -247,8 +265,12 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         durability: o.durability,
         tag,
     };
+    let scratch = server
+        .as_ref()
+        .map(|s| s.scratch_dir().to_path_buf())
+        .unwrap_or_else(std::env::temp_dir);
     let outcome = tokio::select! {
-        r = workload::run_workloads(&mut plan, &selected, &mut server, restart.as_ref()) => r,
+        r = measure_all(&mut plan, &selected, &mut server, restart.as_ref(), &scratch) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     let outcome = match (&mut server, outcome) {
@@ -258,7 +280,45 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     if let Some(s) = server.take() {
         s.stop().await;
     }
-    let results = outcome?;
+    let (floors, results) = outcome?;
+    let against = against::against_floors(&floors, &results, plan.durability, plan.clients);
     report::print_report(&plan, &target, &results, &peers);
+    against::print(&floors, &against);
+    if let Some(path) = &o.json {
+        export::write_json(
+            path,
+            &export::to_json(&plan, &floors, &against, &results, &peers),
+        )?;
+        eprintln!("figures written to {}", path.display());
+    }
+    if let Some(path) = &o.chart {
+        let svg = export::chart_svg(&plan, &against, &results, &peers);
+        std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("chart written to {}", path.display());
+    }
     Ok(())
+}
+
+/// The floors (first, on the first server), then the workloads.
+async fn measure_all(
+    plan: &mut Plan,
+    selected: &[Workload],
+    server: &mut Option<LocalServer>,
+    restart: Option<&Launch>,
+    scratch: &std::path::Path,
+) -> anyhow::Result<(floors::Floors, workload::Results)> {
+    eprintln!(
+        "[floors] rtt (GET /healthz), /healthz at {} connections, one fsynced SQLite commit …",
+        plan.clients
+    );
+    let f = floors::measure(&plan.client, plan.clients, scratch).await?;
+    eprintln!(
+        "      rtt {:.3} ms, commit {:.3} ms (means); /healthz at {} connections {}/s",
+        f.rtt.mean,
+        f.commit.mean,
+        f.clients,
+        stats::thousands(f.healthz_many_per_s)
+    );
+    let results = workload::run_workloads(plan, selected, server, restart).await?;
+    Ok((f, results))
 }

@@ -9,13 +9,15 @@ use crate::workload::{Enqueue, Results};
 use crate::{Durability, Plan, Target};
 
 /// Orderly's figure for a [`crate::peers::PeerFigure::id`], if it was measured.
-fn measured(id: &str, r: &Results) -> Option<f64> {
+pub(crate) fn measured(id: &str, r: &Results) -> Option<f64> {
     match id {
         "single_c1" => r.single_c1.as_ref().map(|e| e.per_s),
         "single_many" => r.single_many.as_ref().map(|e| e.per_s),
         "bulk" => r.bulk.as_ref().map(|e| e.per_s),
         "drain_c1" => r.drain_c1.as_ref().map(|d| d.per_s),
         "drain_c16" => r.drain_c16.as_ref().map(|d| d.per_s),
+        "embedded_c1" => r.embedded_c1.as_ref().map(|d| d.per_s),
+        "embedded_c16" => r.embedded_c16.as_ref().map(|d| d.per_s),
         "latency_p50" => r.latency.as_ref().map(|l| l.p50),
         "latency_p99" => r.latency.as_ref().map(|l| l.p99),
         _ => None,

@@ -121,6 +121,12 @@ impl LocalServer {
         anyhow!("{e:#}\n{note}")
     }
 
+    /// The scratch directory holding the data directory (for files that
+    /// must be on the data directory's file system).
+    pub fn scratch_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url

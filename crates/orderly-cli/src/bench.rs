@@ -54,6 +54,13 @@ pub struct BenchArgs {
     /// crates/orderly-bench/peers.json (default: that file, built in).
     #[arg(long, env = "ORDERLY_BENCH_PEERS")]
     pub peers: Option<std::path::PathBuf>,
+    /// Also write every figure, its floor and the peers' as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Also draw every figure against its floor and the fastest peer as an
+    /// SVG chart in FILE (e.g. docs/bench.svg).
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<std::path::PathBuf>,
 }
 
 /// Runs `orderly bench`.
@@ -75,6 +82,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         only: a.only,
         server_exe: None,
         peers: a.peers,
+        json: a.json,
+        chart: a.chart,
     })
     .await
 }
