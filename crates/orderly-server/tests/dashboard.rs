@@ -68,7 +68,10 @@ async fn every_view_url_serves_the_page_with_assets_relative_to_its_depth() {
             .to_str()
             .expect("csp");
         assert!(csp.contains("default-src 'self'"), "{csp}");
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{csp}"
+        );
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         assert!(
@@ -82,7 +85,11 @@ async fn every_view_url_serves_the_page_with_assets_relative_to_its_depth() {
         );
     }
     let (status, _) = app.call(Method::GET, "/v1/queues", None, None).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "the data still needs the token");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the data still needs the token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +97,10 @@ async fn assets_are_served_with_their_types_and_unknown_ones_are_404() {
     let app = tokens();
     for (path, ty) in [
         ("/dashboard/js/main.js", "text/javascript; charset=utf-8"),
-        ("/dashboard/js/views/queue.js", "text/javascript; charset=utf-8"),
+        (
+            "/dashboard/js/views/queue.js",
+            "text/javascript; charset=utf-8",
+        ),
         ("/dashboard/style.css", "text/css; charset=utf-8"),
     ] {
         let (status, headers, body) = fetch(app.router.clone(), get(path)).await;
@@ -141,8 +151,16 @@ async fn the_read_only_token_reads_everything_and_changes_nothing() {
     drop(res);
 
     for (method, path, body) in [
-        (Method::PUT, "/v1/queues/q".to_string(), json!({"paused": true})),
-        (Method::POST, "/v1/queues/q/jobs".to_string(), json!({"payload": 2})),
+        (
+            Method::PUT,
+            "/v1/queues/q".to_string(),
+            json!({"paused": true}),
+        ),
+        (
+            Method::POST,
+            "/v1/queues/q/jobs".to_string(),
+            json!({"payload": 2}),
+        ),
         (
             Method::POST,
             "/v1/queues/q/jobs/batch".to_string(),
@@ -156,7 +174,11 @@ async fn the_read_only_token_reads_everything_and_changes_nothing() {
         (Method::POST, format!("/v1/jobs/{id}/cancel"), json!({})),
         (Method::POST, format!("/v1/jobs/{id}/retry"), json!({})),
     ] {
-        let (status, body) = send(r.clone(), with_token(method.clone(), &path, READ, Some(body))).await;
+        let (status, body) = send(
+            r.clone(),
+            with_token(method.clone(), &path, READ, Some(body)),
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
         assert_eq!(body["error"]["code"], "read_only", "{body}");
         let msg = body["error"]["message"].as_str().unwrap_or("");
@@ -171,7 +193,12 @@ async fn the_read_only_token_reads_everything_and_changes_nothing() {
     // The full token may, and says so.
     let (status, headers, body) = fetch(
         r.clone(),
-        with_token(Method::PUT, "/v1/queues/q", TOKEN, Some(json!({"paused": true}))),
+        with_token(
+            Method::PUT,
+            "/v1/queues/q",
+            TOKEN,
+            Some(json!({"paused": true})),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -21,9 +21,18 @@ const main = document.getElementById("view");
 const crumbs = document.getElementById("crumbs");
 let stop = () => {};
 
+/** The overview's URL: the root, without its slash inside a mount
+ * (`nest("/orderly", …)` answers `/orderly`, not `/orderly/`). */
+const HOME = ROOT.pathname === "/" ? "/" : ROOT.pathname.slice(0, -1);
+
 /** The href of a dashboard path ("queues/q"), under the root. */
 export function link(path) {
-  return new URL(path, ROOT).pathname;
+  return path === "" ? HOME : new URL(path, ROOT).pathname;
+}
+
+/** True when `pathname` is one of the dashboard's. */
+function ours(pathname) {
+  return pathname === HOME || pathname.startsWith(ROOT.pathname);
 }
 
 /** The view and its parameters for the current location. */
@@ -42,8 +51,9 @@ function route() {
 
 const ctx = {
   link,
-  navigate(path) {
-    history.pushState(null, "", link(path));
+  /** Shows the view at `href` (a path from `link`, with its query). */
+  go(href) {
+    history.pushState(null, "", href);
     render();
   },
   /** Sets the breadcrumbs: [[label, path], …, label]. */
@@ -124,7 +134,7 @@ document.addEventListener("click", (ev) => {
   const a = ev.target.closest && ev.target.closest("a[href]");
   if (!a || a.target || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey) return;
   const u = new URL(a.href, location.href);
-  if (u.origin !== location.origin || !u.pathname.startsWith(ROOT.pathname)) return;
+  if (u.origin !== location.origin || !ours(u.pathname)) return;
   ev.preventDefault();
   if (u.pathname + u.search !== location.pathname + location.search) {
     history.pushState(null, "", u.pathname + u.search);
@@ -133,6 +143,7 @@ document.addEventListener("click", (ev) => {
 });
 window.addEventListener("popstate", render);
 
+document.querySelector("a.brand").href = HOME;
 const accessEl = document.getElementById("access");
 const logout = document.getElementById("logout");
 onAccess((a) => {

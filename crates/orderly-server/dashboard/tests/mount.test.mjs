@@ -53,7 +53,6 @@ after(async () => {
 test("the dashboard works mounted under /orderly", async () => {
   const page = await newPage(browser);
   await page.goto(`${base}/orderly`);
-  assert.equal(new URL(page.url()).pathname, "/orderly/", "redirected into the mount");
   await page.locator("#queues").waitFor();
   const uid = "c880cc1b-dc27-4175-b616-29a69322d156";
   const r = await fetch(`${base}/request/${uid}`, { method: "POST" });
@@ -65,5 +64,11 @@ test("the dashboard works mounted under /orderly", async () => {
   await page.locator(`#jobs tr[data-job="${uid}"][data-state="succeeded"]`).waitFor();
   await page.locator(`#jobs a[href="/orderly/jobs/${uid}"]`).click();
   await page.locator("#job-state", { hasText: "succeeded" }).waitFor();
+  // Home again: the mount's root, without a reload.
+  await page.evaluate(() => (window.__sameDocument = true));
+  await page.locator("a.brand").click();
+  await page.locator('#queues tr[data-queue="requests"]').waitFor();
+  assert.equal(new URL(page.url()).pathname, "/orderly");
+  assert.ok(await page.evaluate(() => window.__sameDocument === true));
   assert.deepEqual(page.problems, []);
 });

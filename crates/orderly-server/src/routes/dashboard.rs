@@ -11,13 +11,15 @@
 //!
 //! Invariants:
 //! - asset URLs in the page are relative (`./dashboard/…`, `../dashboard/…`,
-//!   by the depth of the view's path), so the dashboard works mounted under
-//!   any prefix by the embedded library;
+//!   by the depth of the view's path; `./orderly/dashboard/…` at the root of
+//!   a mount at `/orderly`), so the dashboard works mounted under any prefix
+//!   by the embedded library; the page computes its API's root from its own
+//!   modules' URL;
 //! - every answer carries a strict Content-Security-Policy: scripts, styles
 //!   and connections only from this server, no inline script, no framing.
 
 use axum::extract::{OriginalUri, Request};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -78,24 +80,24 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/{*path}", get(asset))
 }
 
-/// The page, for any view's URL. At the root of a mount without its
-/// trailing slash (`/orderly`), a redirect to `/orderly/` first, so that
-/// relative asset URLs resolve inside the mount.
+/// The page, for any view's URL. The root of a mount is reached without
+/// a trailing slash (axum's `nest("/orderly", …)` answers `/orderly`, not
+/// `/orderly/`), and relative URLs from `/orderly` resolve next to it, so
+/// there the root is `./orderly/`: the mount's last segment, taken from the
+/// request's own path.
 async fn page(OriginalUri(original): OriginalUri, req: Request) -> Response {
     let inner = req.uri().path();
     let outer = original.path();
-    if inner == "/" && !outer.ends_with('/') {
-        // The last segment of the mount, with a slash: relative, so it
-        // needs no knowledge of (or escaping for) what lies above it.
-        let last = outer.rsplit('/').next().unwrap_or("");
-        let location = format!("./{last}/");
-        return match HeaderValue::from_str(&location) {
-            Ok(v) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, v)]).into_response(),
-            Err(_) => not_found(outer),
-        };
-    }
     let depth = inner.matches('/').count().saturating_sub(1);
-    let root = if depth == 0 {
+    let root = if inner == "/" && !outer.ends_with('/') {
+        let last = outer.rsplit('/').next().unwrap_or("");
+        // A path segment as the request spelled it, quoted into an
+        // attribute: refuse anything that could leave the attribute.
+        if last.contains(['"', '<', '>', '&', '\'']) {
+            return not_found(outer);
+        }
+        format!("./{last}/")
+    } else if depth == 0 {
         "./".to_string()
     } else {
         "../".repeat(depth)

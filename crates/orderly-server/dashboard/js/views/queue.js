@@ -105,7 +105,7 @@ export function render(main, { queue }, ctx) {
       h("option", { value: "" }, "all states"),
       STATES.map((s) => h("option", { value: s, selected: s === state }, s)),
     );
-    filter.addEventListener("change", () => ctx.navigate(href({ state: filter.value, after: "" }).slice(ctx.link("").length)));
+    filter.addEventListener("change", () => ctx.go(href({ state: filter.value, after: "" })));
     const now = Date.now();
     replace(
       table,
