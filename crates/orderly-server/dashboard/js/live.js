@@ -12,7 +12,7 @@ export function showState(s) {
   const el = liveEl();
   if (!el) return;
   el.textContent = s === "live" ? "live" : s === "reconnecting" ? "reconnecting…" : "not live";
-  el.className = `live ${s}`;
+  el.dataset.state = s;
 }
 
 /**

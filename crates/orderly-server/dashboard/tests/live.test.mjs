@@ -33,7 +33,7 @@ test("a job appears and moves queued → running → succeeded without a reload"
   await srv.api("PUT", "/v1/queues/life", {});
   await page.goto(`${srv.base}/queues/life`);
   await page.locator("#jobs").getByText("no jobs").waitFor();
-  await page.locator("#live.live").waitFor();
+  await page.locator('#live[data-state="live"]').waitFor();
   await mark();
 
   const job = await enqueue(srv.api, "life", { payload: { n: 1 } });

@@ -11,7 +11,7 @@ const srv = await startServer();
 const { api } = srv;
 try {
   await api("PUT", "/v1/queues/emails", { concurrency: 2 });
-  await api("PUT", "/v1/queues/reports", { concurrency: 1, max_attempts: 3 });
+  await api("PUT", "/v1/queues/reports", { concurrency: 1, max_attempts: 3, backoff: { initial_ms: 1, max_ms: 1, factor: 1 } });
   await api("PUT", "/v1/queues/thumbnails", { concurrency: 4, paused: true });
   const batch = (n, f) => Array.from({ length: n }, (_, i) => f(i));
   await api("POST", "/v1/queues/emails/jobs/batch", {
@@ -23,11 +23,12 @@ try {
   for (let round = 0; round < 6; round++) {
     for (const l of await claim(api, "emails", `mailer-${round % 2}`, 2)) await complete(api, l, { sent: true });
   }
+  // A report fails once (its retry waits out a 1 ms backoff), then runs again.
   const [r1] = await claim(api, "reports", "reporter-1");
-  await fail(api, r1, { message: "database timeout", attempt: 1 }, true);
-  await api("POST", `/v1/jobs/${r1.job.id}/retry`);
+  await fail(api, r1, { message: "database timeout after 30 s", query: "SELECT …" }, true);
+  await waitUntil("the retry to be due", async () => (await api("GET", `/v1/jobs/${r1.job.id}`)).body.state === "queued");
   await claim(api, "emails", "mailer-0", 2);
-  const [rep] = await claim(api, "reports", "reporter-1");
+  const [rep] = await claim(api, "reports", "reporter-2");
   await api("POST", `/v1/jobs/${rep.job.id}/heartbeat`, { token: rep.token, progress: { fraction: 0.6, step: "render" } });
   const waiting = (await api("GET", "/v1/queues/emails/jobs?state=queued&limit=20")).body.jobs;
   const target = waiting.find((j) => j.waiting_on && j.waiting_on.reason === "key") || waiting[0];
@@ -43,9 +44,9 @@ try {
   await page.waitForTimeout(300);
   await page.screenshot({ path: `${docs}/dashboard-queue.png`, fullPage: false });
   await page.goto(srv.base + `/jobs/${rep.job.id}`);
-  await waitUntil("job view", () => page.locator("#attempts").count());
+  await waitUntil("job view", () => page.locator("#attempts li").count());
   await page.waitForTimeout(300);
-  await page.screenshot({ path: `${docs}/dashboard-job.png` });
+  await page.screenshot({ path: `${docs}/dashboard-job.png`, fullPage: true });
   await page.goto(srv.base + `/jobs/${target.id}`);
   await waitUntil("job view", () => page.locator("#waiting-on").count());
   await page.screenshot({ path: `${docs}/dashboard-job-waiting.png` });

@@ -73,7 +73,7 @@ export function render(main, { id }, ctx) {
       ),
       block("Payload", j.payload, "payload"),
       j.result !== null ? block("Result", j.result, "result") : null,
-      j.error !== null ? block("Error", j.error, "error") : null,
+      j.error !== null ? block(j.state === "failed" ? "Error" : "Error of an earlier attempt", j.error, "error") : null,
       h("h2", {}, "Attempts"),
       timeline(attempts),
     );

@@ -10,6 +10,16 @@ import { h, replace } from "../dom.js";
 import { age, duration, num, STATES } from "../format.js";
 import { debounced, live } from "../live.js";
 
+/** A chart of the last hour and, beside it, the last minute's value in words. */
+function chartCell(values, label, cls, words) {
+  const last = values[values.length - 1];
+  return h(
+    "td",
+    { class: "chart-cell" },
+    h("div", { class: "chart-row" }, bars(values, { label, cls }), h("span", { class: "chart-now", title: "this minute" }, words(last))),
+  );
+}
+
 export function render(main, _params, ctx) {
   ctx.crumbs(["queues"]);
   const series = new Series();
@@ -64,14 +74,14 @@ export function render(main, _params, ctx) {
         h("a", { href: ctx.link(`queues/${seg(name)}`) }, name),
         q.paused ? h("span", { class: "badge paused" }, "paused") : null,
       ),
-      STATES.map((s) => h("td", { class: `num state-${s}`, dataset: { state: s } }, num(q.counts[s]))),
+      STATES.map((s) =>
+        h("td", { class: `num state-${s}${q.counts[s] ? "" : " zero"}`, dataset: { state: s } }, num(q.counts[s])),
+      ),
       h("td", { class: "num" }, `${num(q.counts.running)} / ${num(q.concurrency)}`),
       h("td", { class: "oldest" }, oldest ? age(oldest.enqueued_at) : "–"),
-      h("td", { class: "chart-cell" }, bars(series.throughput(name), { label: (m) => `finished per minute (max ${m})` })),
-      h(
-        "td",
-        { class: "chart-cell" },
-        bars(series.latency(name), { label: (m) => `mean wait from ready to start (max ${duration(m)})`, cls: "latency" }),
+      chartCell(series.throughput(name), (m) => `finished per minute (max ${m})`, "", (v) => `${v ?? 0}/min`),
+      chartCell(series.latency(name), (m) => `mean wait from ready to start (max ${duration(m)})`, "latency", (v) =>
+        v === null ? "–" : duration(v),
       ),
     );
   }
