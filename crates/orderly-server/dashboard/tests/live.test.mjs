@@ -55,6 +55,33 @@ test("a job appears and moves queued → running → succeeded without a reload"
   await page.locator('#queues tr[data-queue="life"] td[data-state="succeeded"]', { hasText: "1" }).waitFor();
 });
 
+test("the queue view pages by cursor and filters by state", async () => {
+  const jobs = Array.from({ length: 60 }, (_, i) => ({ payload: { i } }));
+  const r = await srv.api("POST", "/v1/queues/paged/jobs/batch", { jobs });
+  assert.equal(r.status, 202);
+  const [lease] = await claim(srv.api, "paged", "pager");
+  await complete(srv.api, lease);
+  await page.goto(`${srv.base}/queues/paged`);
+  await waitUntil("a full first page", async () => (await page.locator("#jobs tr[data-job]").count()) === 50);
+  const seqs = async () => page.locator("#jobs tr[data-job] td:first-child").allTextContents();
+  const first = await seqs();
+  assert.deepEqual(first.map(Number), Array.from({ length: 50 }, (_, i) => r.body.jobs[0].seq + i), "seq order");
+  await page.locator("#next-page").click();
+  await waitUntil("the second page", async () => (await page.locator("#jobs tr[data-job]").count()) === 10);
+  assert.equal(Number((await seqs())[0]), r.body.jobs[50].seq, "the page after the cursor");
+  assert.match(page.url(), /after=/);
+  await page.goBack();
+  await waitUntil("the first page again", async () => (await page.locator("#jobs tr[data-job]").count()) === 50);
+  await page.locator("#state-filter").selectOption("succeeded");
+  await waitUntil("only the succeeded job", async () => (await page.locator("#jobs tr[data-job]").count()) === 1);
+  assert.equal(await page.locator("#jobs tr[data-job]").getAttribute("data-job"), lease.job.id);
+  assert.match(page.url(), /state=succeeded/);
+  // The positions of the waiting ones count from 0, in seq order.
+  await page.locator("#state-filter").selectOption("queued");
+  await waitUntil("the queued ones", async () => (await page.locator("#jobs tr[data-job]").count()) === 50);
+  assert.equal(await page.locator("#jobs tr[data-job] td:nth-child(4)").first().textContent(), "0");
+});
+
 test("waiting_on changes when the job ahead of it finishes", async () => {
   await srv.api("PUT", "/v1/queues/why", { concurrency: 5 });
   const first = await enqueue(srv.api, "why", { key: "acct-1", payload: { step: 1 } });
