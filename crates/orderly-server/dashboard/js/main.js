@@ -20,6 +20,7 @@ import * as job from "./views/job.js";
 const main = document.getElementById("view");
 const crumbs = document.getElementById("crumbs");
 let stop = () => {};
+let prompting = false;
 
 /** The overview's URL: the root, without its slash inside a mount
  * (`nest("/orderly", …)` answers `/orderly`, not `/orderly/`). */
@@ -76,6 +77,7 @@ const ctx = {
 function render() {
   stop();
   stop = () => {};
+  prompting = false;
   const [view, params] = route();
   main.replaceChildren();
   if (!view) {
@@ -89,8 +91,6 @@ function render() {
     ctx.fail(e);
   }
 }
-
-let prompting = false;
 
 /** The login prompt: the token is kept for this tab only (sessionStorage). */
 function login(message) {

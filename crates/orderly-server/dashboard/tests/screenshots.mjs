@@ -39,10 +39,13 @@ try {
   await page.locator("#queues tbody tr").nth(2).waitFor();
   await page.waitForTimeout(300);
   await page.screenshot({ path: `${docs}/dashboard-overview.png` });
-  await page.goto(srv.base + "/queues/emails");
+  // From seq 10 on: the last finished jobs, the running ones and the line.
+  await page.setViewportSize({ width: 1360, height: 1000 });
+  await page.goto(srv.base + "/queues/emails?after=9");
   await page.locator("#jobs tbody tr").nth(5).waitFor();
   await page.waitForTimeout(300);
-  await page.screenshot({ path: `${docs}/dashboard-queue.png`, fullPage: false });
+  await page.screenshot({ path: `${docs}/dashboard-queue.png` });
+  await page.setViewportSize({ width: 1360, height: 860 });
   await page.goto(srv.base + `/jobs/${rep.job.id}`);
   await waitUntil("job view", () => page.locator("#attempts li").count());
   await page.waitForTimeout(300);

@@ -91,9 +91,12 @@ export function render(main, { queue }, ctx) {
         running.jobs.length ? running.jobs.map((j) => box(j, "running")) : h("span", { class: "muted" }, "nothing"),
         h("span", { class: "arrow" }, "⟵"),
         h("span", { class: "lane-label" }, "next"),
-        next.jobs.length ? next.jobs.map((j) => box(j, "queued")) : h("span", { class: "muted" }, "nothing waiting"),
+        next.jobs.length
+          ? next.jobs.map((j) => box(j, j.waiting_on && j.waiting_on.reason === "key" ? "queued held" : "queued"))
+          : h("span", { class: "muted" }, "nothing waiting"),
         next.next_after ? h("span", { class: "muted" }, "…") : null,
       ),
+      h("p", { class: "muted small" }, "Waiting jobs in seq order; pale ones wait for an earlier job of their key, so later ones may start first."),
     );
   }
 
