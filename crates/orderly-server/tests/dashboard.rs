@@ -248,3 +248,48 @@ async fn without_a_token_the_servers_own_origin_is_accepted_by_ip_address() {
     let (_, q) = app.get("/v1/queues/q").await;
     assert_eq!(q["counts"]["queued"], 5, "only the accepted ones: {q}");
 }
+
+/// What the key view reads: `GET /v1/queues/{q}/jobs?key=` lists that key's
+/// line (its unfinished jobs, by seq, with their positions and why they
+/// wait); a finished state with a key, or a bad key, is a clear `400`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_list_of_a_key_is_its_line() {
+    let app = TestApp::new();
+    app.configure("q", json!({"concurrency": 3})).await;
+    let a1 = app.enqueue("q", json!({"key": "a/1", "payload": 1})).await;
+    app.enqueue("q", json!({"key": "b", "payload": 2})).await;
+    let a2 = app.enqueue("q", json!({"key": "a/1", "payload": 3})).await;
+    let leases = app.claim("q", "w", 3).await;
+    assert_eq!(leases.len(), 2, "one per key");
+    let (status, body) = app.get("/v1/queues/q/jobs?key=a%2F1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jobs = body["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 2, "{body}");
+    assert_eq!(jobs[0]["id"], a1["id"]);
+    assert_eq!(jobs[0]["state"], "running");
+    assert_eq!(jobs[1]["id"], a2["id"]);
+    assert_eq!(jobs[1]["waiting_on"]["reason"], "key", "{body}");
+    assert_eq!(jobs[1]["waiting_on"]["job"], a1["id"]);
+    assert_eq!(jobs[1]["key_position"], 1);
+    let (_, body) = app.get("/v1/queues/q/jobs?key=a%2F1&state=queued").await;
+    assert_eq!(body["jobs"].as_array().map(Vec::len), Some(1), "{body}");
+    for (path, code, names) in [
+        (
+            "/v1/queues/q/jobs?key=a%2F1&state=succeeded",
+            "invalid_value",
+            "state",
+        ),
+        ("/v1/queues/q/jobs?key=", "invalid_key", "key"),
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(names),
+            "{path}: {body}"
+        );
+    }
+}
