@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Bearer token required by the API (all routes but /healthz).
     #[arg(long, env = "ORDERLY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Read-only bearer token: may read everything (API GETs, events, metrics,
+    /// dashboard) and change nothing (403). Needs --token.
+    #[arg(long, env = "ORDERLY_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
     /// Allow a non-loopback --listen address without a token.
     #[arg(long, env = "ORDERLY_INSECURE")]
     pub insecure: bool,
@@ -126,6 +130,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.token.as_deref() == Some("") {
         bail!("--token is empty");
     }
+    match (&args.token, args.read_token.as_deref()) {
+        (_, Some("")) => bail!("--read-token is empty"),
+        (None, Some(_)) => bail!(
+            "--read-token needs --token: without a full token nothing could change the server over HTTP"
+        ),
+        (Some(t), Some(r)) if t == r => bail!("--read-token must differ from --token"),
+        _ => {}
+    }
     let options = SqliteOptions {
         data_dir: args.data_dir.clone(),
         durability: args.durability.into(),
@@ -176,6 +188,7 @@ async fn serve(
 ) -> anyhow::Result<ShutdownReport> {
     let config = ServerConfig {
         token: args.token.clone(),
+        read_token: args.read_token.clone(),
         max_payload_bytes: args.max_payload_bytes,
         max_body_bytes: args.max_body_bytes,
         header_timeout: args.header_timeout,

@@ -298,6 +298,33 @@ async fn serve_refuses_a_public_address_without_a_token() {
     );
 }
 
+/// `--read-token` needs a full `--token` beside it, and a different one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_refuses_a_read_token_alone_or_equal_to_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["--read-token", "r"][..], "--read-token needs --token"),
+        (&["--token", "t", "--read-token", "t"][..], "must differ"),
+        (
+            &["--token", "t", "--read-token", ""][..],
+            "--read-token is empty",
+        ),
+    ] {
+        let mut cmd = orderly();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args);
+        let out = run_bounded(cmd, Duration::from_secs(20)).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "serve {args:?}: {}",
+            show(&out)
+        );
+        assert!(!stderr.contains("listening on"), "{}", show(&out));
+    }
+}
+
 /// Contract §10: with `--token` the API needs the bearer token; `/healthz` stays open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_guards_the_api_but_not_healthz() {

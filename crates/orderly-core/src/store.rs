@@ -342,6 +342,10 @@ pub struct ListParams {
     pub queue: String,
     /// Only this state.
     pub state: Option<JobState>,
+    /// Only this key's line: its unfinished (`scheduled`, `queued`,
+    /// `running`) jobs, read through the key's own index (a finished job
+    /// has left its key's line). Combined with `state`, that state of them.
+    pub key: Option<String>,
     /// Only `seq > after` (cursor).
     pub after: Option<i64>,
     /// Page size.

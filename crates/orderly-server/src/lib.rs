@@ -19,8 +19,11 @@
 //! - [`metrics`] serves `GET /metrics` (behind the token like the API) and
 //!   counts every request by route template.
 //!
-//! `/openapi.json` and the dashboard come later; they will be routes here
-//! beside the others.
+//! - [`routes::dashboard`] serves the web dashboard: its page and assets,
+//!   embedded in the binary, open like `/healthz` (they hold no data; the
+//!   page asks for the token and every API call it makes carries it).
+//!
+//! `/openapi.json` comes later; it will be a route here beside the others.
 
 pub mod convert;
 pub mod error;
@@ -52,6 +55,9 @@ pub use crate::service::{Limits, Service};
 pub struct ServerConfig {
     /// Bearer token required on every route but `/healthz`; `None` leaves the API open.
     pub token: Option<String>,
+    /// A second bearer token that may read everything (`GET`) and change
+    /// nothing (`403 read_only`); with it set, reads need a token too.
+    pub read_token: Option<String>,
     /// Largest job payload, in bytes of JSON.
     pub max_payload_bytes: usize,
     /// Largest request body of batch routes.
@@ -96,6 +102,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             token: None,
+            read_token: None,
             max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD_BYTES,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
@@ -150,7 +157,8 @@ impl AppState {
 }
 
 /// The whole HTTP API: `/v1/…` and `/metrics` behind the optional token, and
-/// an open `/healthz`; every request is counted by its route template.
+/// an open `/healthz` and dashboard (`/`, `/queues/…`, `/jobs/…`,
+/// `/dashboard/…`); every request is counted by its route template.
 pub fn router(state: AppState) -> Router {
     let body_timeout = extract::BodyTimeout(state.config.body_timeout);
     let api = routes::api(&state)
@@ -161,6 +169,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::system::method_not_allowed);
     Router::new()
         .route("/healthz", get(routes::system::healthz))
+        .merge(routes::dashboard::routes())
         .merge(api)
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)

@@ -555,12 +555,48 @@ impl Service {
         after: Option<i64>,
         limit: Option<u32>,
     ) -> Result<Vec<Job>, ServiceError> {
+        self.list_in(queue, None, state, after, limit).await
+    }
+
+    /// A page of one key's line in a queue: its unfinished jobs by `seq`
+    /// (`state`, if given, must be `scheduled`, `queued` or `running`).
+    pub async fn list_key(
+        &self,
+        queue: &str,
+        key: &str,
+        state: Option<JobState>,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Job>, ServiceError> {
+        validate::key(key)?;
+        if let Some(s) = state.filter(|s| s.is_finished()) {
+            return Err(ValidationError::value(
+                "state",
+                format!(
+                    "is {}, but a key's list holds its line: its unfinished jobs (scheduled, queued, running); leave out key= to list finished jobs",
+                    s.as_str()
+                ),
+            )
+            .into());
+        }
+        self.list_in(queue, Some(key), state, after, limit).await
+    }
+
+    async fn list_in(
+        &self,
+        queue: &str,
+        key: Option<&str>,
+        state: Option<JobState>,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Job>, ServiceError> {
         validate::queue_name(queue)?;
         let limit = validate::list_limit(limit)?;
         let mut jobs = self
             .store
             .job_list(ListParams {
                 queue: queue.to_string(),
+                key: key.map(str::to_string),
                 state,
                 after,
                 limit,

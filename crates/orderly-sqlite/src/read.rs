@@ -195,8 +195,20 @@ pub(crate) fn job_get(conn: &Connection, id: &str) -> Res<Option<Job>> {
 /// A page of a queue's jobs.
 pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
     let after = p.after.unwrap_or(0);
-    let mut jobs: Vec<Job> = match p.state {
-        Some(state) => {
+    let mut jobs: Vec<Job> = match (&p.key, p.state) {
+        (Some(key), state) => {
+            let mut stmt = conn
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE_OF_KEY))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(
+                    params![p.queue, key, state.map(|s| s.as_str()), after, p.limit],
+                    job_from_row,
+                )
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        }
+        (None, Some(state)) => {
             let mut stmt = conn
                 .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE_IN_STATE))
                 .map_err(map_err)?;
@@ -208,7 +220,7 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         }
-        None => {
+        (None, None) => {
             let mut stmt = conn
                 .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE))
                 .map_err(map_err)?;

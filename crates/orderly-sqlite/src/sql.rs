@@ -76,6 +76,12 @@ pub const WAITING_BETWEEN: &str = "SELECT count(*) FROM jobs WHERE queue = ?1 AN
 /// A page of a queue's jobs of every state, in `seq` order from a cursor,
 /// after `SELECT` and the columns. (`jobs_queue_seq`, schema v5)
 pub const JOB_PAGE: &str = "FROM jobs WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+/// A page of one key's line (its unfinished jobs, optionally of state ?3),
+/// after `SELECT` and the columns. (`jobs_key_line`: bounded by the key's
+/// unfinished jobs, whatever else the queue holds)
+pub const JOB_PAGE_OF_KEY: &str = "FROM jobs INDEXED BY jobs_key_line \
+    WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') \
+    AND (?3 IS NULL OR state = ?3) AND seq > ?4 ORDER BY seq LIMIT ?5";
 /// A page of a queue's jobs in one state, after `SELECT` and the columns.
 /// (`jobs_by_state`)
 pub const JOB_PAGE_IN_STATE: &str =
@@ -166,12 +172,13 @@ mod tests {
             super::START_LOG_PAGE
         );
         // What the API serves at any backlog: a job's position, a page of a
-        // queue's jobs (with and without `state=`), a queue's counts and the
+        // queue's jobs (with and without `state=`, and one key's line), a queue's counts and the
         // list of queues. Each reads an index or a trigger-kept table by
         // key: no table scan, no sort.
         let columns = crate::rows::JOB_COLUMNS;
         let page = format!("SELECT {columns} {}", super::JOB_PAGE);
         let page_in_state = format!("SELECT {columns} {}", super::JOB_PAGE_IN_STATE);
+        let page_of_key = format!("SELECT {columns} {}", super::JOB_PAGE_OF_KEY);
         for (query, wants) in [
             (
                 super::POSITION,
@@ -189,6 +196,10 @@ mod tests {
             (
                 page_in_state.as_str(),
                 &["SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)"],
+            ),
+            (
+                page_of_key.as_str(),
+                &["SEARCH jobs USING INDEX jobs_key_line (queue=? AND key=? AND seq>?)"],
             ),
             (
                 super::QUEUE_COUNTS,

@@ -103,6 +103,7 @@ async fn paged(
         let page = store
             .job_list(ListParams {
                 queue: queue.into(),
+                key: None,
                 state,
                 after,
                 limit,

@@ -143,6 +143,7 @@ macro_rules! store_conformance_tests {
             writes_report_what_they_changed,
             changes_carry_times_and_lease_loss,
             job_list_pages_by_seq,
+            job_list_of_a_key_is_its_line,
             queue_configure_and_counts,
             retention_purge_deletes_only_old_finished_jobs,
             start_no_increases_in_start_order,
