@@ -421,6 +421,24 @@ pub trait Store: Send + Sync + 'static {
     /// queues' starts. A queue without starts (or never used) has an empty log.
     async fn start_list(&self, params: StartListParams) -> Result<Vec<StartRecord>, StoreError>;
 
+    /// The latest `limit` starts of a queue, oldest first, each as its
+    /// job's attempt history shows it (`ended_at` and `outcome` once the
+    /// attempt ended). What a restarted server seeds its estimates from
+    /// (`eta`): an index read from the end of the queue's start log, whose
+    /// cost follows `limit`, not the log's length. A queue without starts
+    /// (or never used) has none.
+    ///
+    /// The default answers none (the estimates then start blind after a
+    /// restart); the conformance suite expects a store to implement it.
+    async fn start_latest(
+        &self,
+        queue: &str,
+        limit: u32,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let _ = (queue, limit);
+        Ok(Vec::new())
+    }
+
     /// A page of a queue's jobs ordered by `seq`.
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError>;
 

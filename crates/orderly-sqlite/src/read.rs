@@ -69,24 +69,46 @@ fn with_position(conn: &Connection, mut job: Job) -> Res<Job> {
     Ok(job)
 }
 
+/// The unfinished jobs of `key` ahead of `seq` (`sql::KEY_POSITION`, a
+/// bounded read at any key length) and, when there are some, the first of
+/// them: the one holding the key (`sql::KEY_HEAD`, one index entry).
+pub(crate) fn key_line(
+    conn: &Connection,
+    queue: &str,
+    key: &str,
+    seq: i64,
+) -> Res<(u64, Option<String>)> {
+    let ahead: i64 = conn
+        .prepare_cached(sql::KEY_POSITION)
+        .and_then(|mut s| s.query_row(params![queue, key, seq], |r| r.get(0)))
+        .map_err(map_err)?;
+    if ahead <= 0 {
+        return Ok((0, None));
+    }
+    let head = conn
+        .prepare_cached(sql::KEY_HEAD)
+        .and_then(|mut s| {
+            s.query_row(params![queue, key, seq], |r| r.get::<_, String>(0))
+                .optional()
+        })
+        .map_err(map_err)?;
+    Ok((ahead as u64, head))
+}
+
 /// Sets `key_position` and `wait_facts` of a waiting job from its queue's
 /// `config` and `running` count (read in the same snapshot) and its key's
-/// line (`sql::KEY_POSITION`, `sql::KEY_HEAD`).
-fn fill_wait(conn: &Connection, job: &mut Job, config: &QueueConfig, running: u64) -> Res<()> {
+/// line ([`key_line`]).
+pub(crate) fn fill_wait(
+    conn: &Connection,
+    job: &mut Job,
+    config: &QueueConfig,
+    running: u64,
+) -> Res<()> {
     let mut key_head = None;
     if let Some(key) = &job.key {
-        let ahead: i64 = conn
-            .prepare_cached(sql::KEY_POSITION)
-            .and_then(|mut s| s.query_row(params![job.queue, key, job.seq], |r| r.get(0)))
-            .map_err(map_err)?;
-        job.key_position = Some(ahead.max(0) as u64);
-        key_head = conn
-            .prepare_cached(sql::KEY_HEAD)
-            .and_then(|mut s| {
-                s.query_row(params![job.queue, key, job.seq], |r| r.get::<_, String>(0))
-                    .optional()
-            })
-            .map_err(map_err)?;
+        let (ahead, head) = key_line(conn, &job.queue, key, job.seq)?;
+        job.key_position = Some(ahead);
+        key_head = head;
     }
     job.wait_facts = Some(WaitFacts {
         paused: config.paused,
@@ -98,11 +120,14 @@ fn fill_wait(conn: &Connection, job: &mut Job, config: &QueueConfig, running: u6
     Ok(())
 }
 
-/// Sets `key_position` and `wait_facts` on every waiting job of a page
-/// (each queue's configuration and running count read once).
-fn fill_waits(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
+/// Sets `key_position` and `wait_facts` on every waiting job of a page that
+/// has none (each queue's configuration and running count read once).
+pub(crate) fn fill_waits(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
     let mut queues: std::collections::HashMap<String, (QueueConfig, u64)> = Default::default();
-    for job in jobs.iter_mut().filter(|j| j.state.is_waiting()) {
+    for job in jobs
+        .iter_mut()
+        .filter(|j| j.state.is_waiting() && j.wait_facts.is_none())
+    {
         if !queues.contains_key(&job.queue) {
             let config = queue_row(conn, &job.queue)?.unwrap_or_default();
             let running = running_count(conn, &job.queue)?;
@@ -243,18 +268,9 @@ pub(crate) fn job_attempts(conn: &Connection, id: &str) -> Res<Vec<AttemptRecord
     while let Some(start_no) = next {
         let row = stmt
             .query_row(params![start_no, id], |r| {
-                let c = Cols::of(r);
                 Ok((
-                    AttemptRecord {
-                        attempt: c.get("attempt")?,
-                        start_no: c.get("start_no")?,
-                        worker: c.get("worker")?,
-                        started_at: c.get("started_at")?,
-                        ended_at: c.get("ended_at")?,
-                        outcome: c.get("outcome")?,
-                        error: c.json("error")?,
-                    },
-                    c.get::<Option<i64>>("prev_start_no")?,
+                    attempt_from_row(r)?,
+                    Cols::of(r).get::<Option<i64>>("prev_start_no")?,
                 ))
             })
             .optional()
@@ -264,6 +280,31 @@ pub(crate) fn job_attempts(conn: &Connection, id: &str) -> Res<Vec<AttemptRecord
         // Strictly older, so a damaged chain cannot loop.
         next = prev.filter(|p| *p < start_no);
     }
+    out.reverse();
+    Ok(out)
+}
+
+/// One start record as an attempt.
+fn attempt_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRecord> {
+    let c = Cols::of(r);
+    Ok(AttemptRecord {
+        attempt: c.get("attempt")?,
+        start_no: c.get("start_no")?,
+        worker: c.get("worker")?,
+        started_at: c.get("started_at")?,
+        ended_at: c.get("ended_at")?,
+        outcome: c.get("outcome")?,
+        error: c.json("error")?,
+    })
+}
+
+/// The latest `limit` starts of `queue`, oldest first (`sql::START_LATEST`).
+pub(crate) fn start_latest(conn: &Connection, queue: &str, limit: u32) -> Res<Vec<AttemptRecord>> {
+    let mut stmt = conn.prepare_cached(sql::START_LATEST).map_err(map_err)?;
+    let rows = stmt
+        .query_map(params![queue, limit], attempt_from_row)
+        .map_err(map_err)?;
+    let mut out: Vec<AttemptRecord> = rows.collect::<rusqlite::Result<_>>().map_err(map_err)?;
     out.reverse();
     Ok(out)
 }
