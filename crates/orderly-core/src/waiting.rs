@@ -130,6 +130,9 @@ pub struct RecentPace<'a> {
     /// How long its recently ended attempts ran (each from its start to the
     /// report or timeout that ended it).
     pub runs: &'a [Millis],
+    /// How long a key's next job took to start after the one before it
+    /// ended, when it was already waiting then (a key's handoff).
+    pub handoffs: &'a [Millis],
 }
 
 /// The smallest and largest of `values`; `None` when empty.
@@ -150,12 +153,13 @@ fn span(values: impl Iterator<Item = Millis>) -> Option<(Millis, Millis)> {
 /// `now + position × g_lo` and `now + (position + 1) × g_hi`.
 ///
 /// The key: the jobs of its key ahead run one after another before it.
-/// With the shortest and longest recent run times `r_lo` and `r_hi`, the
-/// first of them may be running already (nearly done), each of the others
-/// runs at least `r_lo`, and each of them, handed the key, starts within a
-/// gap and runs at most `r_hi`: it starts between
+/// With the shortest and longest recent run times `r_lo` and `r_hi`, and
+/// the longest recent handoff `h_hi` (or `g_hi` if longer, or without one),
+/// the first of them may be running already (nearly done), each of the
+/// others runs at least `r_lo`, and each handoff of the key takes at most
+/// `h_hi` and each run at most `r_hi`: it starts between
 /// `now + (key_position − 1) × r_lo` and
-/// `now + key_position × (r_hi + g_hi)`.
+/// `now + key_position × (r_hi + h_hi)`.
 ///
 /// The estimate is the later of the two bounds on each side (both must
 /// hold), and neither is before `not_before` (its `run_at`). `None` when
@@ -183,9 +187,10 @@ pub fn estimate_start(
         let (r_lo, r_hi) = span(recent.runs.iter().map(|r| (*r).max(0)))?;
         let k = cap(key_position);
         let g_hi = gaps.map_or(0, |(_, hi)| hi);
+        let h_hi = span(recent.handoffs.iter().copied()).map_or(g_hi, |(_, hi)| hi.max(g_hi));
         let key = (
             now.saturating_add((k - 1).saturating_mul(r_lo)),
-            now.saturating_add(k.saturating_mul(r_hi.saturating_add(g_hi))),
+            now.saturating_add(k.saturating_mul(r_hi.saturating_add(h_hi))),
         );
         match line {
             Some((e, l)) => (e.max(key.0), l.max(key.1)),
@@ -319,7 +324,11 @@ mod tests {
     }
 
     fn starts(starts: &[Millis]) -> RecentPace<'_> {
-        RecentPace { starts, runs: &[] }
+        RecentPace {
+            starts,
+            runs: &[],
+            handoffs: &[],
+        }
     }
 
     #[test]
@@ -355,9 +364,10 @@ mod tests {
     #[test]
     fn a_job_behind_its_key_waits_for_the_key_line_to_run() {
         // Starts 10 ms apart (other keys run fast), runs of 50 to 80 ms.
-        let recent = RecentPace {
+        let mut recent = RecentPace {
             starts: &[0, 10, 20],
             runs: &[50, 80],
+            handoffs: &[],
         };
         // 3 of its key ahead: the first may be nearly done, two more run at
         // least 50 ms each; each starts within 10 ms and runs at most 80 ms.
@@ -378,10 +388,15 @@ mod tests {
                 latest: 2_010
             }
         );
+        // A key's handoffs longer than the queue's gaps bound each one.
+        recent.handoffs = &[4, 30];
+        let eta = estimate_start(&recent, 1, 3, 1_000, 0).expect("eta");
+        assert_eq!(eta.latest, 1_330);
         // Timed runs but fewer than two starts: the key alone.
         let recent = RecentPace {
             starts: &[5],
             runs: &[50],
+            handoffs: &[],
         };
         let eta = estimate_start(&recent, 0, 2, 1_000, 0).expect("eta");
         assert_eq!(

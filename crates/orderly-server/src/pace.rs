@@ -15,10 +15,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use orderly_core::rules::{estimate_start, waiting_reason, ReasonFacts, RecentPace};
-use orderly_core::{AttemptRecord, Changes, Job, JobState, Millis, Store, WaitingOn};
+use orderly_core::{Changes, Job, JobState, LatestStart, Millis, Store, WaitingOn};
 
 /// Starts and run times remembered per queue for the estimate.
 pub const WINDOW: usize = 32;
+
+/// Run times remembered per key, for the estimate of a job behind its key.
+pub const KEY_WINDOW: usize = 8;
+
+/// Keys per queue whose run times are remembered (the least recently run
+/// are forgotten first): memory stays bounded however many keys come and go.
+pub const KEYS: usize = 1_024;
 
 /// The `reason`s of an attempt's error that say it ended without a report
 /// (its lease ran out, or its runner gave it up): its length is not a run time.
@@ -29,12 +36,64 @@ struct QueuePace {
     last_claim: Option<Millis>,
     starts: VecDeque<Millis>,
     runs: VecDeque<Millis>,
+    /// Recent run times of the queue's keys, and the keys by their last run
+    /// (oldest first; at most [`KEYS`]).
+    key_runs: HashMap<String, KeyPace>,
+    key_order: VecDeque<String>,
     /// Seeded from the store's start log (or nothing was there to seed from).
     seeded: bool,
 }
 
-fn push(window: &mut VecDeque<Millis>, value: Millis) {
-    if window.len() == WINDOW {
+/// What one key's recent jobs measured.
+#[derive(Default)]
+struct KeyPace {
+    runs: VecDeque<Millis>,
+    handoffs: VecDeque<Millis>,
+    /// When its last attempt ended.
+    last_end: Option<Millis>,
+}
+
+impl QueuePace {
+    /// The pace of `key`, made the most recently used (forgetting the least
+    /// recently used key beyond [`KEYS`]).
+    fn key(&mut self, key: &str) -> &mut KeyPace {
+        if let Some(i) = self.key_order.iter().position(|k| k == key) {
+            self.key_order.remove(i);
+        } else if self.key_order.len() == KEYS {
+            if let Some(old) = self.key_order.pop_front() {
+                self.key_runs.remove(&old);
+            }
+        }
+        self.key_order.push_back(key.to_string());
+        self.key_runs.entry(key.to_string()).or_default()
+    }
+
+    /// An attempt of a job with `key` ran for `ms`, ending at `end`.
+    fn ran(&mut self, key: Option<&str>, ms: Millis, end: Millis) {
+        push(&mut self.runs, ms, WINDOW);
+        if let Some(key) = key {
+            let k = self.key(key);
+            push(&mut k.runs, ms, KEY_WINDOW);
+            k.last_end = Some(end);
+        }
+    }
+
+    /// A job with `key`, enqueued at `enqueued_at`, started at `at`: if it
+    /// was waiting when its key's previous attempt ended, the time between
+    /// is a handoff of the key.
+    fn started(&mut self, key: Option<&str>, enqueued_at: Millis, at: Millis) {
+        push(&mut self.starts, at, WINDOW);
+        let Some(key) = key else { return };
+        if let Some(k) = self.key_runs.get_mut(key) {
+            if let Some(end) = k.last_end.take().filter(|e| enqueued_at <= *e) {
+                push(&mut k.handoffs, (at - end).max(0), KEY_WINDOW);
+            }
+        }
+    }
+}
+
+fn push(window: &mut VecDeque<Millis>, value: Millis, size: usize) {
+    if window.len() == size {
         window.pop_front();
     }
     window.push_back(value);
@@ -76,10 +135,13 @@ impl Pace {
     pub fn observe(&self, changes: &Changes) {
         for c in &changes.jobs {
             if c.to == JobState::Running {
-                self.with(&c.queue, |q| push(&mut q.starts, c.at));
+                self.with(&c.queue, |q| {
+                    q.started(c.key.as_deref(), c.enqueued_at, c.at)
+                });
             } else if c.from == Some(JobState::Running) && !c.lease_lost {
                 if let Some(started) = c.started_at {
-                    self.with(&c.queue, |q| push(&mut q.runs, (c.at - started).max(0)));
+                    let ms = (c.at - started).max(0);
+                    self.with(&c.queue, |q| q.ran(c.key.as_deref(), ms, c.at));
                 }
             }
         }
@@ -103,7 +165,7 @@ impl Pace {
     /// Seeds `queue`'s history from `latest`, the end of its start log
     /// (oldest first), which holds every start and end this process saw
     /// too; later changes add to it as usual. Once per queue.
-    pub fn seed(&self, queue: &str, latest: &[AttemptRecord]) {
+    pub fn seed(&self, queue: &str, latest: &[LatestStart]) {
         self.with(queue, |q| {
             if q.seeded {
                 return;
@@ -111,8 +173,10 @@ impl Pace {
             q.seeded = true;
             q.starts.clear();
             q.runs.clear();
+            q.key_runs.clear();
+            q.key_order.clear();
             for a in latest {
-                push(&mut q.starts, a.started_at);
+                push(&mut q.starts, a.start.started_at, WINDOW);
                 let lost = a
                     .error
                     .as_ref()
@@ -120,7 +184,8 @@ impl Pace {
                     .and_then(|r| r.as_str())
                     .is_some_and(|r| NOT_A_RUN.contains(&r));
                 if let (Some(ended), false) = (a.ended_at, lost) {
-                    push(&mut q.runs, (ended - a.started_at).max(0));
+                    let ms = (ended - a.start.started_at).max(0);
+                    q.ran(a.start.key.as_deref(), ms, ended);
                 }
             }
         });
@@ -145,11 +210,16 @@ impl Pace {
     /// its `wait_facts`; leaves any other job as it is.
     pub fn explain(&self, job: &mut Job, now: Millis) {
         let Some(store) = &job.wait_facts else { return };
-        let (last_claim, starts, runs) = self.with(&job.queue, |q| {
+        // Behind its key, the key's own run times when it has some, else the queue's.
+        let (last_claim, starts, runs, handoffs) = self.with(&job.queue, |q| {
+            let key = job.key.as_ref().and_then(|k| q.key_runs.get(k));
+            let runs = key.map_or(&q.runs, |k| &k.runs);
             (
                 q.last_claim,
                 q.starts.iter().copied().collect::<Vec<_>>(),
-                q.runs.iter().copied().collect::<Vec<_>>(),
+                runs.iter().copied().collect::<Vec<_>>(),
+                key.map(|k| k.handoffs.iter().copied().collect::<Vec<_>>())
+                    .unwrap_or_default(),
             )
         });
         let idle_ms = now - last_claim.unwrap_or(self.since).max(self.since);
@@ -165,6 +235,7 @@ impl Pace {
         let recent = RecentPace {
             starts: &starts,
             runs: &runs,
+            handoffs: &handoffs,
         };
         // Nothing flows through a paused or unattended queue: no pace to go by.
         job.eta = match reason {

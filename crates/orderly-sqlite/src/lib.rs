@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use orderly_core::{
     AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
-    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams,
-    StartListParams, StartRecord, Store, StoreError,
+    Job, LatestStart, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch,
+    ReportParams, StartListParams, StartRecord, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -396,11 +396,7 @@ impl Store for SqliteStore {
         self.read(move |c| read::job_attempts(c, &id)).await
     }
 
-    async fn start_latest(
-        &self,
-        queue: &str,
-        limit: u32,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
+    async fn start_latest(&self, queue: &str, limit: u32) -> Result<Vec<LatestStart>, StoreError> {
         let queue = queue.to_string();
         self.read(move |c| read::start_latest(c, &queue, limit))
             .await

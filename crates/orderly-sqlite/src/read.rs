@@ -4,8 +4,8 @@
 //! position come from the same snapshot), or inside the writer's.
 
 use orderly_core::{
-    AttemptRecord, Job, JobState, ListParams, Millis, QueueConfig, QueueInfo, StartListParams,
-    StartRecord, StateCounts, StoreError, WaitFacts,
+    AttemptRecord, Job, JobState, LatestStart, ListParams, Millis, QueueConfig, QueueInfo,
+    StartListParams, StartRecord, StateCounts, StoreError, WaitFacts,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -299,14 +299,36 @@ fn attempt_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRecord> {
 }
 
 /// The latest `limit` starts of `queue`, oldest first (`sql::START_LATEST`).
-pub(crate) fn start_latest(conn: &Connection, queue: &str, limit: u32) -> Res<Vec<AttemptRecord>> {
+pub(crate) fn start_latest(conn: &Connection, queue: &str, limit: u32) -> Res<Vec<LatestStart>> {
     let mut stmt = conn.prepare_cached(sql::START_LATEST).map_err(map_err)?;
     let rows = stmt
-        .query_map(params![queue, limit], attempt_from_row)
+        .query_map(params![queue, limit], |r| {
+            let c = Cols::of(r);
+            Ok(LatestStart {
+                start: start_from_row(r)?,
+                ended_at: c.get("ended_at")?,
+                outcome: c.get("outcome")?,
+                error: c.json("error")?,
+            })
+        })
         .map_err(map_err)?;
-    let mut out: Vec<AttemptRecord> = rows.collect::<rusqlite::Result<_>>().map_err(map_err)?;
+    let mut out: Vec<LatestStart> = rows.collect::<rusqlite::Result<_>>().map_err(map_err)?;
     out.reverse();
     Ok(out)
+}
+
+/// One row of the start log.
+fn start_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StartRecord> {
+    let c = Cols::of(r);
+    Ok(StartRecord {
+        start_no: c.get("start_no")?,
+        seq: c.get("seq")?,
+        job_id: c.get("job_id")?,
+        key: c.get("key")?,
+        attempt: c.get("attempt")?,
+        worker: c.get("worker")?,
+        started_at: c.get("started_at")?,
+    })
 }
 
 /// A page of a queue's start log, in `start_no` order (`sql::START_LOG_PAGE`).
@@ -315,18 +337,10 @@ pub(crate) fn start_list(conn: &Connection, p: &StartListParams) -> Res<Vec<Star
         .prepare_cached(crate::sql::START_LOG_PAGE)
         .map_err(map_err)?;
     let rows = stmt
-        .query_map(params![p.queue, p.after.unwrap_or(0), p.limit], |r| {
-            let c = Cols::of(r);
-            Ok(StartRecord {
-                start_no: c.get("start_no")?,
-                seq: c.get("seq")?,
-                job_id: c.get("job_id")?,
-                key: c.get("key")?,
-                attempt: c.get("attempt")?,
-                worker: c.get("worker")?,
-                started_at: c.get("started_at")?,
-            })
-        })
+        .query_map(
+            params![p.queue, p.after.unwrap_or(0), p.limit],
+            start_from_row,
+        )
         .map_err(map_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(map_err)
 }

@@ -108,7 +108,7 @@ pub const START_LOG_PAGE: &str = "SELECT start_no, seq, job_id, key, attempt, wo
 /// what a restarted server seeds its estimates from. (`starts_queue`, read
 /// backwards)
 pub const START_LATEST: &str =
-    "SELECT attempt, start_no, worker, started_at, ended_at, outcome, error \
+    "SELECT start_no, seq, job_id, key, attempt, worker, started_at, ended_at, outcome, error \
     FROM starts WHERE queue = ?1 ORDER BY start_no DESC LIMIT ?2";
 /// Finished jobs that retention deletes, with the head of their start chain.
 /// (`jobs_finished`)

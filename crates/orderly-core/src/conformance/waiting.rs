@@ -5,7 +5,7 @@
 
 use crate::job::{Job, JobState, NewJob};
 use crate::queue::QueuePatch;
-use crate::store::{AttemptRecord, Store};
+use crate::store::{LatestStart, Store};
 
 use super::{
     at, claim_as, complete, configure, enqueue, fail, keyed, nj, retry, try_enqueue, FLAT_BACKOFF,
@@ -130,11 +130,17 @@ pub async fn write_answers_explain_waiting_jobs<S: Store>(store: S) {
     explains_like_a_read(s, &back, "a failed attempt retried").await;
 }
 
-/// `(start_no, job attempt, ended)` of the latest starts.
-fn shape(records: &[AttemptRecord]) -> Vec<(i64, u32, bool)> {
+/// `(start_no, job, ended)` of the latest starts.
+fn shape(records: &[LatestStart]) -> Vec<(i64, &str, bool)> {
     records
         .iter()
-        .map(|r| (r.start_no, r.attempt, r.ended_at.is_some()))
+        .map(|r| {
+            (
+                r.start.start_no,
+                r.start.job_id.as_str(),
+                r.ended_at.is_some(),
+            )
+        })
         .collect()
 }
 
@@ -156,7 +162,13 @@ pub async fn start_latest_reads_the_end_of_the_log<S: Store>(store: S) {
         },
     )
     .await;
-    enqueue(s, q, vec![nj("r1"), nj("r2"), nj("r3"), nj("r4")], T0).await;
+    enqueue(
+        s,
+        q,
+        vec![nj("r1"), nj("r2"), keyed("r3", "K"), nj("r4")],
+        T0,
+    )
+    .await;
     enqueue(s, "other", vec![nj("o1")], T0).await;
     let mut starts = Vec::new();
     for i in 0..3 {
@@ -172,16 +184,17 @@ pub async fn start_latest_reads_the_end_of_the_log<S: Store>(store: S) {
     let latest = s.start_latest(q, 2).await.expect("start_latest");
     assert_eq!(
         shape(&latest),
-        [(starts[2], 1, true), (starts[3], 1, false)],
+        [(starts[2], "r3", true), (starts[3], "r4", false)],
         "the last two, oldest first; the running one has not ended"
     );
-    assert_eq!(latest[0].started_at, T0 + 20);
+    assert_eq!(latest[0].start.key.as_deref(), Some("K"));
+    assert_eq!(latest[0].start.started_at, T0 + 20);
     assert_eq!(latest[0].ended_at, Some(T0 + 25));
     assert_eq!(latest[0].outcome.as_deref(), Some("succeeded"));
-    assert_eq!(latest[1].started_at, T0 + 100);
+    assert_eq!(latest[1].start.started_at, T0 + 100);
     let all = s.start_latest(q, 100).await.expect("start_latest");
     assert_eq!(
-        all.iter().map(|r| r.start_no).collect::<Vec<_>>(),
+        all.iter().map(|r| r.start.start_no).collect::<Vec<_>>(),
         starts,
         "every start of the queue and none of another"
     );
