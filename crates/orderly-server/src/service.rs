@@ -174,8 +174,9 @@ impl Service {
         Ok(crate::metrics::render(&self.metrics, self.store.as_ref(), now_millis()).await?)
     }
 
-    /// Wakes whoever waits on what `changes` did (see the module docs), and
-    /// counts it for the metrics.
+    /// Wakes whoever waits on what `changes` did (see the module docs),
+    /// counts it for the metrics and records its starts and ended attempts
+    /// in the pace behind `eta` ([`crate::pace`]).
     pub fn wake_for(&self, changes: &Changes) {
         self.events.publish(changes);
         self.pace.observe(changes);
