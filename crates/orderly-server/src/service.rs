@@ -174,10 +174,12 @@ impl Service {
         Ok(crate::metrics::render(&self.metrics, self.store.as_ref(), now_millis()).await?)
     }
 
-    /// Wakes whoever waits on what `changes` did (see the module docs), and
-    /// counts it for the metrics.
+    /// Wakes whoever waits on what `changes` did (see the module docs),
+    /// counts it for the metrics and records its starts and ended attempts
+    /// in the pace behind `eta` ([`crate::pace`]).
     pub fn wake_for(&self, changes: &Changes) {
         self.events.publish(changes);
+        self.pace.observe(changes);
         self.metrics.record(changes);
         for (queue, n) in changes.startable() {
             self.queue_waiters.wake_some(queue, n);
@@ -292,7 +294,29 @@ impl Service {
                 now,
             })
             .await?;
-        Ok(self.woken(out))
+        let out = self.woken(out);
+        let (mut jobs, created): (Vec<Job>, Vec<bool>) =
+            out.into_iter().map(|e| (e.job, e.created)).unzip();
+        self.explain(&mut jobs).await;
+        Ok(jobs
+            .into_iter()
+            .zip(created)
+            .map(|(job, created)| Enqueued { job, created })
+            .collect())
+    }
+
+    /// Sets `waiting_on` and `eta` on the waiting jobs of an answer (see
+    /// [`crate::pace`]): every answer that shows a job explains it as a read does.
+    async fn explain(&self, jobs: &mut [Job]) {
+        self.pace
+            .explain_all(self.store.as_ref(), jobs, now_millis())
+            .await;
+    }
+
+    /// [`Self::explain`] for one job.
+    async fn explained(&self, mut job: Job) -> Job {
+        self.explain(std::slice::from_mut(&mut job)).await;
+        job
     }
 
     fn claim_params(
@@ -346,7 +370,6 @@ impl Service {
                 // ready than it took, or finished some: tell their waiters.
                 let leases = self.woken(out);
                 self.pace.claimed(&params.queue, params.now);
-                self.pace.started(&params.queue, leases.len(), params.now);
                 let done = !leases.is_empty();
                 Ok((leases, done))
             }
@@ -446,7 +469,8 @@ impl Service {
             None => {
                 let mut results = self.store.job_report_many(vec![report]).await;
                 let out = results.pop().unwrap_or(Err(StoreError::Closed))?;
-                Ok((self.woken(out), None))
+                let job = self.woken(out);
+                Ok((self.explained(job).await, None))
             }
             Some(next) => {
                 // The queue is the reported job's; the store fills it in.
@@ -458,6 +482,7 @@ impl Service {
                     .job_report_and_claim(report, params.clone())
                     .await?;
                 let (job, leases) = self.woken(out);
+                let job = self.explained(job).await;
                 if !leases.is_empty() || next.wait_ms == 0 {
                     return Ok((job, Some(leases)));
                 }
@@ -511,28 +536,31 @@ impl Service {
             }
         }
         let mut results = self.store.job_report_many(params).await.into_iter();
-        Ok(slots
-            .into_iter()
-            .map(|s| match s {
+        let mut out = Vec::with_capacity(slots.len());
+        for s in slots {
+            out.push(match s {
                 Some(r) => r,
                 None => match results.next().unwrap_or(Err(StoreError::Closed)) {
-                    Ok(out) => Ok(self.woken(out)),
+                    Ok(done) => {
+                        let job = self.woken(done);
+                        Ok(self.explained(job).await)
+                    }
                     Err(e) => Err(e.into()),
                 },
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
     /// One job.
     pub async fn job(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let mut job = self
+        let job = self
             .store
             .job_get(id)
             .await?
             .ok_or_else(|| StoreError::JobNotFound(id.to_string()))?;
-        self.pace.explain(&mut job, now_millis());
-        Ok(job)
+        Ok(self.explained(job).await)
     }
 
     /// Waits until the job finished or `timeout_ms` passed; returns it either way.
@@ -602,10 +630,7 @@ impl Service {
                 limit,
             })
             .await?;
-        let now = now_millis();
-        for job in &mut jobs {
-            self.pace.explain(job, now);
-        }
+        self.explain(&mut jobs).await;
         Ok(jobs)
     }
 
@@ -639,14 +664,16 @@ impl Service {
     pub async fn cancel(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
         let out = self.store.job_cancel(id, now_millis()).await?;
-        Ok(self.woken(out))
+        let job = self.woken(out);
+        Ok(self.explained(job).await)
     }
 
     /// Puts a failed or cancelled job back in line.
     pub async fn retry(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
         let out = self.store.job_retry(id, now_millis()).await?;
-        Ok(self.woken(out))
+        let job = self.woken(out);
+        Ok(self.explained(job).await)
     }
 
     /// One queue.
