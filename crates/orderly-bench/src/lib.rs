@@ -18,10 +18,13 @@
 //! - **W3 latency**: one idle worker long-polling a concurrency-1 queue; each
 //!   sample enqueues one job and times enqueue call → handler start.
 //! - **W4 backlog** (`--only w4`, not in `all`): enqueue, claim + complete,
-//!   `GET` of the last job (its position checked) and the first list page
-//!   (50), 200 times each, on an empty queue and on one filled with
-//!   `--backlog` jobs (default 1,000,000) by the batch API; p50/p99 of each
-//!   and the ratio. `/metrics` is not measured: the server has none yet.
+//!   `GET` of the last job (its position checked), the first list page
+//!   (50) and a `/metrics` scrape, 200 times each, on an empty queue and on
+//!   one filled with `--backlog` jobs (default 1,000,000; `--big`:
+//!   10,000,000) by the batch API; p50/p99 of each and the ratio, and the
+//!   resident memory (`VmRSS` / `VmHWM`) of the server the bench started,
+//!   before the fill, after it and after the reads, against the target of
+//!   [`RSS_TARGET_MIB`] at [`RSS_TARGET_JOBS`] waiting.
 //! - **In-process drain** (`--only embedded`; not a peers' workload): the W1
 //!   drain by the embedded library (`orderly::Orderly`) on a fresh data
 //!   directory of its own with the server's durability, its in-process
@@ -70,8 +73,13 @@ use anyhow::{anyhow, bail, Context};
 use orderly_client::Client;
 
 pub use peers::Peers;
-pub use server::LocalServer;
+pub use server::{LocalServer, Memory};
 pub use workload::{parse_only, Workload};
+
+/// The memory target (issue 9): under this many MiB resident…
+pub const RSS_TARGET_MIB: f64 = 200.0;
+/// …with this many jobs waiting (the `--big` backlog).
+pub const RSS_TARGET_JOBS: u64 = 10_000_000;
 
 /// Durability of the server the bench starts (`orderly serve --durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -84,6 +84,11 @@ pub struct ServeArgs {
     /// Longest a request body may take to arrive once its headers have (answered 408).
     #[arg(long, env = "ORDERLY_BODY_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub body_timeout: Duration,
+    /// Longest a write to a connection may wait for its client to take bytes;
+    /// then the connection is closed. This is what drops an events
+    /// subscriber that stopped reading (its socket full).
+    #[arg(long, env = "ORDERLY_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub write_timeout: Duration,
     /// How long a queue without executor goes without a claim before its
     /// waiting jobs say `waiting_on: no_worker`.
     #[arg(long, env = "ORDERLY_NO_WORKER_AFTER", default_value = "60s", value_parser = parse_timeout)]
@@ -194,6 +199,7 @@ async fn serve(
         header_timeout: args.header_timeout,
         idle_timeout: args.idle_timeout,
         body_timeout: args.body_timeout,
+        write_timeout: args.write_timeout,
         no_worker_after: args.no_worker_after,
         maintenance: maintenance::Config {
             retention: args.retention,
@@ -308,6 +314,7 @@ mod tests {
         assert_eq!(a.header_timeout, ServerConfig::DEFAULT_HEADER_TIMEOUT);
         assert_eq!(a.idle_timeout, ServerConfig::DEFAULT_IDLE_TIMEOUT);
         assert_eq!(a.body_timeout, ServerConfig::DEFAULT_BODY_TIMEOUT);
+        assert_eq!(a.write_timeout, ServerConfig::DEFAULT_WRITE_TIMEOUT);
         assert_eq!(
             a.no_worker_after,
             ServerConfig::default().no_worker_after,

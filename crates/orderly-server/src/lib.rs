@@ -12,7 +12,7 @@
 //!   in-process job source the embedded library's handlers use too;
 //! - [`routes`] has one handler module per resource, [`extract`] the
 //!   extractors with JSON rejections, [`error`] the one mapping to HTTP;
-//! - [`serve`] is the accept loop with header, idle and shutdown bounds.
+//! - [`serve`] is the accept loop with header, idle, write and shutdown bounds.
 //!
 //! - [`events`] is the hub behind `GET /v1/events`: every committed change,
 //!   numbered, kept in a bounded ring and broadcast to subscribers.
@@ -68,6 +68,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Longest a JSON request body may take to arrive, once its headers have (`408`).
     pub body_timeout: Duration,
+    /// Longest a write to a connection may wait for its client to take bytes
+    /// before the connection is dropped (an event subscriber that stopped
+    /// reading, too).
+    pub write_timeout: Duration,
     /// Maintenance loop settings.
     pub maintenance: maintenance::Config,
     /// Sizes of the event hub of `GET /v1/events`.
@@ -88,12 +92,15 @@ impl ServerConfig {
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Default body timeout: 30 s.
     pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default write timeout: 30 s.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// The connection limits of [`serve::serve`].
     pub fn connection_timeouts(&self) -> serve::ConnectionTimeouts {
         serve::ConnectionTimeouts {
             header: self.header_timeout,
             idle: self.idle_timeout,
+            write: self.write_timeout,
         }
     }
 }
@@ -108,6 +115,7 @@ impl Default for ServerConfig {
             header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             body_timeout: Self::DEFAULT_BODY_TIMEOUT,
+            write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
             maintenance: maintenance::Config::default(),
             events: events::Config::default(),
             no_worker_after: Duration::from_millis(Service::DEFAULT_NO_WORKER_AFTER_MS as u64),
