@@ -30,8 +30,13 @@ def test_enqueue_sends_every_field(client: orderly.Client):
     assert c.seq > b.seq > a.seq
     assert c.started_at is None
     assert c.finished_at is None
-    # Fields the server does not send yet are there, empty.
-    assert (c.key_position, c.waiting_on, c.eta) == (None, None, None)
+    # The answer says why the job waits, as a read right after does; no key,
+    # and nothing started yet to estimate from.
+    read = client.job(c.id)
+    assert c.waiting_on is not None
+    assert read.waiting_on is not None
+    assert c.waiting_on.reason == read.waiting_on.reason
+    assert (c.key_position, c.eta) == (None, None)
 
 
 def test_python_side_mistakes_are_caught_before_sending(client: orderly.Client):

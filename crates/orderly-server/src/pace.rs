@@ -23,8 +23,10 @@ pub const WINDOW: usize = 32;
 /// Run times remembered per key, for the estimate of a job behind its key.
 pub const KEY_WINDOW: usize = 8;
 
-/// Keys per queue whose run times are remembered (the least recently run
-/// are forgotten first): memory stays bounded however many keys come and go.
+/// Keys per queue whose run times are surely remembered: the most recently
+/// run ones. Once twice as many are held, all but these are forgotten, so
+/// memory stays bounded however many keys come and go, at an amortized
+/// cost per run that does not grow with them.
 pub const KEYS: usize = 1_024;
 
 /// The `reason`s of an attempt's error that say it ended without a report
@@ -36,10 +38,10 @@ struct QueuePace {
     last_claim: Option<Millis>,
     starts: VecDeque<Millis>,
     runs: VecDeque<Millis>,
-    /// Recent run times of the queue's keys, and the keys by their last run
-    /// (oldest first; at most [`KEYS`]).
+    /// Recent run times of the queue's keys (at most 2 × [`KEYS`]), and a
+    /// counter of key runs that orders them by their last.
     key_runs: HashMap<String, KeyPace>,
-    key_order: VecDeque<String>,
+    key_clock: u64,
     /// Seeded from the store's start log (or nothing was there to seed from).
     seeded: bool,
 }
@@ -51,21 +53,25 @@ struct KeyPace {
     handoffs: VecDeque<Millis>,
     /// When its last attempt ended.
     last_end: Option<Millis>,
+    /// `key_clock` at its last run.
+    used: u64,
 }
 
 impl QueuePace {
-    /// The pace of `key`, made the most recently used (forgetting the least
-    /// recently used key beyond [`KEYS`]).
+    /// The pace of `key`, marked as just run (forgetting all but the
+    /// [`KEYS`] most recently run keys once twice as many are held).
     fn key(&mut self, key: &str) -> &mut KeyPace {
-        if let Some(i) = self.key_order.iter().position(|k| k == key) {
-            self.key_order.remove(i);
-        } else if self.key_order.len() == KEYS {
-            if let Some(old) = self.key_order.pop_front() {
-                self.key_runs.remove(&old);
-            }
+        if !self.key_runs.contains_key(key) && self.key_runs.len() >= 2 * KEYS {
+            let mut used: Vec<u64> = self.key_runs.values().map(|k| k.used).collect();
+            used.sort_unstable_by(|a, b| b.cmp(a));
+            let keep_from = used[KEYS - 1];
+            self.key_runs.retain(|_, k| k.used >= keep_from);
         }
-        self.key_order.push_back(key.to_string());
-        self.key_runs.entry(key.to_string()).or_default()
+        self.key_clock += 1;
+        let clock = self.key_clock;
+        let k = self.key_runs.entry(key.to_string()).or_default();
+        k.used = clock;
+        k
     }
 
     /// An attempt of a job with `key` ran for `ms`, ending at `end`.
@@ -174,7 +180,6 @@ impl Pace {
             q.starts.clear();
             q.runs.clear();
             q.key_runs.clear();
-            q.key_order.clear();
             for a in latest {
                 push(&mut q.starts, a.start.started_at, WINDOW);
                 let lost = a
@@ -245,5 +250,38 @@ impl Pace {
             }),
         };
         job.waiting_on = reason;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many keys run, a queue remembers at most 2 × KEYS of them,
+    /// always the KEYS most recently run among them.
+    #[test]
+    fn key_memory_stays_bounded_and_keeps_the_recent_keys() {
+        let mut q = QueuePace::default();
+        for i in 0..10 * KEYS {
+            q.ran(Some(&format!("k{i}")), 5, i as Millis);
+            assert!(
+                q.key_runs.len() <= 2 * KEYS,
+                "{} keys held",
+                q.key_runs.len()
+            );
+        }
+        for i in 9 * KEYS..10 * KEYS {
+            assert!(
+                q.key_runs.contains_key(&format!("k{i}")),
+                "k{i} ran recently"
+            );
+        }
+        // A key that runs again is recent again: kept while fewer than KEYS
+        // others ran after it.
+        q.ran(Some("k0"), 7, 0);
+        for i in 0..KEYS - 1 {
+            q.ran(Some(&format!("n{i}")), 5, 0);
+        }
+        assert_eq!(q.key_runs["k0"].runs, [7]);
     }
 }

@@ -297,7 +297,7 @@ impl Service {
         let out = self.woken(out);
         let (mut jobs, created): (Vec<Job>, Vec<bool>) =
             out.into_iter().map(|e| (e.job, e.created)).unzip();
-        self.explain(&mut jobs).await;
+        self.explain(&mut jobs, now).await;
         Ok(jobs
             .into_iter()
             .zip(created)
@@ -306,16 +306,17 @@ impl Service {
     }
 
     /// Sets `waiting_on` and `eta` on the waiting jobs of an answer (see
-    /// [`crate::pace`]): every answer that shows a job explains it as a read does.
-    async fn explain(&self, jobs: &mut [Job]) {
-        self.pace
-            .explain_all(self.store.as_ref(), jobs, now_millis())
-            .await;
+    /// [`crate::pace`]): every answer that shows a job explains it as a read
+    /// does. `now` is taken before the store call, so the facts the store
+    /// read are never older than the time they are reckoned from (a slow
+    /// read cannot push an estimate past a start that already came).
+    async fn explain(&self, jobs: &mut [Job], now: Millis) {
+        self.pace.explain_all(self.store.as_ref(), jobs, now).await;
     }
 
     /// [`Self::explain`] for one job.
-    async fn explained(&self, mut job: Job) -> Job {
-        self.explain(std::slice::from_mut(&mut job)).await;
+    async fn explained(&self, mut job: Job, now: Millis) -> Job {
+        self.explain(std::slice::from_mut(&mut job), now).await;
         job
     }
 
@@ -465,12 +466,13 @@ impl Service {
             now: now_millis(),
             jitter: rand::random(),
         };
+        let now = report.now;
         match claim_next {
             None => {
                 let mut results = self.store.job_report_many(vec![report]).await;
                 let out = results.pop().unwrap_or(Err(StoreError::Closed))?;
                 let job = self.woken(out);
-                Ok((self.explained(job).await, None))
+                Ok((self.explained(job, now).await, None))
             }
             Some(next) => {
                 // The queue is the reported job's; the store fills it in.
@@ -482,7 +484,7 @@ impl Service {
                     .job_report_and_claim(report, params.clone())
                     .await?;
                 let (job, leases) = self.woken(out);
-                let job = self.explained(job).await;
+                let job = self.explained(job, now).await;
                 if !leases.is_empty() || next.wait_ms == 0 {
                     return Ok((job, Some(leases)));
                 }
@@ -543,7 +545,7 @@ impl Service {
                 None => match results.next().unwrap_or(Err(StoreError::Closed)) {
                     Ok(done) => {
                         let job = self.woken(done);
-                        Ok(self.explained(job).await)
+                        Ok(self.explained(job, now).await)
                     }
                     Err(e) => Err(e.into()),
                 },
@@ -555,12 +557,13 @@ impl Service {
     /// One job.
     pub async fn job(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
+        let now = now_millis();
         let job = self
             .store
             .job_get(id)
             .await?
             .ok_or_else(|| StoreError::JobNotFound(id.to_string()))?;
-        Ok(self.explained(job).await)
+        Ok(self.explained(job, now).await)
     }
 
     /// Waits until the job finished or `timeout_ms` passed; returns it either way.
@@ -620,6 +623,7 @@ impl Service {
     ) -> Result<Vec<Job>, ServiceError> {
         validate::queue_name(queue)?;
         let limit = validate::list_limit(limit)?;
+        let now = now_millis();
         let mut jobs = self
             .store
             .job_list(ListParams {
@@ -630,7 +634,7 @@ impl Service {
                 limit,
             })
             .await?;
-        self.explain(&mut jobs).await;
+        self.explain(&mut jobs, now).await;
         Ok(jobs)
     }
 
@@ -663,17 +667,19 @@ impl Service {
     /// Cancels a job.
     pub async fn cancel(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let out = self.store.job_cancel(id, now_millis()).await?;
+        let now = now_millis();
+        let out = self.store.job_cancel(id, now).await?;
         let job = self.woken(out);
-        Ok(self.explained(job).await)
+        Ok(self.explained(job, now).await)
     }
 
     /// Puts a failed or cancelled job back in line.
     pub async fn retry(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let out = self.store.job_retry(id, now_millis()).await?;
+        let now = now_millis();
+        let out = self.store.job_retry(id, now).await?;
         let job = self.woken(out);
-        Ok(self.explained(job).await)
+        Ok(self.explained(job, now).await)
     }
 
     /// One queue.
