@@ -70,6 +70,16 @@ def test_jobs_iterates_over_every_page(client: orderly.Client):
     assert list(client.jobs("never-used")) == []
 
 
+def test_jobs_of_a_key_is_its_line(client: orderly.Client):
+    jobs = client.enqueue_many("q", [orderly.NewJob(i, key="a b/&c" if i % 2 else "other") for i in range(7)])
+    gone = client.cancel(jobs[1].id)
+    assert gone.state == orderly.JobState.CANCELLED
+    line = list(client.jobs("q", key="a b/&c", page_size=2))
+    assert [j.payload for j in line] == [3, 5]
+    assert all(j.key == "a b/&c" for j in line)
+    assert [j.key_position for j in line] == [0, 1]
+
+
 def test_cancel_and_retry(client: orderly.Client):
     a = client.enqueue("q", 1, id="a")
     b = client.enqueue("q", 2, id="b")

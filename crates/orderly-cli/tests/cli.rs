@@ -170,6 +170,20 @@ async fn client_commands_enqueue_list_show_and_configure() {
         "next_after {:?}",
         page.next_after
     );
+    // `--key`: that key's line only, in seq order.
+    let key_out = srv.run_cli_ok(&["jobs", Q, "--json", "--key", "fk3"]).await;
+    let line = parse!(srv, JobListResponse, "jobs --key --json", &key_out);
+    let want: Vec<i64> = listed
+        .iter()
+        .filter(|j| j.key.as_deref() == Some("fk3"))
+        .map(|j| j.seq)
+        .collect();
+    let got: Vec<i64> = line.jobs.iter().map(|j| j.seq).collect();
+    ensure!(
+        srv,
+        !want.is_empty() && got == want,
+        "jobs --key fk3: {got:?}, want {want:?}"
+    );
     let shown = parse!(
         srv,
         JobView,
