@@ -14,3 +14,13 @@ cargo test --workspace --locked
 
 echo "== clients/python/run-tests.sh"
 ORDERLY_BIN="$PWD/target/debug/orderly" bash clients/python/run-tests.sh
+
+echo "== dashboard browser tests (crates/orderly-server/dashboard/tests)"
+# Headless Chromium (Debian's package, /usr/bin/chromium or $CHROMIUM)
+# driven by playwright-core (pinned in package-lock.json) against the real
+# binary and the seed_app example that `cargo test` just built.
+(
+    cd crates/orderly-server/dashboard/tests
+    npm ci --no-audit --no-fund --loglevel=error
+    ORDERLY_BIN="$PWD/../../../../target/debug/orderly" npm test
+)

@@ -30,8 +30,13 @@ def test_enqueue_sends_every_field(client: orderly.Client):
     assert c.seq > b.seq > a.seq
     assert c.started_at is None
     assert c.finished_at is None
-    # Fields the server does not send yet are there, empty.
-    assert (c.key_position, c.waiting_on, c.eta) == (None, None, None)
+    # The answer says why the job waits, as a read right after does; no key,
+    # and nothing started yet to estimate from.
+    read = client.job(c.id)
+    assert c.waiting_on is not None
+    assert read.waiting_on is not None
+    assert c.waiting_on.reason == read.waiting_on.reason
+    assert (c.key_position, c.eta) == (None, None)
 
 
 def test_python_side_mistakes_are_caught_before_sending(client: orderly.Client):
@@ -63,6 +68,16 @@ def test_jobs_iterates_over_every_page(client: orderly.Client):
     after = listed[19].seq
     assert [j.payload for j in client.jobs("q", after=after)] == [*range(20, 25), "cancel me"]
     assert list(client.jobs("never-used")) == []
+
+
+def test_jobs_of_a_key_is_its_line(client: orderly.Client):
+    jobs = client.enqueue_many("q", [orderly.NewJob(i, key="a b/&c" if i % 2 else "other") for i in range(7)])
+    gone = client.cancel(jobs[1].id)
+    assert gone.state == orderly.JobState.CANCELLED
+    line = list(client.jobs("q", key="a b/&c", page_size=2))
+    assert [j.payload for j in line] == [3, 5]
+    assert all(j.key == "a b/&c" for j in line)
+    assert [j.key_position for j in line] == [0, 1]
 
 
 def test_cancel_and_retry(client: orderly.Client):

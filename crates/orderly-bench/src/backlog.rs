@@ -1,14 +1,17 @@
 //! W4 backlog: what enqueue, claim + complete, `GET` of the last job (with
-//! its position) and the first page of the queue's list cost with a backlog
-//! of waiting jobs, against the same on an empty queue.
+//! its position), the first page of the queue's list and a `/metrics`
+//! scrape cost with a backlog of waiting jobs, against the same on an empty
+//! queue; and the server's resident memory along the way.
 //!
 //! Two fresh queues of the same server: one empty, one filled with
 //! `--backlog` jobs by the batch API. On each, in this order, [`SAMPLES`]
 //! times each: enqueue one job; `GET` the last job enqueued (waiting, so its
 //! position is counted: the whole line ahead of it); the first page of the
-//! list (50 jobs, positions included); claim one job and complete it. The
-//! claims run last so the job read is still waiting. `/metrics` is not
-//! measured: the server has no such route yet.
+//! list (50 jobs, positions included); scrape `/metrics` (the queue's
+//! `orderly_jobs` line checked); claim one job and complete it. The claims
+//! run last so the job read is still waiting. When the bench started the
+//! server, its `VmRSS` / `VmHWM` are read from `/proc` before the fill,
+//! after it and after the reads at the backlog.
 
 use std::time::Instant;
 
@@ -18,6 +21,7 @@ use orderly_client::Client;
 use serde_json::json;
 
 use crate::enqueue::fill_bulk;
+use crate::server::Memory;
 use crate::stats::percentile;
 use crate::util::{call, configure, progress, rate};
 use crate::Plan;
@@ -36,7 +40,7 @@ pub(crate) struct Cost {
     pub(crate) p99: f64,
 }
 
-/// The four operations on one queue.
+/// The five operations on one queue.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Side {
     /// Enqueue one job.
@@ -47,6 +51,8 @@ pub(crate) struct Side {
     pub(crate) get: Cost,
     /// The first page of the list.
     pub(crate) list: Cost,
+    /// `GET /metrics`.
+    pub(crate) metrics: Cost,
     /// The position the last job's `GET` showed.
     pub(crate) last_position: u64,
 }
@@ -61,10 +67,21 @@ pub(crate) struct Backlog {
     pub(crate) empty: Side,
     /// On the queue with the backlog.
     pub(crate) full: Side,
+    /// The server's memory after the empty queue's reads, before the fill
+    /// (`None` for a server the bench did not start, or without `/proc`).
+    pub(crate) memory_before: Option<Memory>,
+    /// The same right after the fill.
+    pub(crate) memory_filled: Option<Memory>,
+    /// The same after the reads at the backlog.
+    pub(crate) memory_after: Option<Memory>,
 }
 
-/// Runs W4 with a backlog of `jobs`.
-pub(crate) async fn backlog(plan: &Plan, jobs: u64) -> anyhow::Result<Backlog> {
+/// Runs W4 with a backlog of `jobs`; `memory` reads the server's memory.
+pub(crate) async fn backlog(
+    plan: &Plan,
+    jobs: u64,
+    memory: impl Fn() -> Option<Memory>,
+) -> anyhow::Result<Backlog> {
     let client = &plan.client;
     let empty_q = plan.queue("w4-empty");
     let full_q = plan.queue("w4-backlog");
@@ -72,18 +89,23 @@ pub(crate) async fn backlog(plan: &Plan, jobs: u64) -> anyhow::Result<Backlog> {
     configure(client, &empty_q, 1_000).await?;
     configure(client, &full_q, 1_000).await?;
     let empty = measure(plan, &empty_q, 0).await?;
+    let memory_before = memory();
     let bar = progress(jobs, "W4 fill");
     let started = Instant::now();
     let filled = fill_bulk(client, &full_q, jobs, &bar).await;
     let took = started.elapsed();
     bar.finish_and_clear();
     filled?;
+    let memory_filled = memory();
     let full = measure(plan, &full_q, jobs).await?;
     Ok(Backlog {
         jobs,
         fill_per_s: rate(jobs, took),
         empty,
         full,
+        memory_before,
+        memory_filled,
+        memory_after: memory(),
     })
 }
 
@@ -101,7 +123,7 @@ fn ms_since(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64() * 1e3
 }
 
-/// The four operations on `queue`, which holds `waiting` waiting jobs.
+/// The five operations on `queue`, which holds `waiting` waiting jobs.
 async fn measure(plan: &Plan, queue: &str, waiting: u64) -> anyhow::Result<Side> {
     let client = &plan.client;
     let mut side = Side::default();
@@ -160,6 +182,22 @@ async fn measure(plan: &Plan, queue: &str, waiting: u64) -> anyhow::Result<Side>
         }
     }
     side.list = cost(times);
+
+    // The scrape must show this queue's queued jobs as they are now.
+    let line = format!(
+        "orderly_jobs{{queue=\"{queue}\",state=\"queued\"}} {}",
+        waiting + SAMPLES as u64
+    );
+    let mut times = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let t0 = Instant::now();
+        let text = call(|| "GET /metrics".to_string(), client.metrics()).await?;
+        times.push(ms_since(t0));
+        if !text.lines().any(|l| l == line) {
+            bail!("W4: /metrics does not show {line:?}");
+        }
+    }
+    side.metrics = cost(times);
 
     let mut times = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {

@@ -18,10 +18,13 @@
 //! - **W3 latency**: one idle worker long-polling a concurrency-1 queue; each
 //!   sample enqueues one job and times enqueue call → handler start.
 //! - **W4 backlog** (`--only w4`, not in `all`): enqueue, claim + complete,
-//!   `GET` of the last job (its position checked) and the first list page
-//!   (50), 200 times each, on an empty queue and on one filled with
-//!   `--backlog` jobs (default 1,000,000) by the batch API; p50/p99 of each
-//!   and the ratio. `/metrics` is not measured: the server has none yet.
+//!   `GET` of the last job (its position checked), the first list page
+//!   (50) and a `/metrics` scrape, 200 times each, on an empty queue and on
+//!   one filled with `--backlog` jobs (default 1,000,000; `--big`:
+//!   10,000,000) by the batch API; p50/p99 of each and the ratio, and the
+//!   resident memory (`VmRSS` / `VmHWM`) of the server the bench started,
+//!   before the fill, after it and after the reads, against the target of
+//!   [`RSS_TARGET_MIB`] at [`RSS_TARGET_JOBS`] waiting.
 //! - **In-process drain** (`--only embedded`; not a peers' workload): the W1
 //!   drain by the embedded library (`orderly::Orderly`) on a fresh data
 //!   directory of its own with the server's durability, its in-process
@@ -29,6 +32,14 @@
 //!   as a ratio to the HTTP drain of the same run. It fails, rather than
 //!   report a figure, unless every job succeeded once and, at c = 1, started
 //!   in `seq` order.
+//!
+//! - **Floors**, measured first in every run: `rtt` (one `GET /healthz` on
+//!   one keep-alive connection), `/healthz` at `--clients` connections, and
+//!   `commit` (one fsynced one-row SQLite WAL commit on the data directory's
+//!   file system). The report shows each figure beside the floor it is made
+//!   of and the target against it (`against`); `--json FILE` writes every
+//!   figure, floor and ratio for machines and `--chart FILE.svg` draws them
+//!   (`export`).
 //!
 //! By default the bench starts its own server (`SERVER_EXE serve`) on a free
 //! loopback port with a fresh data directory, and kills it and removes the
@@ -40,10 +51,13 @@
 //! percentiles), [`peers`] (the peers' figures, read from `peers.json`),
 //! `report` (the Markdown report), `util` (bounded calls, progress bars).
 
+mod against;
 mod backlog;
 mod drain;
 mod embedded;
 mod enqueue;
+mod export;
+mod floors;
 mod latency;
 pub mod peers;
 mod report;
@@ -59,8 +73,13 @@ use anyhow::{anyhow, bail, Context};
 use orderly_client::Client;
 
 pub use peers::Peers;
-pub use server::LocalServer;
+pub use server::{LocalServer, Memory};
 pub use workload::{parse_only, Workload};
+
+/// The memory target (issue 9): under this many MiB resident…
+pub const RSS_TARGET_MIB: f64 = 200.0;
+/// …with this many jobs waiting (the `--big` backlog).
+pub const RSS_TARGET_JOBS: u64 = 10_000_000;
 
 /// Durability of the server the bench starts (`orderly serve --durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -111,6 +130,11 @@ pub struct Options {
     pub server_exe: Option<PathBuf>,
     /// The peers' figures (default: the `peers.json` built in).
     pub peers: Option<PathBuf>,
+    /// Also write the figures as JSON to this file.
+    pub json: Option<PathBuf>,
+    /// Also draw each figure against its floor and the fastest peer as an
+    /// SVG chart in this file.
+    pub chart: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -127,6 +151,8 @@ impl Default for Options {
             only: vec!["all".into()],
             server_exe: None,
             peers: None,
+            json: None,
+            chart: None,
         }
     }
 }
@@ -247,8 +273,12 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         durability: o.durability,
         tag,
     };
+    let scratch = server
+        .as_ref()
+        .map(|s| s.scratch_dir().to_path_buf())
+        .unwrap_or_else(std::env::temp_dir);
     let outcome = tokio::select! {
-        r = workload::run_workloads(&mut plan, &selected, &mut server, restart.as_ref()) => r,
+        r = measure_all(&mut plan, &selected, &mut server, restart.as_ref(), &scratch) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     let outcome = match (&mut server, outcome) {
@@ -258,7 +288,45 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     if let Some(s) = server.take() {
         s.stop().await;
     }
-    let results = outcome?;
+    let (floors, results) = outcome?;
+    let against = against::against_floors(&floors, &results, plan.durability, plan.clients);
     report::print_report(&plan, &target, &results, &peers);
+    against::print(&floors, &against);
+    if let Some(path) = &o.json {
+        export::write_json(
+            path,
+            &export::to_json(&plan, &floors, &against, &results, &peers),
+        )?;
+        eprintln!("figures written to {}", path.display());
+    }
+    if let Some(path) = &o.chart {
+        let svg = export::chart_svg(&plan, &against, &results, &peers);
+        std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("chart written to {}", path.display());
+    }
     Ok(())
+}
+
+/// The floors (first, on the first server), then the workloads.
+async fn measure_all(
+    plan: &mut Plan,
+    selected: &[Workload],
+    server: &mut Option<LocalServer>,
+    restart: Option<&Launch>,
+    scratch: &std::path::Path,
+) -> anyhow::Result<(floors::Floors, workload::Results)> {
+    eprintln!(
+        "[floors] rtt (GET /healthz), /healthz at {} connections, one fsynced SQLite commit …",
+        plan.clients
+    );
+    let f = floors::measure(&plan.client, plan.clients, scratch).await?;
+    eprintln!(
+        "      rtt {:.3} ms, commit {:.3} ms (means); /healthz at {} connections {}/s",
+        f.rtt.mean,
+        f.commit.mean,
+        f.clients,
+        stats::thousands(f.healthz_many_per_s)
+    );
+    let results = workload::run_workloads(plan, selected, server, restart).await?;
+    Ok((f, results))
 }

@@ -4,18 +4,21 @@
 use crate::backlog::Backlog;
 use crate::enqueue::BATCH;
 use crate::peers::Peers;
+use crate::server::Memory;
 use crate::stats::thousands;
 use crate::workload::{Enqueue, Results};
-use crate::{Durability, Plan, Target};
+use crate::{Durability, Plan, Target, RSS_TARGET_JOBS, RSS_TARGET_MIB};
 
 /// Orderly's figure for a [`crate::peers::PeerFigure::id`], if it was measured.
-fn measured(id: &str, r: &Results) -> Option<f64> {
+pub(crate) fn measured(id: &str, r: &Results) -> Option<f64> {
     match id {
         "single_c1" => r.single_c1.as_ref().map(|e| e.per_s),
         "single_many" => r.single_many.as_ref().map(|e| e.per_s),
         "bulk" => r.bulk.as_ref().map(|e| e.per_s),
         "drain_c1" => r.drain_c1.as_ref().map(|d| d.per_s),
         "drain_c16" => r.drain_c16.as_ref().map(|d| d.per_s),
+        "embedded_c1" => r.embedded_c1.as_ref().map(|d| d.per_s),
+        "embedded_c16" => r.embedded_c16.as_ref().map(|d| d.per_s),
         "latency_p50" => r.latency.as_ref().map(|l| l.p50),
         "latency_p99" => r.latency.as_ref().map(|l| l.p99),
         _ => None,
@@ -236,7 +239,7 @@ fn backlog(b: &Backlog) {
     );
     println!();
     println!(
-        "{} calls of each, in this order: enqueue one job, `GET` of the last job (position {} at the backlog, {} on the empty queue, checked), the first list page ({} jobs, positions checked), claim one job and complete it. `/metrics` is not measured: the server has no such route yet.",
+        "{} calls of each, in this order: enqueue one job, `GET` of the last job (position {} at the backlog, {} on the empty queue, checked), the first list page ({} jobs, positions checked), a `/metrics` scrape (the queue's `orderly_jobs` queued line checked), claim one job and complete it.",
         crate::backlog::SAMPLES,
         thousands(b.full.last_position as f64),
         thousands(b.empty.last_position as f64),
@@ -254,6 +257,7 @@ fn backlog(b: &Backlog) {
             b.full.get,
         ),
         ("first list page (50)", b.empty.list, b.full.list),
+        ("`GET /metrics`", b.empty.metrics, b.full.metrics),
     ] {
         let ratio = full.p50 / empty.p50.max(1e-9);
         println!(
@@ -263,6 +267,54 @@ fn backlog(b: &Backlog) {
             full.p50,
             full.p99,
             if ratio <= 2.0 { "yes" } else { "no" }
+        );
+    }
+    memory(b);
+}
+
+/// The server's resident memory during W4, against the target.
+fn memory(b: &Backlog) {
+    println!();
+    let (Some(before), Some(filled), Some(after)) =
+        (b.memory_before, b.memory_filled, b.memory_after)
+    else {
+        println!("Server memory: not measured (the bench did not start the server, or there is no /proc).");
+        return;
+    };
+    let show = |m: Memory| format!("{:.1} / {:.1}", m.rss_mib(), m.hwm_mib());
+    println!(
+        "Server memory, `VmRSS` / `VmHWM` (peak) MiB: **{}** before the fill, **{}** right after it, **{}** after the reads at the backlog.",
+        show(before),
+        show(filled),
+        show(after)
+    );
+    // Resident while the backlog waits; the peak (the fill's batches
+    // included) is shown beside it.
+    let resident = filled.rss_mib().max(after.rss_mib());
+    let peak = after.hwm_mib();
+    let target = format!(
+        "Target (issue 9): < {RSS_TARGET_MIB:.0} MiB with {} waiting",
+        thousands(RSS_TARGET_JOBS as f64)
+    );
+    if b.jobs >= RSS_TARGET_JOBS {
+        println!(
+            "{target}: resident {resident:.1} MiB, {} (peak {peak:.1} MiB, {} the target).",
+            if resident < RSS_TARGET_MIB {
+                "met"
+            } else {
+                "NOT met"
+            },
+            if peak < RSS_TARGET_MIB {
+                "also under"
+            } else {
+                "over"
+            }
+        );
+    } else {
+        println!(
+            "{target}: judged with `--big` ({} waiting); this run held {}.",
+            thousands(RSS_TARGET_JOBS as f64),
+            thousands(b.jobs as f64)
         );
     }
 }

@@ -121,9 +121,23 @@ impl LocalServer {
         anyhow!("{e:#}\n{note}")
     }
 
+    /// The scratch directory holding the data directory (for files that
+    /// must be on the data directory's file system).
+    pub fn scratch_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The server's resident memory now, from `/proc/PID/status` (`None`
+    /// once stopped, or where there is no `/proc`).
+    pub fn memory(&self) -> Option<Memory> {
+        let pid = self.child.as_ref()?.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        Memory::parse(&status)
     }
 
     /// Kills the server, waits for it (bounded) and removes its directory.
@@ -155,6 +169,41 @@ impl Drop for LocalServer {
         if self.dir.exists() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A process's resident memory, in KiB, as `/proc/PID/status` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// `VmRSS`: resident now.
+    pub rss_kib: u64,
+    /// `VmHWM`: the most it was resident so far.
+    pub hwm_kib: u64,
+}
+
+impl Memory {
+    /// Reads `VmRSS` and `VmHWM` from the text of `/proc/PID/status`.
+    pub fn parse(status: &str) -> Option<Memory> {
+        let field = |name: &str| {
+            status.lines().find_map(|l| {
+                let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+                rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
+            })
+        };
+        Some(Memory {
+            rss_kib: field("VmRSS")?,
+            hwm_kib: field("VmHWM")?,
+        })
+    }
+
+    /// `VmRSS` in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.rss_kib as f64 / 1024.0
+    }
+
+    /// `VmHWM` in MiB.
+    pub fn hwm_mib(&self) -> f64 {
+        self.hwm_kib as f64 / 1024.0
     }
 }
 
@@ -216,5 +265,28 @@ pub async fn wait_healthy(
             bail!("no healthy answer within {} s ({last})", limit.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Memory;
+
+    /// The two fields are read from their lines, in KiB; a status without
+    /// them gives nothing rather than a zero.
+    #[test]
+    fn memory_is_read_from_proc_status() {
+        let status = "Name:\torderly\nVmPeak:\t  900000 kB\nVmHWM:\t   81234 kB\nVmRSS:\t   51200 kB\nThreads:\t9\n";
+        assert_eq!(
+            Memory::parse(status),
+            Some(Memory {
+                rss_kib: 51_200,
+                hwm_kib: 81_234
+            })
+        );
+        assert_eq!(Memory::parse("Name:\torderly\nVmRSS:\t1 kB\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let m = Memory::parse(&own).expect("this process's memory");
+        assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib, "{m:?}");
     }
 }

@@ -308,12 +308,18 @@ pub(crate) async fn run_workloads(
                     "{step} W4 backlog: {} samples of each operation on an empty queue, fill {jobs} jobs, the same again …",
                     backlog::SAMPLES
                 );
-                let b = backlog::backlog(plan, jobs).await?;
+                let server = local.as_ref();
+                let b = backlog::backlog(plan, jobs, || server.and_then(|s| s.memory())).await?;
                 eprintln!(
-                    "      fill {} jobs/s; GET last job p50 {:.2} ms empty, {:.2} ms at the backlog",
+                    "      fill {} jobs/s; GET last job p50 {:.2} ms empty, {:.2} ms at the backlog; /metrics p50 {:.2} ms empty, {:.2} ms at the backlog{}",
                     thousands(b.fill_per_s),
                     b.empty.get.p50,
-                    b.full.get.p50
+                    b.full.get.p50,
+                    b.empty.metrics.p50,
+                    b.full.metrics.p50,
+                    b.memory_after
+                        .map(|m| format!("; server RSS {:.0} MiB (peak {:.0} MiB)", m.rss_mib(), m.hwm_mib()))
+                        .unwrap_or_default()
                 );
                 r.backlog = Some(b);
             }

@@ -21,6 +21,10 @@ pub struct BenchArgs {
     #[arg(long, env = "ORDERLY_BENCH_BACKLOG", default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub backlog: u64,
+    /// W4 at 10,000,000 waiting jobs (the memory target's backlog; the same
+    /// as --backlog 10000000). The fill takes minutes.
+    #[arg(long, conflicts_with = "backlog")]
+    pub big: bool,
     /// Concurrent clients of the "single, many clients" enqueue workload.
     #[arg(long, env = "ORDERLY_BENCH_CLIENTS", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=1_024))]
@@ -54,6 +58,13 @@ pub struct BenchArgs {
     /// crates/orderly-bench/peers.json (default: that file, built in).
     #[arg(long, env = "ORDERLY_BENCH_PEERS")]
     pub peers: Option<std::path::PathBuf>,
+    /// Also write every figure, its floor and the peers' as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Also draw every figure against its floor and the fastest peer as an
+    /// SVG chart in FILE (e.g. docs/bench.svg).
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<std::path::PathBuf>,
 }
 
 /// Runs `orderly bench`.
@@ -67,7 +78,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         jobs: a.jobs,
         latency_samples: a.latency_samples,
         clients: a.clients,
-        backlog: a.backlog,
+        backlog: if a.big {
+            orderly_bench::RSS_TARGET_JOBS
+        } else {
+            a.backlog
+        },
         durability,
         server: a.server,
         isolate: a.isolate,
@@ -75,6 +90,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         only: a.only,
         server_exe: None,
         peers: a.peers,
+        json: a.json,
+        chart: a.chart,
     })
     .await
 }

@@ -172,6 +172,9 @@ pub struct JobsArgs {
     /// Only jobs in this state (scheduled, queued, running, succeeded, failed, cancelled).
     #[arg(long)]
     pub state: Option<String>,
+    /// Only this key's line: its unfinished jobs, in seq order.
+    #[arg(long, conflicts_with = "state")]
+    pub key: Option<String>,
     /// Only jobs after this seq.
     #[arg(long)]
     pub after: Option<i64>,
@@ -215,9 +218,14 @@ fn print_jobs(jobs: &[JobView]) {
 
 pub async fn jobs(a: JobsArgs) -> anyhow::Result<()> {
     let client = a.server.client();
-    let page = client
-        .list(&a.queue, a.state.as_deref(), a.after, a.limit)
-        .await?;
+    let page = match &a.key {
+        Some(key) => client.list_key(&a.queue, key, a.after, a.limit).await?,
+        None => {
+            client
+                .list(&a.queue, a.state.as_deref(), a.after, a.limit)
+                .await?
+        }
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&page)?);
     } else {

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Bearer token required by the API (all routes but /healthz).
     #[arg(long, env = "ORDERLY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Read-only bearer token: may read everything (API GETs, events, metrics,
+    /// dashboard) and change nothing (403). Needs --token.
+    #[arg(long, env = "ORDERLY_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
     /// Allow a non-loopback --listen address without a token.
     #[arg(long, env = "ORDERLY_INSECURE")]
     pub insecure: bool,
@@ -86,6 +90,11 @@ pub struct ServeArgs {
     /// Longest a request body may take to arrive once its headers have (answered 408).
     #[arg(long, env = "ORDERLY_BODY_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub body_timeout: Duration,
+    /// Longest a write to a connection may wait for its client to take bytes;
+    /// then the connection is closed. This is what drops an events
+    /// subscriber that stopped reading (its socket full).
+    #[arg(long, env = "ORDERLY_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub write_timeout: Duration,
     /// How long a queue without executor goes without a claim before its
     /// waiting jobs say `waiting_on: no_worker`.
     #[arg(long, env = "ORDERLY_NO_WORKER_AFTER", default_value = "60s", value_parser = parse_timeout)]
@@ -128,6 +137,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.token.as_deref() == Some("") {
         bail!("--token is empty");
+    }
+    match (&args.token, args.read_token.as_deref()) {
+        (_, Some("")) => bail!("--read-token is empty"),
+        (None, Some(_)) => bail!(
+            "--read-token needs --token: without a full token nothing could change the server over HTTP"
+        ),
+        (Some(t), Some(r)) if t == r => bail!("--read-token must differ from --token"),
+        _ => {}
     }
     let store = open_store(&args).await?;
     let cancel = CancellationToken::new();
@@ -201,11 +218,13 @@ async fn serve(
 ) -> anyhow::Result<ShutdownReport> {
     let config = ServerConfig {
         token: args.token.clone(),
+        read_token: args.read_token.clone(),
         max_payload_bytes: args.max_payload_bytes,
         max_body_bytes: args.max_body_bytes,
         header_timeout: args.header_timeout,
         idle_timeout: args.idle_timeout,
         body_timeout: args.body_timeout,
+        write_timeout: args.write_timeout,
         no_worker_after: args.no_worker_after,
         maintenance: maintenance::Config {
             retention: args.retention,
@@ -323,6 +342,7 @@ mod tests {
         assert_eq!(a.header_timeout, ServerConfig::DEFAULT_HEADER_TIMEOUT);
         assert_eq!(a.idle_timeout, ServerConfig::DEFAULT_IDLE_TIMEOUT);
         assert_eq!(a.body_timeout, ServerConfig::DEFAULT_BODY_TIMEOUT);
+        assert_eq!(a.write_timeout, ServerConfig::DEFAULT_WRITE_TIMEOUT);
         assert_eq!(
             a.no_worker_after,
             ServerConfig::default().no_worker_after,

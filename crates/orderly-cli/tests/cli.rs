@@ -170,6 +170,20 @@ async fn client_commands_enqueue_list_show_and_configure() {
         "next_after {:?}",
         page.next_after
     );
+    // `--key`: that key's line only, in seq order.
+    let key_out = srv.run_cli_ok(&["jobs", Q, "--json", "--key", "fk3"]).await;
+    let line = parse!(srv, JobListResponse, "jobs --key --json", &key_out);
+    let want: Vec<i64> = listed
+        .iter()
+        .filter(|j| j.key.as_deref() == Some("fk3"))
+        .map(|j| j.seq)
+        .collect();
+    let got: Vec<i64> = line.jobs.iter().map(|j| j.seq).collect();
+    ensure!(
+        srv,
+        !want.is_empty() && got == want,
+        "jobs --key fk3: {got:?}, want {want:?}"
+    );
     let shown = parse!(
         srv,
         JobView,
@@ -296,6 +310,33 @@ async fn serve_refuses_a_public_address_without_a_token() {
         "serve --listen 0.0.0.0:0: {}",
         show(&out)
     );
+}
+
+/// `--read-token` needs a full `--token` beside it, and a different one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_refuses_a_read_token_alone_or_equal_to_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["--read-token", "r"][..], "--read-token needs --token"),
+        (&["--token", "t", "--read-token", "t"][..], "must differ"),
+        (
+            &["--token", "t", "--read-token", ""][..],
+            "--read-token is empty",
+        ),
+    ] {
+        let mut cmd = orderly();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args);
+        let out = run_bounded(cmd, Duration::from_secs(20)).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "serve {args:?}: {}",
+            show(&out)
+        );
+        assert!(!stderr.contains("listening on"), "{}", show(&out));
+    }
 }
 
 /// Contract §10: with `--token` the API needs the bearer token; `/healthz` stays open.

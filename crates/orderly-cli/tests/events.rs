@@ -3,8 +3,9 @@
 //! keep other queues' and jobs' events out, `Last-Event-ID` resumes with
 //! exactly the events after it (and says `gap` when they are no longer
 //! held), a subscriber that never reads is dropped while the server and
-//! every other subscriber keep going, and `orderly job ID --follow` exits
-//! when the job finishes.
+//! every other subscriber keep going (told `dropped` when it falls behind
+//! the buffer and reads again; cut off by the write timeout when its socket
+//! stays full), and `orderly job ID --follow` exits when the job finishes.
 
 #[macro_use]
 mod support;
@@ -333,9 +334,20 @@ const BULK_JOBS: usize = 20_000;
 // cannot starve it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_never_reads_is_dropped_and_slows_no_one() {
-    let srv =
-        TestServer::start_with_args(None, &["--durability", "none", "--events-buffer", "8192"])
-            .await;
+    // A write timeout longer than the test: here the stuck one must live
+    // until it reads again and learns it was dropped.
+    let srv = TestServer::start_with_args(
+        None,
+        &[
+            "--durability",
+            "none",
+            "--events-buffer",
+            "8192",
+            "--write-timeout",
+            "1h",
+        ],
+    )
+    .await;
     let c = srv.client();
     srv.configure(
         "bulk",
@@ -473,6 +485,153 @@ async fn a_subscriber_that_never_reads_is_dropped_and_slows_no_one() {
     assert!(
         received < BULK_JOBS,
         "it was dropped before the end ({received} succeeded events reached it)"
+    );
+    let metrics = c.metrics().await.unwrap();
+    assert_eq!(
+        gauge(&metrics, "orderly_events_dropped_lagging_total"),
+        Some(1),
+        "one subscriber dropped for lagging:\n{metrics}"
+    );
+}
+
+/// The value of an unlabelled metric in a `/metrics` text.
+fn gauge(text: &str, name: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Open `GET /v1/events` streams, as `/metrics` counts them.
+async fn subscribers(srv: &TestServer) -> i64 {
+    let text = srv
+        .client()
+        .metrics()
+        .await
+        .unwrap_or_else(|e| srv.fail(format!("GET /metrics: {e}")));
+    gauge(&text, "orderly_events_subscribers")
+        .unwrap_or_else(|| srv.fail(format!("no orderly_events_subscribers in:\n{text}")))
+}
+
+/// A long queue name and long ids make big events, so a socket fills sooner.
+fn stall_queue() -> String {
+    format!("stall-{}", "q".repeat(90))
+}
+
+fn stall_id(i: usize) -> String {
+    format!("{i:08}-{}", "x".repeat(150))
+}
+
+/// Enqueues the next [`STALL_BATCH`] jobs and reads their events from
+/// `healthy`, checking each is the next one.
+async fn publish_and_read(
+    srv: &TestServer,
+    healthy: &mut EventStream,
+    next: &mut usize,
+    seen: &mut Vec<u64>,
+) {
+    let jobs = (*next..*next + STALL_BATCH)
+        .map(|i| job_req(&stall_id(i), None, json!(null)))
+        .collect();
+    srv.client()
+        .enqueue_batch(&stall_queue(), &BatchRequest { jobs })
+        .await
+        .unwrap();
+    for i in *next..*next + STALL_BATCH {
+        let e = next_event(srv, healthy).await;
+        assert_eq!(
+            brief(&e),
+            (EventKind::Enqueued, stall_id(i)),
+            "event {}",
+            e.id
+        );
+        seen.push(e.id);
+    }
+    *next += STALL_BATCH;
+}
+
+/// Batches the cut-off test may enqueue before it gives up on the cut.
+const MAX_STALL_BATCHES: usize = 400;
+const STALL_BATCH: usize = 500;
+
+// The healthy reader is read in step with the batches, so it never lags.
+// The stuck one's stream may end first by lagging (hyper keeps pulling
+// events into its own buffer while the socket is full); what proves the
+// cut is its closed socket: without the write timeout the connection stays
+// open with its buffers and its task for good (checked: the read below
+// then times out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_whose_socket_stays_full_is_cut_off_and_a_reader_gets_every_event() {
+    let srv =
+        TestServer::start_with_args(None, &["--durability", "none", "--write-timeout", "1s"]).await;
+    // The stuck one: a small receive buffer, the request sent, never read.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = sock
+        .connect(([127, 0, 0, 1], srv.port()).into())
+        .await
+        .unwrap();
+    stuck
+        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut healthy = open(&srv, EventsQuery::default()).await;
+    srv.wait_for(READ_LIMIT, "both subscribers counted", || async {
+        subscribers(&srv).await == 2
+    })
+    .await;
+
+    let mut next = 0;
+    let mut seen: Vec<u64> = Vec::new();
+    let mut batches = 0;
+    while subscribers(&srv).await > 1 {
+        ensure!(
+            srv,
+            batches < MAX_STALL_BATCHES,
+            "the stuck subscriber is still counted after {next} events"
+        );
+        publish_and_read(&srv, &mut healthy, &mut next, &mut seen).await;
+        batches += 1;
+    }
+    // The reader goes on as before.
+    publish_and_read(&srv, &mut healthy, &mut next, &mut seen).await;
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "the healthy subscriber saw every id once, in order"
+    );
+    assert_eq!(subscribers(&srv).await, 1);
+
+    // The stuck one's connection is closed, its stream cut, not ended.
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match stuck.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    if tokio::time::timeout(READ_LIMIT, read).await.is_err() {
+        srv.fail("the stuck subscriber's connection is still open".into());
+    }
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    assert!(
+        !text.ends_with("\r\n0\r\n\r\n"),
+        "the stream was cut, not ended"
+    );
+    assert!(
+        text.matches("\nevent: enqueued\n").count() < next,
+        "it was cut before the end"
+    );
+    let log = srv.log_tail();
+    ensure!(
+        srv,
+        log.contains("the client took no bytes for the write timeout of 1s"),
+        "no log line says why"
     );
 }
 

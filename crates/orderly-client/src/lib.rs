@@ -274,6 +274,23 @@ impl Client {
         Ok(self.call::<(), _>(Method::GET, &path, None).await?.1)
     }
 
+    /// `GET /v1/queues/{queue}/jobs?key=&after=&limit=`: the line of `key`
+    /// (its unfinished jobs) in `seq` order.
+    pub async fn list_key(
+        &self,
+        queue: &str,
+        key: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<JobListResponse, ClientError> {
+        let mut path = format!("/v1/queues/{queue}/jobs?limit={limit}&key=");
+        path.push_str(&percent_encode(key));
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        Ok(self.call::<(), _>(Method::GET, &path, None).await?.1)
+    }
+
     /// `GET /v1/jobs/{id}/attempts`: every recorded attempt of a job, oldest first.
     pub async fn attempts(&self, id: &str) -> Result<AttemptListResponse, ClientError> {
         Ok(self
@@ -446,4 +463,18 @@ fn error_of(status: StatusCode, bytes: &[u8]) -> ClientError {
             detail: String::from_utf8_lossy(bytes).chars().take(500).collect(),
         },
     }
+}
+
+/// `s` as a query-string value: every byte but the unreserved ones
+/// (`A-Z a-z 0-9 - . _ ~`) percent-encoded.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -32,8 +32,8 @@ pub use queue::{Backoff, QueueConfig, QueueInfo, QueuePatch, StateCounts};
 pub use stats::{Distribution, WriterStats};
 pub use store::{
     AttemptRecord, Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat,
-    HeartbeatParams, Lease, ListParams, MaintenanceReport, Outcome, ReportParams, StartListParams,
-    StartRecord, StateChange, Store, StoreError,
+    HeartbeatParams, LatestStart, Lease, ListParams, MaintenanceReport, Outcome, ReportParams,
+    StartListParams, StartRecord, StateChange, Store, StoreError,
 };
 pub use validate::ValidationError;
 pub use waiting::{Eta, WaitFacts, WaitingOn};

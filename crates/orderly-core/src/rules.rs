@@ -7,7 +7,7 @@
 //! and randomness (`jitter`, a number in `[0, 1)` drawn by the caller) come in
 //! as inputs: the same inputs give the same decision in every backend.
 
-pub use crate::waiting::{estimate_start, waiting_reason, ReasonFacts};
+pub use crate::waiting::{estimate_start, waiting_reason, ReasonFacts, RecentPace};
 use serde_json::{json, Value};
 
 use crate::job::{JobState, Millis};

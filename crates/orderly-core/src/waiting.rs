@@ -121,30 +121,87 @@ pub struct Eta {
     pub latest: Millis,
 }
 
-/// Estimates when the job with `position` waiting jobs ahead starts, from
-/// the times of its queue's recent starts (`starts`, oldest first).
+/// What a queue's recent history says about its pace, as the estimate
+/// reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentPace<'a> {
+    /// The times of its recent starts, oldest first.
+    pub starts: &'a [Millis],
+    /// How long its recently ended attempts ran (each from its start to the
+    /// report or timeout that ended it).
+    pub runs: &'a [Millis],
+    /// How long a key's next job took to start after the one before it
+    /// ended, when it was already waiting then (a key's handoff).
+    pub handoffs: &'a [Millis],
+}
+
+/// The smallest and largest of `values`; `None` when empty.
+fn span(values: impl Iterator<Item = Millis>) -> Option<(Millis, Millis)> {
+    values.fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// Estimates when a waiting job starts, with `position` waiting jobs of its
+/// queue ahead and `key_position` unfinished jobs of its key ahead (0
+/// without a key), from its queue's recent pace.
 ///
-/// With the gaps between consecutive recent starts, the smallest `g_lo` and
-/// the largest `g_hi`: `position` more starts must happen before this one,
-/// and the next comes within one gap, so it starts between
-/// `now + position × g_lo` and `now + (position + 1) × g_hi`; neither is
-/// before `not_before` (its `run_at`). `None` with fewer than two recent
-/// starts: nothing to measure a pace from.
+/// The line: with the gaps between consecutive recent starts, the smallest
+/// `g_lo` and the largest `g_hi`, `position` more starts must happen before
+/// this one, and the next comes within one gap, so it starts between
+/// `now + position × g_lo` and `now + (position + 1) × g_hi`.
+///
+/// The key: the jobs of its key ahead run one after another before it.
+/// With the shortest and longest recent run times `r_lo` and `r_hi`, and
+/// the longest recent handoff `h_hi` (or `g_hi` if longer, or without one),
+/// the first of them may be running already (nearly done), each of the
+/// others runs at least `r_lo`, and each handoff of the key takes at most
+/// `h_hi` and each run at most `r_hi`: it starts between
+/// `now + (key_position − 1) × r_lo` and
+/// `now + key_position × (r_hi + h_hi)`.
+///
+/// The estimate is the later of the two bounds on each side (both must
+/// hold), and neither is before `not_before` (its `run_at`). `None` when
+/// there is nothing to measure from: fewer than two recent starts for the
+/// line, or, for a job behind its key, no ended attempt to time.
 pub fn estimate_start(
-    starts: &[Millis],
+    recent: &RecentPace<'_>,
     position: u64,
+    key_position: u64,
     now: Millis,
     not_before: Millis,
 ) -> Option<Eta> {
-    let gaps = starts.windows(2).map(|w| (w[1] - w[0]).max(0));
-    let (lo, hi) = gaps.fold(None, |acc: Option<(Millis, Millis)>, g| match acc {
-        None => Some((g, g)),
-        Some((lo, hi)) => Some((lo.min(g), hi.max(g))),
-    })?;
-    let p = position.min(i64::MAX as u64 / 2) as i64;
-    let earliest = now.saturating_add(p.saturating_mul(lo)).max(not_before);
-    let latest = now.saturating_add((p + 1).saturating_mul(hi)).max(earliest);
-    Some(Eta { earliest, latest })
+    let gaps = span(recent.starts.windows(2).map(|w| (w[1] - w[0]).max(0)));
+    let cap = |n: u64| n.min(i64::MAX as u64 / 2) as i64;
+    let line = gaps.map(|(lo, hi)| {
+        let p = cap(position);
+        (
+            now.saturating_add(p.saturating_mul(lo)),
+            now.saturating_add((p + 1).saturating_mul(hi)),
+        )
+    });
+    let (earliest, latest) = if key_position == 0 {
+        line?
+    } else {
+        let (r_lo, r_hi) = span(recent.runs.iter().map(|r| (*r).max(0)))?;
+        let k = cap(key_position);
+        let g_hi = gaps.map_or(0, |(_, hi)| hi);
+        let h_hi = span(recent.handoffs.iter().copied()).map_or(g_hi, |(_, hi)| hi.max(g_hi));
+        let key = (
+            now.saturating_add((k - 1).saturating_mul(r_lo)),
+            now.saturating_add(k.saturating_mul(r_hi.saturating_add(h_hi))),
+        );
+        match line {
+            Some((e, l)) => (e.max(key.0), l.max(key.1)),
+            None => key,
+        }
+    };
+    let earliest = earliest.max(not_before);
+    Some(Eta {
+        earliest,
+        latest: latest.max(earliest),
+    })
 }
 
 #[cfg(test)]
@@ -266,16 +323,26 @@ mod tests {
         );
     }
 
+    fn starts(starts: &[Millis]) -> RecentPace<'_> {
+        RecentPace {
+            starts,
+            runs: &[],
+            handoffs: &[],
+        }
+    }
+
     #[test]
     fn no_history_no_estimate() {
-        assert_eq!(estimate_start(&[], 3, 0, 0), None);
-        assert_eq!(estimate_start(&[10], 3, 0, 0), None);
+        assert_eq!(estimate_start(&starts(&[]), 3, 0, 0, 0), None);
+        assert_eq!(estimate_start(&starts(&[10]), 3, 0, 0, 0), None);
+        // Behind its key with no attempt timed: nothing to go by.
+        assert_eq!(estimate_start(&starts(&[0, 10, 20]), 3, 2, 0, 0), None);
     }
 
     #[test]
     fn the_estimate_spans_the_fastest_and_slowest_recent_pace() {
         // Gaps 100 and 140: 3 ahead starts between 3 × 100 and 4 × 140 from now.
-        let eta = estimate_start(&[0, 100, 240], 3, 1_000, 0).expect("eta");
+        let eta = estimate_start(&starts(&[0, 100, 240]), 3, 0, 1_000, 0).expect("eta");
         assert_eq!(
             eta,
             Eta {
@@ -284,12 +351,59 @@ mod tests {
             }
         );
         // Never before its run_at.
-        let eta = estimate_start(&[0, 100, 240], 0, 1_000, 5_000).expect("eta");
+        let eta = estimate_start(&starts(&[0, 100, 240]), 0, 0, 1_000, 5_000).expect("eta");
         assert_eq!(
             eta,
             Eta {
                 earliest: 5_000,
                 latest: 5_000
+            }
+        );
+    }
+
+    #[test]
+    fn a_job_behind_its_key_waits_for_the_key_line_to_run() {
+        // Starts 10 ms apart (other keys run fast), runs of 50 to 80 ms.
+        let mut recent = RecentPace {
+            starts: &[0, 10, 20],
+            runs: &[50, 80],
+            handoffs: &[],
+        };
+        // 3 of its key ahead: the first may be nearly done, two more run at
+        // least 50 ms each; each starts within 10 ms and runs at most 80 ms.
+        let eta = estimate_start(&recent, 1, 3, 1_000, 0).expect("eta");
+        assert_eq!(
+            eta,
+            Eta {
+                earliest: 1_100,
+                latest: 1_270
+            }
+        );
+        // The line is the later bound when it is the slower one.
+        let eta = estimate_start(&recent, 100, 1, 1_000, 0).expect("eta");
+        assert_eq!(
+            eta,
+            Eta {
+                earliest: 2_000,
+                latest: 2_010
+            }
+        );
+        // A key's handoffs longer than the queue's gaps bound each one.
+        recent.handoffs = &[4, 30];
+        let eta = estimate_start(&recent, 1, 3, 1_000, 0).expect("eta");
+        assert_eq!(eta.latest, 1_330);
+        // Timed runs but fewer than two starts: the key alone.
+        let recent = RecentPace {
+            starts: &[5],
+            runs: &[50],
+            handoffs: &[],
+        };
+        let eta = estimate_start(&recent, 0, 2, 1_000, 0).expect("eta");
+        assert_eq!(
+            eta,
+            Eta {
+                earliest: 1_050,
+                latest: 1_100
             }
         );
     }

@@ -632,6 +632,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// A browser request from a web page of another site, to a server without a token.
     ForbiddenOrigin,
+    /// A read-only token asked to change something.
+    ReadOnly,
     /// A feature this release does not have.
     NotSupported,
     /// No such job.
@@ -680,6 +682,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::Unauthorized,
         ErrorCode::ForbiddenOrigin,
+        ErrorCode::ReadOnly,
         ErrorCode::NotSupported,
         ErrorCode::JobNotFound,
         ErrorCode::QueueNotFound,
@@ -711,6 +714,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::ForbiddenOrigin => "forbidden_origin",
+            ErrorCode::ReadOnly => "read_only",
             ErrorCode::NotSupported => "not_supported",
             ErrorCode::JobNotFound => "job_not_found",
             ErrorCode::QueueNotFound => "queue_not_found",
@@ -775,6 +779,8 @@ pub mod codes {
     pub const UNAUTHORIZED: ErrorCode = ErrorCode::Unauthorized;
     /// A browser request from a web page of another site, to a server without a token.
     pub const FORBIDDEN_ORIGIN: ErrorCode = ErrorCode::ForbiddenOrigin;
+    /// A read-only token asked to change something.
+    pub const READ_ONLY: ErrorCode = ErrorCode::ReadOnly;
     /// A feature this release does not have.
     pub const NOT_SUPPORTED: ErrorCode = ErrorCode::NotSupported;
     /// No such job.

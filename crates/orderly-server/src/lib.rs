@@ -12,15 +12,18 @@
 //!   in-process job source the embedded library's handlers use too;
 //! - [`routes`] has one handler module per resource, [`extract`] the
 //!   extractors with JSON rejections, [`error`] the one mapping to HTTP;
-//! - [`serve`] is the accept loop with header, idle and shutdown bounds.
+//! - [`serve`] is the accept loop with header, idle, write and shutdown bounds.
 //!
 //! - [`events`] is the hub behind `GET /v1/events`: every committed change,
 //!   numbered, kept in a bounded ring and broadcast to subscribers.
 //! - [`metrics`] serves `GET /metrics` (behind the token like the API) and
 //!   counts every request by route template.
 //!
-//! `/openapi.json` and the dashboard come later; they will be routes here
-//! beside the others.
+//! - [`routes::dashboard`] serves the web dashboard: its page and assets,
+//!   embedded in the binary, open like `/healthz` (they hold no data; the
+//!   page asks for the token and every API call it makes carries it).
+//!
+//! `/openapi.json` comes later; it will be a route here beside the others.
 
 pub mod convert;
 pub mod error;
@@ -52,6 +55,9 @@ pub use crate::service::{Limits, Service};
 pub struct ServerConfig {
     /// Bearer token required on every route but `/healthz`; `None` leaves the API open.
     pub token: Option<String>,
+    /// A second bearer token that may read everything (`GET`) and change
+    /// nothing (`403 read_only`); with it set, reads need a token too.
+    pub read_token: Option<String>,
     /// Largest job payload, in bytes of JSON.
     pub max_payload_bytes: usize,
     /// Largest request body of batch routes.
@@ -62,6 +68,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Longest a JSON request body may take to arrive, once its headers have (`408`).
     pub body_timeout: Duration,
+    /// Longest a write to a connection may wait for its client to take bytes
+    /// before the connection is dropped (an event subscriber that stopped
+    /// reading, too).
+    pub write_timeout: Duration,
     /// Maintenance loop settings.
     pub maintenance: maintenance::Config,
     /// Sizes of the event hub of `GET /v1/events`.
@@ -82,12 +92,15 @@ impl ServerConfig {
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Default body timeout: 30 s.
     pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default write timeout: 30 s.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// The connection limits of [`serve::serve`].
     pub fn connection_timeouts(&self) -> serve::ConnectionTimeouts {
         serve::ConnectionTimeouts {
             header: self.header_timeout,
             idle: self.idle_timeout,
+            write: self.write_timeout,
         }
     }
 }
@@ -96,11 +109,13 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             token: None,
+            read_token: None,
             max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD_BYTES,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             body_timeout: Self::DEFAULT_BODY_TIMEOUT,
+            write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
             maintenance: maintenance::Config::default(),
             events: events::Config::default(),
             no_worker_after: Duration::from_millis(Service::DEFAULT_NO_WORKER_AFTER_MS as u64),
@@ -150,7 +165,8 @@ impl AppState {
 }
 
 /// The whole HTTP API: `/v1/…` and `/metrics` behind the optional token, and
-/// an open `/healthz`; every request is counted by its route template.
+/// an open `/healthz` and dashboard (`/`, `/queues/…`, `/jobs/…`,
+/// `/dashboard/…`); every request is counted by its route template.
 pub fn router(state: AppState) -> Router {
     let body_timeout = extract::BodyTimeout(state.config.body_timeout);
     let api = routes::api(&state)
@@ -161,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::system::method_not_allowed);
     Router::new()
         .route("/healthz", get(routes::system::healthz))
+        .merge(routes::dashboard::routes())
         .merge(api)
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)

@@ -10,9 +10,19 @@
 //! - **idle**: no request in flight and no byte of a next one. A keep-alive
 //!   connection idle for the *idle timeout* is closed.
 //! - **busy**: a request is in flight, from the moment its headers are read
-//!   until its response body is sent. No deadline here: long polls
-//!   (`claim` `wait_ms`, `/wait` `timeout_ms`) are requests in flight, and a
-//!   request body is bounded by the body timeout of [`crate::extract::ApiJson`].
+//!   until its response body is sent. No deadline on the phase: long polls
+//!   (`claim` `wait_ms`, `/wait` `timeout_ms`) and event streams are requests
+//!   in flight, and a request body is bounded by the body timeout of
+//!   [`crate::extract::ApiJson`].
+//!
+//! In every phase, a write to the socket that cannot make progress for the
+//! *write timeout* (the client has stopped reading: its window is shut and
+//! the kernel's send buffer full) fails the connection, which is then
+//! dropped with everything it holds. That is what cuts off a
+//! `GET /v1/events` subscriber that stopped reading: while its socket is
+//! full hyper no longer polls the stream, so nothing inside the stream could
+//! notice (see `routes/events.rs`). Slow but moving readers are not cut:
+//! the clock restarts with every byte the socket takes.
 //!
 //! hyper 1.x's own `header_read_timeout` starts when the connection is ready
 //! for its next request head, so on a keep-alive connection it also bounds the
@@ -56,6 +66,8 @@ pub struct ConnectionTimeouts {
     pub header: Duration,
     /// Longest a keep-alive connection may stay open with no request in flight.
     pub idle: Duration,
+    /// Longest a write to the socket may wait for the client to take bytes.
+    pub write: Duration,
 }
 
 /// What a graceful shutdown left undone.
@@ -165,6 +177,8 @@ async fn serve_connection(
     let io = TokioIo::new(Watched {
         io: tcp,
         activity: activity.clone(),
+        write_timeout: timeouts.write,
+        stalled: None,
     });
     let svc_activity = activity.clone();
     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -193,7 +207,14 @@ async fn serve_connection(
         let deadline = activity.arm();
         tokio::select! {
             res = conn.as_mut() => {
-                if let Err(e) = res {
+                if activity.write_stalled.load(Ordering::Relaxed) {
+                    tracing::info!(
+                        %peer,
+                        "closed the connection: the client took no bytes for the write timeout of {:?} \
+                         (it stopped reading; an event stream's subscriber is dropped this way)",
+                        timeouts.write
+                    );
+                } else if let Err(e) = res {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
                 return;
@@ -233,6 +254,8 @@ struct Activity {
     timeouts: ConnectionTimeouts,
     /// Wakes the connection's task when the deadline moved closer.
     changed: Notify,
+    /// Set when a write made no progress for the write timeout.
+    write_stalled: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -242,6 +265,7 @@ impl Activity {
             state: Mutex::new((Phase::Head(Instant::now()), None)),
             timeouts,
             changed: Notify::new(),
+            write_stalled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -368,10 +392,42 @@ impl hyper::body::Body for Tracked {
     }
 }
 
-/// The socket, telling [`Activity`] when bytes arrive.
+/// The socket, telling [`Activity`] when bytes arrive and failing a write
+/// that stays blocked for the write timeout.
 struct Watched {
     io: TcpStream,
     activity: Arc<Activity>,
+    write_timeout: Duration,
+    /// Armed when a write returned `Pending`; cleared when one makes progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Watched {
+    /// Passes on a write's outcome: progress (or an error) clears the stall
+    /// timer; `Pending` arms it (the first time) and polls it, so the task is
+    /// woken when it expires, and then the write fails with `TimedOut`.
+    fn timed<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        res: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if res.is_ready() {
+            self.stalled = None;
+            return res;
+        }
+        let timeout = self.write_timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.activity.write_stalled.store(true, Ordering::Relaxed);
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the client took no bytes for {timeout:?}"),
+        )))
+    }
 }
 
 impl AsyncRead for Watched {
@@ -395,11 +451,13 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let res = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.timed(cx, res)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let res = Pin::new(&mut self.io).poll_flush(cx);
+        self.timed(cx, res)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -411,7 +469,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let res = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.timed(cx, res)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -174,10 +174,12 @@ impl Service {
         Ok(crate::metrics::render(&self.metrics, self.store.as_ref(), now_millis()).await?)
     }
 
-    /// Wakes whoever waits on what `changes` did (see the module docs), and
-    /// counts it for the metrics.
+    /// Wakes whoever waits on what `changes` did (see the module docs),
+    /// counts it for the metrics and records its starts and ended attempts
+    /// in the pace behind `eta` ([`crate::pace`]).
     pub fn wake_for(&self, changes: &Changes) {
         self.events.publish(changes);
+        self.pace.observe(changes);
         self.metrics.record(changes);
         for (queue, n) in changes.startable() {
             self.queue_waiters.wake_some(queue, n);
@@ -292,7 +294,30 @@ impl Service {
                 now,
             })
             .await?;
-        Ok(self.woken(out))
+        let out = self.woken(out);
+        let (mut jobs, created): (Vec<Job>, Vec<bool>) =
+            out.into_iter().map(|e| (e.job, e.created)).unzip();
+        self.explain(&mut jobs, now).await;
+        Ok(jobs
+            .into_iter()
+            .zip(created)
+            .map(|(job, created)| Enqueued { job, created })
+            .collect())
+    }
+
+    /// Sets `waiting_on` and `eta` on the waiting jobs of an answer (see
+    /// [`crate::pace`]): every answer that shows a job explains it as a read
+    /// does. `now` is taken before the store call, so the facts the store
+    /// read are never older than the time they are reckoned from (a slow
+    /// read cannot push an estimate past a start that already came).
+    async fn explain(&self, jobs: &mut [Job], now: Millis) {
+        self.pace.explain_all(self.store.as_ref(), jobs, now).await;
+    }
+
+    /// [`Self::explain`] for one job.
+    async fn explained(&self, mut job: Job, now: Millis) -> Job {
+        self.explain(std::slice::from_mut(&mut job), now).await;
+        job
     }
 
     fn claim_params(
@@ -346,7 +371,6 @@ impl Service {
                 // ready than it took, or finished some: tell their waiters.
                 let leases = self.woken(out);
                 self.pace.claimed(&params.queue, params.now);
-                self.pace.started(&params.queue, leases.len(), params.now);
                 let done = !leases.is_empty();
                 Ok((leases, done))
             }
@@ -442,11 +466,13 @@ impl Service {
             now: now_millis(),
             jitter: rand::random(),
         };
+        let now = report.now;
         match claim_next {
             None => {
                 let mut results = self.store.job_report_many(vec![report]).await;
                 let out = results.pop().unwrap_or(Err(StoreError::Closed))?;
-                Ok((self.woken(out), None))
+                let job = self.woken(out);
+                Ok((self.explained(job, now).await, None))
             }
             Some(next) => {
                 // The queue is the reported job's; the store fills it in.
@@ -458,6 +484,7 @@ impl Service {
                     .job_report_and_claim(report, params.clone())
                     .await?;
                 let (job, leases) = self.woken(out);
+                let job = self.explained(job, now).await;
                 if !leases.is_empty() || next.wait_ms == 0 {
                     return Ok((job, Some(leases)));
                 }
@@ -511,28 +538,32 @@ impl Service {
             }
         }
         let mut results = self.store.job_report_many(params).await.into_iter();
-        Ok(slots
-            .into_iter()
-            .map(|s| match s {
+        let mut out = Vec::with_capacity(slots.len());
+        for s in slots {
+            out.push(match s {
                 Some(r) => r,
                 None => match results.next().unwrap_or(Err(StoreError::Closed)) {
-                    Ok(out) => Ok(self.woken(out)),
+                    Ok(done) => {
+                        let job = self.woken(done);
+                        Ok(self.explained(job, now).await)
+                    }
                     Err(e) => Err(e.into()),
                 },
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
     /// One job.
     pub async fn job(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let mut job = self
+        let now = now_millis();
+        let job = self
             .store
             .job_get(id)
             .await?
             .ok_or_else(|| StoreError::JobNotFound(id.to_string()))?;
-        self.pace.explain(&mut job, now_millis());
-        Ok(job)
+        Ok(self.explained(job, now).await)
     }
 
     /// Waits until the job finished or `timeout_ms` passed; returns it either way.
@@ -555,21 +586,55 @@ impl Service {
         after: Option<i64>,
         limit: Option<u32>,
     ) -> Result<Vec<Job>, ServiceError> {
+        self.list_in(queue, None, state, after, limit).await
+    }
+
+    /// A page of one key's line in a queue: its unfinished jobs by `seq`
+    /// (`state`, if given, must be `scheduled`, `queued` or `running`).
+    pub async fn list_key(
+        &self,
+        queue: &str,
+        key: &str,
+        state: Option<JobState>,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Job>, ServiceError> {
+        validate::key(key)?;
+        if let Some(s) = state.filter(|s| s.is_finished()) {
+            return Err(ValidationError::value(
+                "state",
+                format!(
+                    "is {}, but a key's list holds its line: its unfinished jobs (scheduled, queued, running); leave out key= to list finished jobs",
+                    s.as_str()
+                ),
+            )
+            .into());
+        }
+        self.list_in(queue, Some(key), state, after, limit).await
+    }
+
+    async fn list_in(
+        &self,
+        queue: &str,
+        key: Option<&str>,
+        state: Option<JobState>,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Job>, ServiceError> {
         validate::queue_name(queue)?;
         let limit = validate::list_limit(limit)?;
+        let now = now_millis();
         let mut jobs = self
             .store
             .job_list(ListParams {
                 queue: queue.to_string(),
+                key: key.map(str::to_string),
                 state,
                 after,
                 limit,
             })
             .await?;
-        let now = now_millis();
-        for job in &mut jobs {
-            self.pace.explain(job, now);
-        }
+        self.explain(&mut jobs, now).await;
         Ok(jobs)
     }
 
@@ -602,15 +667,19 @@ impl Service {
     /// Cancels a job.
     pub async fn cancel(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let out = self.store.job_cancel(id, now_millis()).await?;
-        Ok(self.woken(out))
+        let now = now_millis();
+        let out = self.store.job_cancel(id, now).await?;
+        let job = self.woken(out);
+        Ok(self.explained(job, now).await)
     }
 
     /// Puts a failed or cancelled job back in line.
     pub async fn retry(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let out = self.store.job_retry(id, now_millis()).await?;
-        Ok(self.woken(out))
+        let now = now_millis();
+        let out = self.store.job_retry(id, now).await?;
+        let job = self.woken(out);
+        Ok(self.explained(job, now).await)
     }
 
     /// One queue.

@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use orderly_core::{
     AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
-    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams,
-    StartListParams, StartRecord, Store, StoreError,
+    Job, LatestStart, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch,
+    ReportParams, StartListParams, StartRecord, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -225,17 +225,20 @@ impl SqliteStore {
         .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 
-    /// Fills `position` on waiting jobs that came back from the writer without
-    /// one, on a read connection (counting the line is kept off the writer).
+    /// Fills `position`, `key_position` and `wait_facts` on waiting jobs that
+    /// came back from the writer without them (a replayed enqueue, a report
+    /// that put its job back in line), on a read connection, so every answer
+    /// explains a waiting job as a read does.
     async fn positioned(&self, mut jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
         if !jobs
             .iter()
-            .any(|j| j.state.is_waiting() && j.position.is_none())
+            .any(|j| j.state.is_waiting() && (j.position.is_none() || j.wait_facts.is_none()))
         {
             return Ok(jobs);
         }
         self.read(move |c| {
             read::fill_positions(c, &mut jobs)?;
+            read::fill_waits(c, &mut jobs)?;
             Ok(jobs)
         })
         .await
@@ -391,6 +394,12 @@ impl Store for SqliteStore {
     async fn job_attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
         let id = id.to_string();
         self.read(move |c| read::job_attempts(c, &id)).await
+    }
+
+    async fn start_latest(&self, queue: &str, limit: u32) -> Result<Vec<LatestStart>, StoreError> {
+        let queue = queue.to_string();
+        self.read(move |c| read::start_latest(c, &queue, limit))
+            .await
     }
 
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError> {

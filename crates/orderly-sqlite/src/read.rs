@@ -4,8 +4,8 @@
 //! position come from the same snapshot), or inside the writer's.
 
 use orderly_core::{
-    AttemptRecord, Job, JobState, ListParams, Millis, QueueConfig, QueueInfo, StartListParams,
-    StartRecord, StateCounts, StoreError, WaitFacts,
+    AttemptRecord, Job, JobState, LatestStart, ListParams, Millis, QueueConfig, QueueInfo,
+    StartListParams, StartRecord, StateCounts, StoreError, WaitFacts,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -69,24 +69,46 @@ fn with_position(conn: &Connection, mut job: Job) -> Res<Job> {
     Ok(job)
 }
 
+/// The unfinished jobs of `key` ahead of `seq` (`sql::KEY_POSITION`, a
+/// bounded read at any key length) and, when there are some, the first of
+/// them: the one holding the key (`sql::KEY_HEAD`, one index entry).
+pub(crate) fn key_line(
+    conn: &Connection,
+    queue: &str,
+    key: &str,
+    seq: i64,
+) -> Res<(u64, Option<String>)> {
+    let ahead: i64 = conn
+        .prepare_cached(sql::KEY_POSITION)
+        .and_then(|mut s| s.query_row(params![queue, key, seq], |r| r.get(0)))
+        .map_err(map_err)?;
+    if ahead <= 0 {
+        return Ok((0, None));
+    }
+    let head = conn
+        .prepare_cached(sql::KEY_HEAD)
+        .and_then(|mut s| {
+            s.query_row(params![queue, key, seq], |r| r.get::<_, String>(0))
+                .optional()
+        })
+        .map_err(map_err)?;
+    Ok((ahead as u64, head))
+}
+
 /// Sets `key_position` and `wait_facts` of a waiting job from its queue's
 /// `config` and `running` count (read in the same snapshot) and its key's
-/// line (`sql::KEY_POSITION`, `sql::KEY_HEAD`).
-fn fill_wait(conn: &Connection, job: &mut Job, config: &QueueConfig, running: u64) -> Res<()> {
+/// line ([`key_line`]).
+pub(crate) fn fill_wait(
+    conn: &Connection,
+    job: &mut Job,
+    config: &QueueConfig,
+    running: u64,
+) -> Res<()> {
     let mut key_head = None;
     if let Some(key) = &job.key {
-        let ahead: i64 = conn
-            .prepare_cached(sql::KEY_POSITION)
-            .and_then(|mut s| s.query_row(params![job.queue, key, job.seq], |r| r.get(0)))
-            .map_err(map_err)?;
-        job.key_position = Some(ahead.max(0) as u64);
-        key_head = conn
-            .prepare_cached(sql::KEY_HEAD)
-            .and_then(|mut s| {
-                s.query_row(params![job.queue, key, job.seq], |r| r.get::<_, String>(0))
-                    .optional()
-            })
-            .map_err(map_err)?;
+        let (ahead, head) = key_line(conn, &job.queue, key, job.seq)?;
+        job.key_position = Some(ahead);
+        key_head = head;
     }
     job.wait_facts = Some(WaitFacts {
         paused: config.paused,
@@ -98,11 +120,14 @@ fn fill_wait(conn: &Connection, job: &mut Job, config: &QueueConfig, running: u6
     Ok(())
 }
 
-/// Sets `key_position` and `wait_facts` on every waiting job of a page
-/// (each queue's configuration and running count read once).
-fn fill_waits(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
+/// Sets `key_position` and `wait_facts` on every waiting job of a page that
+/// has none (each queue's configuration and running count read once).
+pub(crate) fn fill_waits(conn: &Connection, jobs: &mut [Job]) -> Res<()> {
     let mut queues: std::collections::HashMap<String, (QueueConfig, u64)> = Default::default();
-    for job in jobs.iter_mut().filter(|j| j.state.is_waiting()) {
+    for job in jobs
+        .iter_mut()
+        .filter(|j| j.state.is_waiting() && j.wait_facts.is_none())
+    {
         if !queues.contains_key(&job.queue) {
             let config = queue_row(conn, &job.queue)?.unwrap_or_default();
             let running = running_count(conn, &job.queue)?;
@@ -195,8 +220,20 @@ pub(crate) fn job_get(conn: &Connection, id: &str) -> Res<Option<Job>> {
 /// A page of a queue's jobs.
 pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
     let after = p.after.unwrap_or(0);
-    let mut jobs: Vec<Job> = match p.state {
-        Some(state) => {
+    let mut jobs: Vec<Job> = match (&p.key, p.state) {
+        (Some(key), state) => {
+            let mut stmt = conn
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE_OF_KEY))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(
+                    params![p.queue, key, state.map(|s| s.as_str()), after, p.limit],
+                    job_from_row,
+                )
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        }
+        (None, Some(state)) => {
             let mut stmt = conn
                 .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE_IN_STATE))
                 .map_err(map_err)?;
@@ -208,7 +245,7 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         }
-        None => {
+        (None, None) => {
             let mut stmt = conn
                 .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE))
                 .map_err(map_err)?;
@@ -243,18 +280,9 @@ pub(crate) fn job_attempts(conn: &Connection, id: &str) -> Res<Vec<AttemptRecord
     while let Some(start_no) = next {
         let row = stmt
             .query_row(params![start_no, id], |r| {
-                let c = Cols::of(r);
                 Ok((
-                    AttemptRecord {
-                        attempt: c.get("attempt")?,
-                        start_no: c.get("start_no")?,
-                        worker: c.get("worker")?,
-                        started_at: c.get("started_at")?,
-                        ended_at: c.get("ended_at")?,
-                        outcome: c.get("outcome")?,
-                        error: c.json("error")?,
-                    },
-                    c.get::<Option<i64>>("prev_start_no")?,
+                    attempt_from_row(r)?,
+                    Cols::of(r).get::<Option<i64>>("prev_start_no")?,
                 ))
             })
             .optional()
@@ -268,24 +296,63 @@ pub(crate) fn job_attempts(conn: &Connection, id: &str) -> Res<Vec<AttemptRecord
     Ok(out)
 }
 
+/// One start record as an attempt.
+fn attempt_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRecord> {
+    let c = Cols::of(r);
+    Ok(AttemptRecord {
+        attempt: c.get("attempt")?,
+        start_no: c.get("start_no")?,
+        worker: c.get("worker")?,
+        started_at: c.get("started_at")?,
+        ended_at: c.get("ended_at")?,
+        outcome: c.get("outcome")?,
+        error: c.json("error")?,
+    })
+}
+
+/// The latest `limit` starts of `queue`, oldest first (`sql::START_LATEST`).
+pub(crate) fn start_latest(conn: &Connection, queue: &str, limit: u32) -> Res<Vec<LatestStart>> {
+    let mut stmt = conn.prepare_cached(sql::START_LATEST).map_err(map_err)?;
+    let rows = stmt
+        .query_map(params![queue, limit], |r| {
+            let c = Cols::of(r);
+            Ok(LatestStart {
+                start: start_from_row(r)?,
+                ended_at: c.get("ended_at")?,
+                outcome: c.get("outcome")?,
+                error: c.json("error")?,
+            })
+        })
+        .map_err(map_err)?;
+    let mut out: Vec<LatestStart> = rows.collect::<rusqlite::Result<_>>().map_err(map_err)?;
+    out.reverse();
+    Ok(out)
+}
+
+/// One row of the start log.
+fn start_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StartRecord> {
+    let c = Cols::of(r);
+    Ok(StartRecord {
+        start_no: c.get("start_no")?,
+        seq: c.get("seq")?,
+        job_id: c.get("job_id")?,
+        key: c.get("key")?,
+        attempt: c.get("attempt")?,
+        worker: c.get("worker")?,
+        started_at: c.get("started_at")?,
+    })
+}
+
 /// A page of a queue's start log, in `start_no` order (`sql::START_LOG_PAGE`).
 pub(crate) fn start_list(conn: &Connection, p: &StartListParams) -> Res<Vec<StartRecord>> {
     let mut stmt = conn
         .prepare_cached(crate::sql::START_LOG_PAGE)
         .map_err(map_err)?;
     let rows = stmt
-        .query_map(params![p.queue, p.after.unwrap_or(0), p.limit], |r| {
-            let c = Cols::of(r);
-            Ok(StartRecord {
-                start_no: c.get("start_no")?,
-                seq: c.get("seq")?,
-                job_id: c.get("job_id")?,
-                key: c.get("key")?,
-                attempt: c.get("attempt")?,
-                worker: c.get("worker")?,
-                started_at: c.get("started_at")?,
-            })
-        })
+        .query_map(
+            params![p.queue, p.after.unwrap_or(0), p.limit],
+            start_from_row,
+        )
         .map_err(map_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(map_err)
 }

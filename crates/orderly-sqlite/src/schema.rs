@@ -16,12 +16,15 @@
 //!
 //! `queue_counts` is kept by triggers, so counts and the running total that
 //! a claim needs are one row read; `waiting_blocks` (v5) likewise, so a
-//! waiting job's `position` is a bounded read at any backlog.
+//! waiting job's `position` is a bounded read at any backlog, and
+//! `key_blocks` (v6) so its `key_position` is one at any key length.
 
 use rusqlite::Connection;
 
+mod v6;
+
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// v5: position at any backlog (docs/ordering.md, "Position at any
 /// backlog"). `waiting_blocks` counts a queue's waiting (`scheduled` or
@@ -227,7 +230,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", 1)?;
         tx.commit()?;
     }
-    for (to, sql) in [(2, V2), (3, V3), (4, V4), (5, V5)] {
+    for (to, sql) in [(2, V2), (3, V3), (4, V4), (5, V5), (6, v6::V6)] {
         if version < to {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
@@ -240,6 +243,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod v5_tests;
+
+#[cfg(test)]
+mod v6_tests;
 
 #[cfg(test)]
 mod tests {

@@ -45,9 +45,20 @@ pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM j
 pub const OLDEST_QUEUED: &str =
     "SELECT enqueued_at FROM jobs WHERE queue = ?1 AND state = 'queued' ORDER BY seq LIMIT 1";
 /// Unfinished jobs of key ?2 of queue ?1 ahead of `seq` ?3 (its
-/// `key_position`), from `jobs_key_line`: the work follows the key's own
-/// line, never the queue's backlog (see docs/ordering.md).
-pub const KEY_POSITION: &str = "SELECT count(*) FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') AND seq < ?3";
+/// `key_position`), from `key_blocks` (schema v6) as [`POSITION`] reads
+/// `waiting_blocks`: the key's level-1 blocks (2^20 `seq`s) wholly before
+/// it, its level-0 blocks (2^10) before it within its level-1 block, and
+/// its unfinished jobs before it within its own level-0 block
+/// (`jobs_key_line`, at most 1,024 entries and their rows). Bounded at any key length
+/// (see docs/ordering.md).
+pub const KEY_POSITION: &str = "SELECT
+    (SELECT coalesce(sum(n), 0) FROM key_blocks
+        WHERE queue = ?1 AND key = ?2 AND level = 1 AND block < (?3 >> 20))
+  + (SELECT coalesce(sum(n), 0) FROM key_blocks
+        WHERE queue = ?1 AND key = ?2 AND level = 0 AND block >= ((?3 >> 20) << 10) AND block < (?3 >> 10))
+  + (SELECT count(*) FROM jobs
+        WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running')
+          AND seq >= ((?3 >> 10) << 10) AND seq < ?3)";
 /// The first unfinished job of key ?2 of queue ?1 ahead of `seq` ?3: the one
 /// holding the key. (`jobs_key_line`, one entry read)
 pub const KEY_HEAD: &str = "SELECT id FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') AND seq < ?3 ORDER BY seq LIMIT 1";
@@ -76,6 +87,12 @@ pub const WAITING_BETWEEN: &str = "SELECT count(*) FROM jobs WHERE queue = ?1 AN
 /// A page of a queue's jobs of every state, in `seq` order from a cursor,
 /// after `SELECT` and the columns. (`jobs_queue_seq`, schema v5)
 pub const JOB_PAGE: &str = "FROM jobs WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+/// A page of one key's line (its unfinished jobs, optionally of state ?3),
+/// after `SELECT` and the columns. (`jobs_key_line`: bounded by the key's
+/// unfinished jobs, whatever else the queue holds)
+pub const JOB_PAGE_OF_KEY: &str = "FROM jobs INDEXED BY jobs_key_line \
+    WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') \
+    AND (?3 IS NULL OR state = ?3) AND seq > ?4 ORDER BY seq LIMIT ?5";
 /// A page of a queue's jobs in one state, after `SELECT` and the columns.
 /// (`jobs_by_state`)
 pub const JOB_PAGE_IN_STATE: &str =
@@ -93,6 +110,12 @@ pub const QUEUE_NAMES: &str = "SELECT name FROM queues ORDER BY name";
 /// A page of a queue's start log. (`starts_queue`)
 pub const START_LOG_PAGE: &str = "SELECT start_no, seq, job_id, key, attempt, worker, started_at \
     FROM starts WHERE queue = ?1 AND start_no > ?2 ORDER BY start_no LIMIT ?3";
+/// The latest starts of a queue, newest first: the end of its start log,
+/// what a restarted server seeds its estimates from. (`starts_queue`, read
+/// backwards)
+pub const START_LATEST: &str =
+    "SELECT start_no, seq, job_id, key, attempt, worker, started_at, ended_at, outcome, error \
+    FROM starts WHERE queue = ?1 ORDER BY start_no DESC LIMIT ?2";
 /// Finished jobs that retention deletes, with the head of their start chain.
 /// (`jobs_finished`)
 pub const PURGE_CANDIDATES: &str = "SELECT seq, id, last_start_no FROM jobs \
@@ -141,7 +164,6 @@ mod tests {
             (super::NEXT_DUE_IN_QUEUE, "jobs_leases", false),
             (super::PURGE_CANDIDATES, "jobs_finished", false),
             (super::OLDEST_QUEUED, "jobs_by_state", false),
-            (super::KEY_POSITION, "jobs_key_line", false),
             (super::KEY_HEAD, "jobs_key_line", false),
         ] {
             let p = plan(&conn, query);
@@ -165,13 +187,24 @@ mod tests {
             "{}\nplan: {p}",
             super::START_LOG_PAGE
         );
-        // What the API serves at any backlog: a job's position, a page of a
-        // queue's jobs (with and without `state=`), a queue's counts and the
-        // list of queues. Each reads an index or a trigger-kept table by
+        // The end of a queue's start log reads the index backwards: no sort.
+        let p = plan(&conn, super::START_LATEST);
+        assert!(
+            p.contains("USING INDEX starts_queue (queue=?)")
+                && !p.contains("SCAN")
+                && !p.contains("TEMP B-TREE"),
+            "{}\nplan: {p}",
+            super::START_LATEST
+        );
+        // What the API serves at any backlog: a job's position and key
+        // position, a page of a queue's jobs (with and without `state=`, and
+        // one key's line), a queue's counts and the list of queues. Each
+        // reads an index or a trigger-kept table by
         // key: no table scan, no sort.
         let columns = crate::rows::JOB_COLUMNS;
         let page = format!("SELECT {columns} {}", super::JOB_PAGE);
         let page_in_state = format!("SELECT {columns} {}", super::JOB_PAGE_IN_STATE);
+        let page_of_key = format!("SELECT {columns} {}", super::JOB_PAGE_OF_KEY);
         for (query, wants) in [
             (
                 super::POSITION,
@@ -182,6 +215,14 @@ mod tests {
                 ][..],
             ),
             (
+                super::KEY_POSITION,
+                &[
+                    "SEARCH key_blocks USING PRIMARY KEY (queue=? AND key=? AND level=? AND block<?)",
+                    "SEARCH key_blocks USING PRIMARY KEY (queue=? AND key=? AND level=? AND block>? AND block<?)",
+                    "INDEX jobs_key_line (queue=? AND key=? AND seq>? AND seq<?)",
+                ][..],
+            ),
+            (
                 super::WAITING_BETWEEN,
                 &["SEARCH jobs USING COVERING INDEX jobs_by_state (queue=? AND state=? AND seq>? AND seq<?)"],
             ),
@@ -189,6 +230,10 @@ mod tests {
             (
                 page_in_state.as_str(),
                 &["SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)"],
+            ),
+            (
+                page_of_key.as_str(),
+                &["SEARCH jobs USING INDEX jobs_key_line (queue=? AND key=? AND seq>?)"],
             ),
             (
                 super::QUEUE_COUNTS,

@@ -5,7 +5,9 @@
 //! blocks of 2^10 and 2^20 (by reopening the store with a raised counter).
 //! After every step, every job's `position` (read alone and in pages of
 //! every kind) must equal a brute-force count of the waiting jobs ahead of
-//! it, and the block counts must equal a recount of the jobs.
+//! it, its `key_position` a brute-force count of the unfinished jobs of its
+//! key ahead of it (three keys), and the block counts of both must equal a
+//! recount of the jobs.
 
 use std::collections::HashMap;
 
@@ -64,6 +66,77 @@ fn brute_positions(jobs: &[(String, String, i64, String)]) -> HashMap<String, Op
     out
 }
 
+/// Each job's key position by brute force: the unfinished jobs of its queue
+/// and key with a lower `seq`; `None` for a job that is not waiting or has
+/// no key.
+fn brute_key_positions(raw: &Connection) -> HashMap<String, Option<u64>> {
+    let mut stmt = raw
+        .prepare("SELECT id, queue, key, state FROM jobs ORDER BY seq")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .expect("query");
+    let mut ahead: HashMap<(String, String), u64> = HashMap::new();
+    let mut out = HashMap::new();
+    for row in rows {
+        let (id, queue, key, state) = row.expect("row");
+        let waiting = state == "queued" || state == "scheduled";
+        let Some(key) = key else {
+            out.insert(id, None);
+            continue;
+        };
+        let n = ahead.entry((queue, key)).or_default();
+        out.insert(id, waiting.then_some(*n));
+        if waiting || state == "running" {
+            *n += 1;
+        }
+    }
+    out
+}
+
+/// The per-key block counts as stored, and recounted from the jobs.
+fn key_blocks(raw: &Connection) -> (Vec<String>, Vec<String>) {
+    let rows = |sql: &str| -> Vec<String> {
+        let mut stmt = raw.prepare(sql).expect("prepare");
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(format!(
+                    "{}/{}/{}/{}={}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?
+                ))
+            })
+            .expect("query");
+        rows.map(|r| r.expect("row")).collect()
+    };
+    (
+        rows(
+            "SELECT queue, key, level, block, n FROM key_blocks ORDER BY queue, key, level, block",
+        ),
+        rows(
+            "SELECT queue, key, level, block, n FROM (
+               SELECT queue, key, 0 AS level, seq >> 10 AS block, count(*) AS n FROM jobs
+                 WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
+                 GROUP BY queue, key, seq >> 10
+               UNION ALL
+               SELECT queue, key, 1, seq >> 20, count(*) FROM jobs
+                 WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
+                 GROUP BY queue, key, seq >> 20)
+             ORDER BY queue, key, level, block",
+        ),
+    )
+}
+
 /// `(queue, level, block, n)` rows of block counts.
 type Blocks = Vec<(String, i64, i64, i64)>;
 
@@ -90,19 +163,21 @@ fn blocks(raw: &Connection) -> (Blocks, Blocks) {
     )
 }
 
-/// Every page of `queue` (in `state`, pages of `limit`), as `(id, position)`.
+/// Every page of `queue` (in `state`, pages of `limit`), as `(id, position,
+/// key_position)`.
 async fn paged(
     store: &SqliteStore,
     queue: &str,
     state: Option<JobState>,
     limit: u32,
-) -> Vec<(String, Option<u64>)> {
+) -> Vec<(String, Option<u64>, Option<u64>)> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
         let page = store
             .job_list(ListParams {
                 queue: queue.into(),
+                key: None,
                 state,
                 after,
                 limit,
@@ -111,7 +186,7 @@ async fn paged(
             .expect("list");
         let Some(last) = page.last() else { break };
         after = Some(last.seq);
-        out.extend(page.into_iter().map(|j| (j.id, j.position)));
+        out.extend(page.into_iter().map(|j| (j.id, j.position, j.key_position)));
     }
     out
 }
@@ -120,17 +195,24 @@ async fn paged(
 async fn check(store: &SqliteStore, raw: &Connection, rng: &mut Rng, what: &str) {
     let jobs = all_jobs(raw);
     let want = brute_positions(&jobs);
+    let want_key = brute_key_positions(raw);
     let (stored, recount) = blocks(raw);
     assert_eq!(stored, recount, "{what}: block counts drifted");
+    let (stored, recount) = key_blocks(raw);
+    assert_eq!(stored, recount, "{what}: key block counts drifted");
     for queue in QUEUES {
         let limit = 1 + rng.below(7) as u32;
         let state = *rng
             .pick(&[None, Some(JobState::Queued), Some(JobState::Scheduled)])
             .expect("states");
-        for (id, position) in paged(store, queue, state, limit).await {
+        for (id, position, key_position) in paged(store, queue, state, limit).await {
             assert_eq!(
                 position, want[&id],
                 "{what}: {id} in pages of {limit} of {queue} (state {state:?})"
+            );
+            assert_eq!(
+                key_position, want_key[&id],
+                "{what}: {id}'s key position in pages of {limit} of {queue}"
             );
         }
     }
@@ -140,6 +222,10 @@ async fn check(store: &SqliteStore, raw: &Connection, rng: &mut Rng, what: &str)
         };
         let job = store.job_get(id).await.expect("get").expect("exists");
         assert_eq!(job.position, want[id], "{what}: job_get {id}");
+        assert_eq!(
+            job.key_position, want_key[id],
+            "{what}: job_get {id}'s key position"
+        );
     }
 }
 
@@ -184,7 +270,7 @@ async fn run(seed: u64) {
                         NewJob {
                             id: format!("j{next_id}"),
                             key: rng
-                                .pick(&[None, Some("k1"), Some("k2")])
+                                .pick(&[None, Some("k1"), Some("k2"), Some("k3")])
                                 .and_then(|k| k.map(String::from)),
                             payload: serde_json::json!({}),
                             run_at: (rng.below(4) == 0).then(|| now + rng.below(5_000) as Millis),
@@ -193,14 +279,25 @@ async fn run(seed: u64) {
                         }
                     })
                     .collect();
-                store
+                let answers = store
                     .job_enqueue_many(EnqueueParams {
                         queue: queue.into(),
                         jobs,
                         now,
                     })
                     .await
-                    .expect("enqueue");
+                    .expect("enqueue")
+                    .value;
+                // The answer says what a read right after does.
+                let want = brute_positions(&all_jobs(&raw));
+                let want_key = brute_key_positions(&raw);
+                for e in answers {
+                    assert_eq!(e.job.position, want[&e.job.id], "{what}: enqueue answer");
+                    assert_eq!(
+                        e.job.key_position, want_key[&e.job.id],
+                        "{what}: enqueue answer's key position"
+                    );
+                }
             }
             30..=49 => {
                 let got = store

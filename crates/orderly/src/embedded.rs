@@ -31,6 +31,9 @@ pub struct Options {
     pub durability: Durability,
     /// Bearer token of the mounted HTTP API (`None`: open).
     pub token: Option<String>,
+    /// Read-only bearer token of the mounted HTTP API and dashboard: it may
+    /// `GET` everything and change nothing.
+    pub read_token: Option<String>,
     /// How long [`Orderly::shutdown`] lets running handlers finish before it
     /// stops them (they rerun in place on the next open).
     pub grace: Duration,
@@ -46,6 +49,7 @@ impl Options {
             data_dir: data_dir.into(),
             durability: Durability::Fsync,
             token: None,
+            read_token: None,
             grace: Duration::from_secs(30),
             retention: orderly_server::maintenance::Config::DEFAULT_RETENTION,
         }
@@ -108,6 +112,7 @@ impl Orderly {
             .map_err(|e| Error::Open(format!("node-id in {}: {e}", options.data_dir.display())))?;
         let config = ServerConfig {
             token: options.token.clone(),
+            read_token: options.read_token.clone(),
             maintenance: orderly_server::maintenance::Config {
                 retention: options.retention,
                 ..Default::default()

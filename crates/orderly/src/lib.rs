@@ -55,8 +55,8 @@ pub use embedded::{Options, Orderly};
 pub use enqueue::NewJob;
 pub use handler::{Fail, JobCx};
 pub use orderly_core::{
-    Backoff, Enqueued, Executor, Job, JobState, QueueInfo, QueuePatch, Store, StoreError,
-    ValidationError,
+    Backoff, Enqueued, Eta, Executor, Job, JobState, QueueInfo, QueuePatch, Store, StoreError,
+    ValidationError, WaitingOn,
 };
 pub use orderly_server::error::ServiceError;
 pub use orderly_sqlite::Durability;

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use orderly::{Error, Fail, JobCx, JobState, NewJob, Orderly};
+use orderly::{Error, Fail, JobCx, JobState, NewJob, Orderly, WaitingOn};
 use serde_json::{json, Value};
 use support::*;
 
@@ -112,4 +112,40 @@ async fn a_second_open_of_one_dir_is_refused() {
     o.shutdown().await;
     let again = open(&dir).await;
     again.shutdown().await;
+}
+
+/// `enqueue` answers a waiting job as `job` reads it right after: its
+/// position, its key's line and why it waits (the store's answer, explained
+/// by the same service as a read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_answer_says_why_the_job_waits() {
+    let dir = tempdir();
+    let o = open(&dir).await;
+    let first = o
+        .enqueue("w", job("first", json!({})).key("acct"))
+        .await
+        .expect("enqueue");
+    let second = o
+        .enqueue("w", job("second", json!({})).key("acct"))
+        .await
+        .expect("enqueue");
+    assert_eq!(first.job.key_position, Some(0), "{:?}", first.job);
+    assert_eq!(second.job.position, Some(1), "{:?}", second.job);
+    assert_eq!(second.job.key_position, Some(1), "{:?}", second.job);
+    assert_eq!(
+        second.job.waiting_on,
+        Some(WaitingOn::Key {
+            job: "first".into()
+        })
+    );
+    let read = o.job("second").await.expect("job");
+    assert_eq!(
+        (read.position, read.key_position, &read.waiting_on),
+        (
+            second.job.position,
+            second.job.key_position,
+            &second.job.waiting_on
+        )
+    );
+    o.shutdown().await;
 }

@@ -114,3 +114,69 @@ async fn the_api_mounted_under_a_prefix_enqueues_and_reads_jobs() {
     server.abort();
     o.shutdown().await;
 }
+
+/// The dashboard mounted under `/orderly`: every view's page (the root at
+/// `/orderly` itself) loads its assets by relative URLs that resolve inside
+/// the mount, and the assets and API answer there; the read-only token
+/// reads and cannot act.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_mounted_under_a_prefix_finds_its_assets() {
+    let dir = tempdir();
+    let mut opts = Options::new(dir.path());
+    opts.token = Some(TOKEN.into());
+    opts.read_token = Some("mount-read-token".into());
+    let o = Orderly::open_with(opts).await.expect("open");
+    let app = axum::Router::new().nest("/orderly", o.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+
+    for (path, asset) in [
+        ("/orderly", "/orderly/dashboard/js/main.js"),
+        ("/orderly/queues/q", "/orderly/dashboard/js/main.js"),
+        ("/orderly/queues/q/keys/k", "/orderly/dashboard/js/main.js"),
+        ("/orderly/jobs/j1", "/orderly/dashboard/js/main.js"),
+    ] {
+        let page_url = format!("{base}{path}");
+        let r = http.get(&page_url).send().await.expect("GET");
+        assert_eq!(r.status(), 200, "{path}");
+        let html = r.text().await.expect("body");
+        let src = html
+            .split("src=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("a script src");
+        let resolved = reqwest::Url::parse(&page_url)
+            .expect("url")
+            .join(src)
+            .expect("join");
+        assert_eq!(resolved.path(), asset, "{path}: {src}");
+        let r = http.get(resolved).send().await.expect("GET");
+        assert_eq!(r.status(), 200, "{asset}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "text/javascript; charset=utf-8"
+        );
+    }
+    let r = http
+        .get(format!("{base}/orderly/v1/queues"))
+        .bearer_auth("mount-read-token")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    let r = http
+        .put(format!("{base}/orderly/v1/queues/q"))
+        .bearer_auth("mount-read-token")
+        .json(&json!({ "paused": true }))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(r.status(), 403);
+
+    server.abort();
+    o.shutdown().await;
+}

@@ -178,10 +178,14 @@ def wait(id: str, timeout_ms: int) -> Call[Job]:
     )
 
 
-def list_jobs(queue: str, state: JobState | str | None, after: int | None, limit: int) -> Call[Page]:
+def list_jobs(
+    queue: str, state: JobState | str | None, after: int | None, limit: int, key: str | None = None
+) -> Call[Page]:
     params: dict[str, str | int] = {"limit": limit}
     if state is not None:
         params["state"] = str(state)
+    if key is not None:
+        params["key"] = key
     if after is not None:
         params["after"] = after
     return Call("GET", f"/v1/queues/{seg(queue)}/jobs", _page, params=params, idempotent=True)

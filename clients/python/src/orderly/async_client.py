@@ -162,13 +162,15 @@ class AsyncClient:
         queue: str,
         *,
         state: JobState | str | None = None,
+        key: str | None = None,
         after: int | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[Job]:
         """Every job of ``queue`` (of ``state``, with ``seq`` above ``after``)
-        in ``seq`` order, fetched a page at a time as the iterator advances."""
+        in ``seq`` order, fetched a page at a time as the iterator advances.
+        With ``key``: that key's line, its unfinished jobs in ``seq`` order."""
         while True:
-            page = await self._run(_ops.list_jobs(queue, state, after, page_size))
+            page = await self._run(_ops.list_jobs(queue, state, after, page_size, key))
             for job in page.jobs:
                 yield job
             if page.next_after is None:

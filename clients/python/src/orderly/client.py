@@ -164,13 +164,15 @@ class Client:
         queue: str,
         *,
         state: JobState | str | None = None,
+        key: str | None = None,
         after: int | None = None,
         page_size: int = 100,
     ) -> Iterator[Job]:
         """Every job of ``queue`` (of ``state``, with ``seq`` above ``after``)
-        in ``seq`` order, fetched a page at a time as the iterator advances."""
+        in ``seq`` order, fetched a page at a time as the iterator advances.
+        With ``key``: that key's line, its unfinished jobs in ``seq`` order."""
         while True:
-            page = self._run(_ops.list_jobs(queue, state, after, page_size))
+            page = self._run(_ops.list_jobs(queue, state, after, page_size, key))
             yield from page.jobs
             if page.next_after is None:
                 return

@@ -149,6 +149,12 @@ class ForbiddenOriginError(ApiError):
     code_name = "forbidden_origin"
 
 
+class ReadOnlyError(ApiError):
+    """The read-only token (``--read-token``) asked to change something."""
+
+    code_name = "read_only"
+
+
 class NotSupportedError(ApiError):
     """A feature the server's release does not have."""
 

@@ -267,6 +267,7 @@ pub async fn payloads_are_kept_exactly<S: Store>(store: S) {
     let listed = s
         .job_list(ListParams {
             queue: q.into(),
+            key: None,
             state: None,
             after: None,
             limit: 100,

@@ -10,8 +10,8 @@
 //!
 //! This file holds the entry points and the helpers the tests share; the tests
 //! themselves are split by area into the submodules (enqueue, claims, keys,
-//! leases, maintenance, failures, reports, changes, queues, starts, model
-//! replay) and re-exported here.
+//! leases, maintenance, failures, reports, changes, queues, starts, waiting
+//! jobs' answers, model replay) and re-exported here.
 //!
 //! Time is never slept: every store method takes `now`, so leases, delays and
 //! backoff are tested by passing chosen times (all relative to [`T0`]).
@@ -59,6 +59,7 @@ mod queues;
 mod release;
 mod reports;
 mod starts;
+mod waiting;
 
 pub use changes::*;
 pub use claim::*;
@@ -72,6 +73,7 @@ pub use queues::*;
 pub use release::*;
 pub use reports::*;
 pub use starts::*;
+pub use waiting::*;
 
 /// Runs every contract test, each against a fresh store from `make_store`.
 ///
@@ -143,12 +145,15 @@ macro_rules! store_conformance_tests {
             writes_report_what_they_changed,
             changes_carry_times_and_lease_loss,
             job_list_pages_by_seq,
+            job_list_of_a_key_is_its_line,
             queue_configure_and_counts,
             retention_purge_deletes_only_old_finished_jobs,
             start_no_increases_in_start_order,
             start_log_lists_every_start,
             start_log_pages_by_cursor,
             purged_jobs_leave_no_starts,
+            write_answers_explain_waiting_jobs,
+            start_latest_reads_the_end_of_the_log,
             concurrent_claimers,
         ]);
     };
@@ -532,10 +537,9 @@ async fn fail(store: &dyn Store, lease: &Lease, retry: bool, now: Millis) -> Job
 }
 
 /// `job_get`, checking that a waiting job (and only one) comes with its
-/// `wait_facts` and, with a key, its `key_position`; returns the job without
-/// them, as the writes answer it.
+/// `wait_facts` and, with a key, its `key_position` (as the writes answer it).
 async fn get(store: &dyn Store, id: &str) -> Job {
-    let mut job = store
+    let job = store
         .job_get(id)
         .await
         .unwrap_or_else(|e| panic!("job_get({id:?}) failed: {e:?}"))
@@ -551,8 +555,6 @@ async fn get(store: &dyn Store, id: &str) -> Job {
         waiting && job.key.is_some(),
         "{id}: a key position comes with a waiting job with a key only: {job:?}"
     );
-    job.wait_facts = None;
-    job.key_position = None;
     job
 }
 

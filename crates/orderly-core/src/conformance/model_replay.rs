@@ -350,6 +350,7 @@ async fn compare_with_model(
         let page = match s
             .job_list(ListParams {
                 queue: queue.into(),
+                key: None,
                 state: None,
                 after,
                 limit: 1_000,

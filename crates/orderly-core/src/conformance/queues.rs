@@ -10,9 +10,75 @@ use crate::queue::{QueueConfig, QueueInfo, QueuePatch, StateCounts};
 use crate::store::{ListParams, Store};
 
 use super::{
-    at, cancel, claim_expect, complete, conc, configure, enqueue, fail, nj, queue_info,
+    at, cancel, claim_expect, complete, conc, configure, enqueue, fail, keyed, nj, queue_info,
     FLAT_BACKOFF, T0,
 };
+
+/// `job_list` with a key lists that key's line: its unfinished jobs in seq
+/// order (running, then waiting), paged by cursor, none of other keys or
+/// queues, none finished; with a state too, that state of them.
+pub async fn job_list_of_a_key_is_its_line<S: Store>(store: S) {
+    let s: &dyn Store = &store;
+    let q = "key-list";
+    configure(s, q, conc(5)).await;
+    enqueue(
+        s,
+        q,
+        vec![
+            keyed("k1", "k"),
+            keyed("o1", "other"),
+            keyed("k2", "k"),
+            nj("n1"),
+            keyed("k3", "k"),
+            keyed("k4", "k"),
+        ],
+        T0,
+    )
+    .await;
+    enqueue(s, "key-list-2", vec![keyed("x1", "k")], T0).await;
+    let l = claim_expect(s, q, 5, T0, &["k1", "o1", "n1"], "one per key").await;
+    complete(s, &l[0], T0 + 1).await;
+    claim_expect(s, q, 5, T0 + 1, &["k2"], "k2 follows k1").await;
+    let list = |state: Option<JobState>, after: Option<i64>, limit: u32| ListParams {
+        queue: q.into(),
+        key: Some("k".into()),
+        state,
+        after,
+        limit,
+    };
+    let ids = |jobs: &[crate::job::Job]| jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+    let all = s.job_list(list(None, None, 100)).await.expect("job_list");
+    assert_eq!(
+        ids(&all),
+        ["k2", "k3", "k4"],
+        "the key's unfinished jobs, by seq"
+    );
+    assert_eq!(all[0].state, JobState::Running);
+    let first = s.job_list(list(None, None, 2)).await.expect("job_list");
+    assert_eq!(ids(&first), ["k2", "k3"]);
+    let rest = s
+        .job_list(list(None, Some(first[1].seq), 2))
+        .await
+        .expect("job_list");
+    assert_eq!(ids(&rest), ["k4"], "the cursor pages on");
+    let queued = s
+        .job_list(list(Some(JobState::Queued), None, 100))
+        .await
+        .expect("job_list");
+    assert_eq!(
+        ids(&queued),
+        ["k3", "k4"],
+        "with a state: that state of the line"
+    );
+    let done = s
+        .job_list(list(Some(JobState::Succeeded), None, 100))
+        .await
+        .expect("job_list");
+    assert!(
+        done.is_empty(),
+        "finished jobs have left the line: {done:?}"
+    );
+}
 
 /// Section 4: `job_list` pages by seq with a cursor, filters by state and
 /// shows positions.
@@ -27,6 +93,7 @@ pub async fn job_list_pages_by_seq<S: Store>(store: S) {
 
     let list = |state: Option<JobState>, after: Option<i64>, limit: u32| ListParams {
         queue: q.into(),
+        key: None,
         state,
         after,
         limit,

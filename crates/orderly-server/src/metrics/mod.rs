@@ -7,7 +7,9 @@
 //!   store write, through [`Metrics::record`], which
 //!   `Service::wake_for` calls once for every write whatever its path
 //!   (the one mapping is [`counters_for`]); HTTP requests are counted by
-//!   the [`track_requests`] layer, by matched route template;
+//!   the [`track_requests`] layer, by matched route template; `GET /v1/events`
+//!   subscribers are a gauge held by each open stream ([`SubscriberGuard`]),
+//!   and those dropped for falling behind are counted;
 //! - **read at scrape time** ([`scrape`]): jobs per queue and state, running
 //!   and concurrency, the age of each queue's front job, and the store's
 //!   writer figures. Each is a count the store keeps or one index lookup
@@ -26,6 +28,7 @@ use orderly_core::{Changes, JobState};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -72,6 +75,20 @@ pub struct Metrics {
     run_time: Histograms<QueueLabel>,
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Histograms<HttpLabels>,
+    events_subscribers: Gauge,
+    events_lagged: Counter,
+}
+
+/// One open `GET /v1/events` stream, counted in `orderly_events_subscribers`
+/// for as long as it lives (however it ends: its own end, the client going
+/// away, the connection cut for a stalled write, shutdown).
+#[derive(Debug)]
+pub struct SubscriberGuard(Gauge);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -109,6 +126,18 @@ impl Default for Metrics {
             "Time to answer an HTTP request (long polls included), by method, route template and status",
             http_seconds.clone(),
         );
+        let events_subscribers = Gauge::default();
+        registry.register(
+            "events_subscribers",
+            "Open GET /v1/events streams",
+            events_subscribers.clone(),
+        );
+        let events_lagged = Counter::default();
+        registry.register(
+            "events_dropped_lagging",
+            "GET /v1/events subscribers dropped for falling more than --events-buffer events behind",
+            events_lagged.clone(),
+        );
         Metrics {
             registry,
             jobs,
@@ -116,6 +145,8 @@ impl Default for Metrics {
             run_time,
             http_requests,
             http_seconds,
+            events_subscribers,
+            events_lagged,
         }
     }
 }
@@ -143,6 +174,17 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Counts an events subscriber until the guard is dropped.
+    pub fn events_subscriber(&self) -> SubscriberGuard {
+        self.events_subscribers.inc();
+        SubscriberGuard(self.events_subscribers.clone())
+    }
+
+    /// Counts an events subscriber dropped for falling behind.
+    pub fn events_lagged(&self) {
+        self.events_lagged.inc();
     }
 
     /// Counts one answered HTTP request.

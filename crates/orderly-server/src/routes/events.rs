@@ -5,7 +5,11 @@
 //! held events after that id, then live events; each job or queue event as
 //! `id: N` / `event: KIND` / `data: {json}`, filtered by `queue` and `job`.
 //! One that falls more than the hub's buffer behind gets `event: dropped`
-//! and the stream ends. The stream also ends when the server shuts down.
+//! and the stream ends. One that stops reading altogether fills its socket:
+//! hyper then stops polling the stream, so nothing here sees it; the
+//! connection's write timeout (`crate::serve`) cuts it off, which drops the
+//! stream and its receiver. Open streams are the `orderly_events_subscribers`
+//! gauge. The stream also ends when the server shuts down.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -94,6 +98,8 @@ pub async fn events(
         last_id,
         buffer: hub.config().buffer,
         done: false,
+        _counted: state.service.metrics().events_subscriber(),
+        state: state.clone(),
     };
     let stream = futures::stream::unfold(st, |mut st| async move {
         let ev = st.next().await?;
@@ -129,6 +135,10 @@ struct Stream_ {
     last_id: Option<u64>,
     buffer: usize,
     done: bool,
+    /// Counts this stream as a subscriber while it lives.
+    _counted: crate::metrics::SubscriberGuard,
+    /// For counting a drop.
+    state: AppState,
 }
 
 impl Stream_ {
@@ -148,6 +158,11 @@ impl Stream_ {
                 }
                 Err(RecvError::Lagged(n)) => {
                     self.done = true;
+                    self.state.service.metrics().events_lagged();
+                    tracing::info!(
+                        "dropped an events subscriber: {n} events behind, more than --events-buffer ({})",
+                        self.buffer
+                    );
                     let body = DroppedView {
                         reason: format!(
                             "this subscriber fell behind: {n} events were published while it read none of them, more than the server keeps per subscriber ({}, server flag --events-buffer); reconnect with Last-Event-ID to resume from the recent events",

@@ -109,22 +109,32 @@ pub async fn wait(
 pub struct ListQuery {
     /// Only this state.
     pub state: Option<String>,
+    /// Only this key's line: its unfinished jobs.
+    pub key: Option<String>,
     /// Only jobs with `seq` above this (cursor).
     pub after: Option<i64>,
     /// Page size, 1–1000 (default 100).
     pub limit: Option<u32>,
 }
 
-/// `GET /v1/queues/{queue}/jobs`: jobs by `seq`, with a cursor to the next page.
+/// `GET /v1/queues/{queue}/jobs?state=&key=&after=&limit=`: jobs by `seq`,
+/// with a cursor to the next page; with `key`, that key's line (its
+/// unfinished jobs).
 pub async fn list(
     State(state): State<AppState>,
     ApiPath(queue): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<JobListResponse>, ApiError> {
-    let jobs = state
-        .service
-        .list(&queue, state_filter(q.state.as_deref())?, q.after, q.limit)
-        .await?;
+    let filter = state_filter(q.state.as_deref())?;
+    let jobs = match &q.key {
+        Some(key) => {
+            state
+                .service
+                .list_key(&queue, key, filter, q.after, q.limit)
+                .await?
+        }
+        None => state.service.list(&queue, filter, q.after, q.limit).await?,
+    };
     let next_after = super::next_after(jobs.len(), q.limit, jobs.last().map(|j| j.seq));
     Ok(Json(JobListResponse {
         jobs: jobs.into_iter().map(job_view).collect(),

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource. Handlers extract, call the service
 //! once, and shape the answer; errors go through [`crate::error::ApiError`].
 
+pub mod dashboard;
 pub mod events;
 pub mod jobs;
 pub mod queues;

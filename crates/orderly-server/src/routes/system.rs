@@ -1,7 +1,7 @@
 //! `/healthz`, authentication, and the JSON fallbacks for unknown routes.
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -53,26 +53,39 @@ pub async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// Guards the API. With a token: requires `Authorization: Bearer <token>`.
-/// Without one (a loopback server): refuses requests that a web page of
-/// another site makes the browser send (they carry a non-loopback `Origin`),
-/// so a page cannot enqueue jobs into a local server behind the user's back.
+/// The response header naming what the request's credentials may do:
+/// `full` or `read-only` (the dashboard greys out its actions on `read-only`).
+pub const ACCESS_HEADER: &str = "orderly-access";
+
+/// Guards the API. With tokens (`--token`, `--read-token`): requires
+/// `Authorization: Bearer <token>`; the read-only token may only `GET` (and
+/// `HEAD`), anything else gets `403 read_only`. Without tokens (a loopback
+/// server): refuses requests that a web page of another site makes the
+/// browser send (they carry an `Origin` that is neither loopback nor this
+/// server's own), so a page cannot enqueue jobs into a local server behind
+/// the user's back. Tokens travel in a header, never in a cookie, so another
+/// site's page cannot make the browser send them: no CSRF.
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(expected) = &state.config.token else {
+    let config = &state.config;
+    if config.token.is_none() && config.read_token.is_none() {
         let origin = req
             .headers()
             .get(header::ORIGIN)
             .map(|v| v.to_str().unwrap_or("?"));
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
         return match origin {
-            Some(o) if !is_loopback_origin(o) => ApiError::new(
+            Some(o) if !is_loopback_origin(o) && !is_own_origin(o, host) => ApiError::new(
                 StatusCode::FORBIDDEN,
                 codes::FORBIDDEN_ORIGIN,
-                format!("requests from web pages of {o} are refused: this server has no token, so only local pages may call it"),
+                format!("requests from web pages of {o} are refused: this server has no token, so only local pages and its own (opened by IP address) may call it; set --token to use it from elsewhere"),
             )
             .into_response(),
-            _ => next.run(req).await,
+            _ => with_access(next.run(req).await, "full"),
         };
-    };
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -80,8 +93,28 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
+    let matches = |want: &Option<String>, t: &str| {
+        want.as_deref()
+            .is_some_and(|w| constant_time_eq(t.as_bytes(), w.as_bytes()))
+    };
     match given {
-        Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => next.run(req).await,
+        Some(t) if matches(&config.token, t) => with_access(next.run(req).await, "full"),
+        Some(t) if matches(&config.read_token, t) => {
+            if req.method() == Method::GET || req.method() == Method::HEAD {
+                with_access(next.run(req).await, "read-only")
+            } else {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    codes::READ_ONLY,
+                    format!(
+                        "the read-only token may read (GET) but not {} {}: use the full token (--token) to change anything",
+                        req.method(),
+                        req.uri().path()
+                    ),
+                )
+                .into_response()
+            }
+        }
         Some(_) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             codes::UNAUTHORIZED,
@@ -95,6 +128,48 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         )
         .into_response(),
     }
+}
+
+fn with_access(mut res: Response, access: &'static str) -> Response {
+    res.headers_mut()
+        .insert(ACCESS_HEADER, header::HeaderValue::from_static(access));
+    res
+}
+
+/// True when `origin` is this server's own: its `host[:port]` is the
+/// request's `Host` (a page the server served itself, on whatever address
+/// it listens on), and that host is an IP address. Default ports are the
+/// same as none. A host *name* is not enough: a hostile site can point its
+/// own name at this server's address (DNS rebinding) and its pages would
+/// then look same-origin; with a token that cannot matter.
+fn is_own_origin(origin: &str, host: Option<&str>) -> bool {
+    let (Some((scheme, authority)), Some(host)) = (origin.split_once("://"), host) else {
+        return false;
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    let norm = |a: &str| {
+        let a = a.to_ascii_lowercase();
+        match a.strip_suffix(default_port) {
+            Some(bare) => bare.to_string(),
+            None => a,
+        }
+    };
+    let authority = norm(authority);
+    let ip_host = match authority.strip_prefix('[') {
+        Some(v6) => v6
+            .split(']')
+            .next()
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => authority
+            .split(':')
+            .next()
+            .is_some_and(|a| a.parse::<std::net::Ipv4Addr>().is_ok()),
+    };
+    ip_host && authority == norm(host)
 }
 
 /// `http://localhost:3000`, `http://127.0.0.1`, `http://[::1]:8080`…

@@ -123,6 +123,7 @@ async fn a_v4_data_directory_gets_exact_positions_from_block_counts() {
             store
                 .job_list(ListParams {
                     queue: "q".into(),
+                    key: None,
                     state,
                     after: None,
                     limit: 50,

@@ -2,11 +2,13 @@
 //! stored is an idempotent replay when queue, key and payload are the same,
 //! a conflict otherwise.
 
-use orderly_core::{rules, validate, EnqueueParams, Enqueued, Job, NewJob, StoreError};
-use rusqlite::{params, OptionalExtension};
+use std::collections::HashMap;
+
+use orderly_core::{rules, validate, EnqueueParams, Enqueued, Job, NewJob, StoreError, WaitFacts};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::ctx::{change, WriteCtx};
-use crate::read::waiting_count;
+use crate::read::{key_line, running_count, waiting_count};
 use crate::rows::{is_unique_violation, job_by_id, map_err, to_text, Res};
 
 impl WriteCtx {
@@ -16,17 +18,26 @@ impl WriteCtx {
         let config = self.config_or_create(&p.queue, p.now)?;
         let mut out = Vec::with_capacity(p.jobs.len());
         // Every new job has a higher seq than any waiting job, so its position is
-        // the number of waiting jobs before it: one read, then counted up.
+        // the number of waiting jobs before it: one read, then counted up. The
+        // same holds for its key: the first job of a key in the batch reads the
+        // key's unfinished jobs (a bounded read) and the one holding the key;
+        // the next ones of that key count up from it.
         let mut next_position = waiting_count(&self.conn, &p.queue)?;
+        let running = running_count(&self.conn, &p.queue)?;
+        let mut lines: HashMap<&str, KeyLine> = HashMap::new();
         for new in &p.jobs {
             let payload = to_text(&new.payload);
             let seq = self.take_seq()?;
             let run_at = new.run_at.unwrap_or(p.now).max(p.now);
             let state = rules::waiting_state(run_at, p.now);
-            let head = match &new.key {
-                None => true,
-                Some(k) => !self.has_unfinished_of_key(&p.queue, k)?,
+            let line = match &new.key {
+                None => None,
+                Some(k) => Some(match lines.get(k.as_str()) {
+                    Some(line) => line.clone(),
+                    None => KeyLine::read(&self.conn, &p.queue, k, seq)?,
+                }),
             };
+            let head = line.as_ref().is_none_or(|l| l.ahead == 0);
             let max_attempts = new.max_attempts.unwrap_or(config.max_attempts);
             // Insert first: ids are almost always new, so the unique index on `id`
             // is the only lookup; a taken id is then checked for an exact replay.
@@ -68,6 +79,15 @@ impl WriteCtx {
             if state == orderly_core::JobState::Scheduled {
                 self.lower_due_floor(&p.queue, run_at);
             }
+            if let (Some(k), Some(line)) = (&new.key, &line) {
+                lines.insert(
+                    k.as_str(),
+                    KeyLine {
+                        ahead: line.ahead + 1,
+                        head: line.head.clone().or_else(|| Some(new.id.clone())),
+                    },
+                );
+            }
             let job = Job {
                 id: new.id.clone(),
                 queue: p.queue.clone(),
@@ -90,8 +110,14 @@ impl WriteCtx {
                 lease_expires_at: None,
                 worker: None,
                 start_no: None,
-                key_position: None,
-                wait_facts: None,
+                key_position: line.as_ref().map(|l| l.ahead),
+                wait_facts: Some(WaitFacts {
+                    paused: config.paused,
+                    concurrency: config.concurrency,
+                    running,
+                    has_executor: config.executor.is_some(),
+                    key_head: line.and_then(|l| l.head),
+                }),
                 waiting_on: None,
                 eta: None,
             };
@@ -123,5 +149,21 @@ impl WriteCtx {
                 new.id
             ))),
         }
+    }
+}
+
+/// A key's line as a new job of the batch finds it: its unfinished jobs
+/// ahead, and the first of them (the one holding the key).
+#[derive(Clone)]
+struct KeyLine {
+    ahead: u64,
+    head: Option<String>,
+}
+
+impl KeyLine {
+    /// The line of `key` ahead of `seq`, read (`sql::KEY_POSITION`, `sql::KEY_HEAD`).
+    fn read(conn: &Connection, queue: &str, key: &str, seq: i64) -> Res<KeyLine> {
+        let (ahead, head) = key_line(conn, queue, key, seq)?;
+        Ok(KeyLine { ahead, head })
     }
 }

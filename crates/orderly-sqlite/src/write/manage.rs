@@ -5,7 +5,7 @@ use orderly_core::{Job, JobState, MaintenanceReport, Millis, QueueInfo, QueuePat
 use rusqlite::{params, OptionalExtension};
 
 use crate::ctx::{change, WriteCtx};
-use crate::read::{queue_info, waiting_count};
+use crate::read::{fill_wait, queue_info, running_count, waiting_count};
 use crate::rows::{job_by_id, job_by_seq, job_with_private, map_err, By, Res};
 use crate::sql;
 
@@ -70,6 +70,9 @@ impl WriteCtx {
         // The highest seq of its queue: every other waiting job is ahead of it.
         let mut after = job_by_seq(&self.conn, seq)?;
         after.position = Some(waiting_count(&self.conn, &after.queue)?.saturating_sub(1));
+        let config = self.config(&after.queue)?.unwrap_or_default();
+        let running = running_count(&self.conn, &after.queue)?;
+        fill_wait(&self.conn, &mut after, &config, running)?;
         self.moved(change(&after, Some(job.state), JobState::Queued, now));
         Ok(after)
     }
