@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use orderly_core::{
     AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
-    Job, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch, ReportParams,
-    StartListParams, StartRecord, Store, StoreError,
+    Job, LatestStart, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch,
+    ReportParams, StartListParams, StartRecord, Store, StoreError,
 };
 use tokio_postgres::IsolationLevel;
 
@@ -223,12 +223,13 @@ impl PostgresStore {
         }
     }
 
-    /// Fills positions and what waiting jobs wait on, in one snapshot.
+    /// Fills positions, key positions and what waiting jobs wait on, in one
+    /// snapshot, as a read of them would.
     async fn with_waits(&self, mut jobs: Vec<Job>) -> Res<Vec<Job>> {
         if !jobs.iter().any(|j| j.state.is_waiting()) {
             return Ok(jobs);
         }
-        in_read!(self, tx => read::fill_positions(tx, &mut jobs).await?);
+        in_read!(self, tx => read::fill_waits(tx, &mut jobs).await?);
         Ok(jobs)
     }
 
@@ -294,7 +295,7 @@ impl Store for PostgresStore {
                     StoreError::Backend(format!("job {:?} was committed but is not numbered", new.id))
                 })?);
             }
-            read::fill_positions(tx, &mut jobs).await?;
+            read::fill_waits(tx, &mut jobs).await?;
             jobs
         });
         // Another node's pass may have numbered this enqueue's jobs: they are
@@ -374,6 +375,10 @@ impl Store for PostgresStore {
 
     async fn start_list(&self, params: StartListParams) -> Result<Vec<StartRecord>, StoreError> {
         Ok(in_read!(self, tx => read::start_list(tx, &params).await?))
+    }
+
+    async fn start_latest(&self, queue: &str, limit: u32) -> Result<Vec<LatestStart>, StoreError> {
+        Ok(in_read!(self, tx => read::start_latest(tx, queue, limit).await?))
     }
 
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError> {

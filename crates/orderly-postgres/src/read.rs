@@ -6,8 +6,8 @@
 //! jobs yet and are never shown.
 
 use orderly_core::{
-    AttemptRecord, Job, JobState, ListParams, Millis, QueueConfig, QueueInfo, StartListParams,
-    StartRecord, StateCounts, StoreError, WaitFacts,
+    AttemptRecord, Job, JobState, LatestStart, ListParams, Millis, QueueConfig, QueueInfo,
+    StartListParams, StartRecord, StateCounts, StoreError, WaitFacts,
 };
 
 use crate::rows::{job_from_row, json, map_err, Db, Res, JOB_COLUMNS};
@@ -42,6 +42,12 @@ pub(crate) const JOB_PAGE: &str =
 /// A page of a queue's jobs in one state. (`jobs_by_state`)
 pub(crate) const JOB_PAGE_IN_STATE: &str =
     "FROM jobs WHERE queue = $1 AND seq IS NOT NULL AND state = $2 AND seq > $3 ORDER BY seq LIMIT $4";
+/// A page of one key's line: its unfinished jobs, of state $3 when not
+/// NULL. (`jobs_key_line`: bounded by the key's unfinished jobs, whatever
+/// else the queue holds)
+pub(crate) const JOB_PAGE_OF_KEY: &str = "FROM jobs WHERE queue = $1 AND key = $2 \
+    AND seq IS NOT NULL AND state IN ('scheduled', 'queued', 'running') \
+    AND ($3::text IS NULL OR state = $3::text) AND seq > $4 ORDER BY seq LIMIT $5";
 /// When the front of a queue's line was enqueued. (`jobs_by_state`)
 pub(crate) const OLDEST_QUEUED: &str = "SELECT enqueued_at FROM jobs \
     WHERE queue = $1 AND seq IS NOT NULL AND state = 'queued' ORDER BY seq LIMIT 1";
@@ -49,6 +55,11 @@ pub(crate) const OLDEST_QUEUED: &str = "SELECT enqueued_at FROM jobs \
 pub(crate) const START_LOG_PAGE: &str =
     "SELECT start_no, seq, job_id, key, attempt, worker, started_at \
     FROM starts WHERE queue = $1 AND start_no > $2 ORDER BY start_no LIMIT $3";
+/// The latest starts of a queue, newest first, with their ends: the end of
+/// its start log. (`starts_queue`, read backwards)
+pub(crate) const START_LATEST: &str =
+    "SELECT start_no, seq, job_id, key, attempt, worker, started_at, ended_at, outcome, error \
+    FROM starts WHERE queue = $1 ORDER BY start_no DESC LIMIT $2";
 
 /// Sets `position` on every waiting job of `jobs` that has none, in one
 /// round trip ([`POSITIONS`]).
@@ -245,15 +256,22 @@ pub(crate) async fn job_get(tx: Db<'_, '_>, id: &str) -> Res<Option<Job>> {
 pub(crate) async fn job_list(tx: Db<'_, '_>, p: &ListParams) -> Res<Vec<Job>> {
     let after = p.after.unwrap_or(0);
     let limit = i64::from(p.limit);
-    let rows = match p.state {
-        Some(state) => {
+    let rows = match (&p.key, p.state) {
+        (Some(key), state) => {
+            tx.query(
+                &format!("SELECT {JOB_COLUMNS} {JOB_PAGE_OF_KEY}"),
+                &[&p.queue, key, &state.map(|s| s.as_str()), &after, &limit],
+            )
+            .await
+        }
+        (None, Some(state)) => {
             tx.query(
                 &format!("SELECT {JOB_COLUMNS} {JOB_PAGE_IN_STATE}"),
                 &[&p.queue, &state.as_str(), &after, &limit],
             )
             .await
         }
-        None => {
+        (None, None) => {
             tx.query(
                 &format!("SELECT {JOB_COLUMNS} {JOB_PAGE}"),
                 &[&p.queue, &after, &limit],
@@ -312,6 +330,19 @@ pub(crate) async fn job_attempts(tx: Db<'_, '_>, id: &str) -> Res<Vec<AttemptRec
     Ok(out)
 }
 
+/// One row of the start log.
+fn start_from_row(r: &tokio_postgres::Row) -> StartRecord {
+    StartRecord {
+        start_no: r.get("start_no"),
+        seq: r.get("seq"),
+        job_id: r.get("job_id"),
+        key: r.get("key"),
+        attempt: r.get::<_, i64>("attempt") as u32,
+        worker: r.get("worker"),
+        started_at: r.get("started_at"),
+    }
+}
+
 /// A page of a queue's start log, in `start_no` order.
 pub(crate) async fn start_list(tx: Db<'_, '_>, p: &StartListParams) -> Res<Vec<StartRecord>> {
     let rows = tx
@@ -321,18 +352,29 @@ pub(crate) async fn start_list(tx: Db<'_, '_>, p: &StartListParams) -> Res<Vec<S
         )
         .await
         .map_err(map_err)?;
-    Ok(rows
+    Ok(rows.iter().map(start_from_row).collect())
+}
+
+/// The latest `limit` starts of a queue, oldest first, each with the end
+/// of its attempt ([`START_LATEST`], read from the end of the log).
+pub(crate) async fn start_latest(tx: Db<'_, '_>, queue: &str, limit: u32) -> Res<Vec<LatestStart>> {
+    let rows = tx
+        .query(START_LATEST, &[&queue, &i64::from(limit)])
+        .await
+        .map_err(map_err)?;
+    let mut out = rows
         .iter()
-        .map(|r| StartRecord {
-            start_no: r.get("start_no"),
-            seq: r.get("seq"),
-            job_id: r.get("job_id"),
-            key: r.get("key"),
-            attempt: r.get::<_, i64>("attempt") as u32,
-            worker: r.get("worker"),
-            started_at: r.get("started_at"),
+        .map(|r| {
+            Ok(LatestStart {
+                start: start_from_row(r),
+                ended_at: r.get("ended_at"),
+                outcome: r.get("outcome"),
+                error: json(r, "error")?,
+            })
         })
-        .collect())
+        .collect::<Res<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
 }
 
 /// When the front of `queue`'s line was enqueued.

@@ -4,7 +4,7 @@ use orderly_core::rules::{self, CancelDecision};
 use orderly_core::{Job, JobState, Millis, QueueInfo, QueuePatch, StoreError};
 
 use super::Op;
-use crate::read::{job_by_id, queue_info, waiting_count};
+use crate::read::{fill_waits, job_by_id, queue_info, waiting_count};
 use crate::rows::{change, map_err, Res};
 
 /// Queues with a due scheduled job or an expired lease. (`jobs_due_all`, `jobs_leases_all`)
@@ -108,6 +108,11 @@ impl Op<'_, '_> {
                 .await?
                 .saturating_sub(1),
         );
+        // Its key's line and what it waits on, read under the queue's lock
+        // as a read right after the commit would find them.
+        let mut jobs = [after];
+        fill_waits(self.tx, &mut jobs).await?;
+        let [after] = jobs;
         self.moved(change(&after, Some(job.state), JobState::Queued, now));
         Ok(after)
     }
