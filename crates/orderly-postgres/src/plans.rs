@@ -7,7 +7,8 @@
 use orderly_core::Store;
 
 use crate::read::{
-    JOB_PAGE, JOB_PAGE_IN_STATE, KEY_WAITS, OLDEST_QUEUED, POSITIONS, START_LOG_PAGE,
+    JOB_PAGE, JOB_PAGE_IN_STATE, JOB_PAGE_OF_KEY, KEY_WAITS, OLDEST_QUEUED, POSITIONS,
+    START_LATEST, START_LOG_PAGE,
 };
 use crate::rows::JOB_COLUMNS;
 use crate::write::claim::{CLAIM_CANDIDATES, EXPIRED_IN_QUEUE, PROMOTE_DUE_IN_QUEUE};
@@ -111,6 +112,9 @@ async fn every_path_reads_its_index() {
     let (qs, ks, seqs) = (vec![q, q], vec![k, "k7"], vec![seq, 5_007_i64]);
     let page = format!("SELECT {JOB_COLUMNS} {JOB_PAGE}");
     let page_in_state = format!("SELECT {JOB_COLUMNS} {JOB_PAGE_IN_STATE}");
+    let page_of_key = format!("SELECT {JOB_COLUMNS} {JOB_PAGE_OF_KEY}");
+    let (any_state, queued): (Option<&str>, Option<&str>) = (None, Some("queued"));
+    let (zero, limit): (i64, i64) = (0, 50);
     let before: i64 = 9_200;
     // (query, its arguments, indexes its plan must read, whether it may sort:
     // the expired leases of a queue are at most its running jobs.)
@@ -131,6 +135,20 @@ async fn every_path_reads_its_index() {
             &["jobs_by_state"],
             false,
         ),
+        // One key's line, with and without a state: its own index, in
+        // `seq` order, whatever the queue's backlog.
+        (
+            &page_of_key,
+            vec![&q, &k, &any_state, &zero, &n],
+            &["jobs_key_line"],
+            false,
+        ),
+        (
+            &page_of_key,
+            vec![&q, &k, &queued, &seq, &n],
+            &["jobs_key_line"],
+            false,
+        ),
         // A queue whose few queued jobs follow many finished ones: its
         // queued jobs only (the few found may be sorted); and one whose
         // line is long: read in `seq` order, never sorted.
@@ -142,6 +160,8 @@ async fn every_path_reads_its_index() {
             &["starts_queue"],
             false,
         ),
+        // The end of a queue's start log, read backwards: no sort.
+        (START_LATEST, vec![&q, &limit], &["starts_queue"], false),
         (
             QUEUES_WITH_WORK,
             vec![&now],
