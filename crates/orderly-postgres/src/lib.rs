@@ -9,6 +9,8 @@
 //!   order and why a claim takes its queue's row lock are in its docs, and
 //!   `write::number` is the sequencer that gives `seq` in commit order.
 //! - `read`: the reads, in a read-only `REPEATABLE READ` transaction.
+//! - `waits`: what a waiting job waits on (positions, key lines, wait
+//!   facts), as reads and write answers show it.
 //! - `rows`: decoding rows and mapping PostgreSQL errors to [`StoreError`].
 //!
 //! Everything but [`PostgresStore`] and its options is private: other crates
@@ -17,6 +19,7 @@
 mod read;
 mod rows;
 mod schema;
+mod waits;
 mod write;
 
 #[cfg(test)]
@@ -229,7 +232,7 @@ impl PostgresStore {
         if !jobs.iter().any(|j| j.state.is_waiting()) {
             return Ok(jobs);
         }
-        in_read!(self, tx => read::fill_waits(tx, &mut jobs).await?);
+        in_read!(self, tx => waits::fill_waits(tx, &mut jobs).await?);
         Ok(jobs)
     }
 
@@ -295,7 +298,7 @@ impl Store for PostgresStore {
                     StoreError::Backend(format!("job {:?} was committed but is not numbered", new.id))
                 })?);
             }
-            read::fill_waits(tx, &mut jobs).await?;
+            waits::fill_enqueue_waits(tx, &mut jobs, &created).await?;
             jobs
         });
         // Another node's pass may have numbered this enqueue's jobs: they are

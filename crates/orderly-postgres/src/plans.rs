@@ -7,10 +7,10 @@
 use orderly_core::Store;
 
 use crate::read::{
-    JOB_PAGE, JOB_PAGE_IN_STATE, JOB_PAGE_OF_KEY, KEY_WAITS, OLDEST_QUEUED, POSITIONS,
-    START_LATEST, START_LOG_PAGE,
+    JOB_PAGE, JOB_PAGE_IN_STATE, JOB_PAGE_OF_KEY, OLDEST_QUEUED, START_LATEST, START_LOG_PAGE,
 };
 use crate::rows::JOB_COLUMNS;
+use crate::waits::{KEY_WAITS, POSITIONS};
 use crate::write::claim::{CLAIM_CANDIDATES, EXPIRED_IN_QUEUE, PROMOTE_DUE_IN_QUEUE};
 use crate::write::manage::{NEXT_DUE, PURGE_CANDIDATES, QUEUES_WITH_WORK};
 use crate::write::number::PENDING;

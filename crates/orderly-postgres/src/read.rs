@@ -7,35 +7,12 @@
 
 use orderly_core::{
     AttemptRecord, Job, JobState, LatestStart, ListParams, Millis, QueueConfig, QueueInfo,
-    StartListParams, StartRecord, StateCounts, StoreError, WaitFacts,
+    StartListParams, StartRecord, StateCounts, StoreError,
 };
 
 use crate::rows::{job_from_row, json, map_err, Db, Res, JOB_COLUMNS};
+use crate::waits::fill_waits;
 
-/// The waiting jobs ahead of each of many jobs (queues $1 and `seq`s $2,
-/// arrays of one length; one row `(queue, seq, position)` each, in one
-/// round trip), from `waiting_blocks`: the level-1 blocks wholly before it,
-/// the level-0 blocks before it within its level-1 block, and the waiting
-/// jobs before it in its own level-0 block (`jobs_by_state`, at most
-/// 2 × 1,024 entries): bounded per job at any backlog.
-pub(crate) const POSITIONS: &str = "SELECT j.queue, j.seq, (
-    (SELECT coalesce(sum(n), 0) FROM waiting_blocks
-        WHERE queue = j.queue AND level = 1 AND block < (j.seq >> 20))
-  + (SELECT coalesce(sum(n), 0) FROM waiting_blocks
-        WHERE queue = j.queue AND level = 0 AND block >= ((j.seq >> 20) << 10) AND block < (j.seq >> 10))
-  + (SELECT count(*) FROM jobs
-        WHERE queue = j.queue AND state IN ('queued', 'scheduled') AND seq >= ((j.seq >> 10) << 10) AND seq < j.seq)
-  )::bigint FROM unnest($1::text[], $2::bigint[]) AS j(queue, seq)";
-/// For many keyed jobs at once (queues $1, keys $2, `seq`s $3; one row
-/// `(queue, seq, key_position, key_head)` each): the unfinished jobs of its
-/// key ahead of it, and the first of them, the one holding the key. Both
-/// follow the key's own line (`jobs_key_line`), never the queue's backlog.
-pub(crate) const KEY_WAITS: &str = "SELECT j.queue, j.seq,
-    (SELECT count(*) FROM jobs WHERE queue = j.queue AND key = j.key AND seq IS NOT NULL
-        AND state IN ('scheduled', 'queued', 'running') AND seq < j.seq),
-    (SELECT id FROM jobs WHERE queue = j.queue AND key = j.key AND seq IS NOT NULL
-        AND state IN ('scheduled', 'queued', 'running') AND seq < j.seq ORDER BY seq LIMIT 1)
-    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS j(queue, key, seq)";
 /// A page of a queue's jobs of every state. (`jobs_queue_seq`)
 pub(crate) const JOB_PAGE: &str =
     "FROM jobs WHERE queue = $1 AND seq IS NOT NULL AND seq > $2 ORDER BY seq LIMIT $3";
@@ -60,86 +37,6 @@ pub(crate) const START_LOG_PAGE: &str =
 pub(crate) const START_LATEST: &str =
     "SELECT start_no, seq, job_id, key, attempt, worker, started_at, ended_at, outcome, error \
     FROM starts WHERE queue = $1 ORDER BY start_no DESC LIMIT $2";
-
-/// Sets `position` on every waiting job of `jobs` that has none, in one
-/// round trip ([`POSITIONS`]).
-pub(crate) async fn fill_positions(tx: Db<'_, '_>, jobs: &mut [Job]) -> Res<()> {
-    let todo: Vec<usize> = (0..jobs.len())
-        .filter(|&i| jobs[i].state.is_waiting() && jobs[i].position.is_none())
-        .collect();
-    if todo.is_empty() {
-        return Ok(());
-    }
-    let queues: Vec<&str> = todo.iter().map(|&i| jobs[i].queue.as_str()).collect();
-    let seqs: Vec<i64> = todo.iter().map(|&i| jobs[i].seq).collect();
-    let rows = tx
-        .query(POSITIONS, &[&queues, &seqs])
-        .await
-        .map_err(map_err)?;
-    let found: std::collections::HashMap<(String, i64), i64> = rows
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
-    for &i in &todo {
-        let job = &mut jobs[i];
-        job.position = found
-            .get(&(job.queue.clone(), job.seq))
-            .map(|n| (*n).max(0) as u64);
-    }
-    Ok(())
-}
-
-/// Sets `position`, `key_position` and `wait_facts` on every waiting job of
-/// `jobs`: one round trip for the positions, one for the keys' lines
-/// ([`KEY_WAITS`]), and each queue's configuration and running count once.
-pub(crate) async fn fill_waits(tx: Db<'_, '_>, jobs: &mut [Job]) -> Res<()> {
-    fill_positions(tx, jobs).await?;
-    let keyed: Vec<usize> = (0..jobs.len())
-        .filter(|&i| jobs[i].state.is_waiting() && jobs[i].key.is_some())
-        .collect();
-    let mut key_waits: std::collections::HashMap<(String, i64), (i64, Option<String>)> =
-        Default::default();
-    if !keyed.is_empty() {
-        let queues: Vec<&str> = keyed.iter().map(|&i| jobs[i].queue.as_str()).collect();
-        let keys: Vec<&str> = keyed
-            .iter()
-            .map(|&i| jobs[i].key.as_deref().unwrap_or_default())
-            .collect();
-        let seqs: Vec<i64> = keyed.iter().map(|&i| jobs[i].seq).collect();
-        for r in tx
-            .query(KEY_WAITS, &[&queues, &keys, &seqs])
-            .await
-            .map_err(map_err)?
-        {
-            key_waits.insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));
-        }
-    }
-    let mut queues: std::collections::HashMap<String, (QueueConfig, u64)> = Default::default();
-    for job in jobs.iter_mut().filter(|j| j.state.is_waiting()) {
-        if !queues.contains_key(&job.queue) {
-            let config = queue_row(tx, &job.queue).await?.unwrap_or_default();
-            let running = running_count(tx, &job.queue).await?;
-            queues.insert(job.queue.clone(), (config, running));
-        }
-        let (config, running) = &queues[&job.queue];
-        let mut key_head = None;
-        if job.key.is_some() {
-            let (ahead, head) = key_waits
-                .remove(&(job.queue.clone(), job.seq))
-                .unwrap_or((0, None));
-            job.key_position = Some(ahead.max(0) as u64);
-            key_head = head;
-        }
-        job.wait_facts = Some(WaitFacts {
-            paused: config.paused,
-            concurrency: config.concurrency,
-            running: *running,
-            has_executor: config.executor.is_some(),
-            key_head,
-        });
-    }
-    Ok(())
-}
 
 /// Waiting jobs of `queue` (trigger-kept counts).
 pub(crate) async fn waiting_count(tx: Db<'_, '_>, queue: &str) -> Res<u64> {

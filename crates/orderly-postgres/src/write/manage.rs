@@ -4,8 +4,9 @@ use orderly_core::rules::{self, CancelDecision};
 use orderly_core::{Job, JobState, Millis, QueueInfo, QueuePatch, StoreError};
 
 use super::Op;
-use crate::read::{fill_waits, job_by_id, queue_info, waiting_count};
+use crate::read::{job_by_id, queue_info, waiting_count};
 use crate::rows::{change, map_err, Res};
+use crate::waits::fill_waits;
 
 /// Queues with a due scheduled job or an expired lease. (`jobs_due_all`, `jobs_leases_all`)
 pub(crate) const QUEUES_WITH_WORK: &str = "SELECT DISTINCT queue FROM (
