@@ -19,8 +19,8 @@
 //! - [`metrics`] serves `GET /metrics` (behind the token like the API) and
 //!   counts every request by route template.
 //!
-//! `/openapi.json` and the dashboard come later; they will be routes here
-//! beside the others.
+//! - [`openapi`] is the OpenAPI 3.1 document of the routes, served open at
+//!   `GET /openapi.json`; the dashboard comes later.
 
 pub mod convert;
 pub mod error;
@@ -29,6 +29,7 @@ pub mod executors;
 pub mod extract;
 pub mod maintenance;
 pub mod metrics;
+pub mod openapi;
 pub mod pace;
 pub mod routes;
 pub mod serve;
@@ -38,7 +39,6 @@ mod waiters;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
 use orderly_core::Store;
 use tokio_util::sync::CancellationToken;
@@ -150,20 +150,26 @@ impl AppState {
 }
 
 /// The whole HTTP API: `/v1/…` and `/metrics` behind the optional token, and
-/// an open `/healthz`; every request is counted by its route template.
+/// an open `/healthz` and `/openapi.json`; every request is counted by its
+/// route template.
 pub fn router(state: AppState) -> Router {
     let body_timeout = extract::BodyTimeout(state.config.body_timeout);
-    let api = routes::api(&state)
+    let (api, api_doc) = routes::api(&state.config).split_for_parts();
+    let (open, open_doc) = routes::open().split_for_parts();
+    let doc = openapi::finish(api_doc, open_doc);
+    let doc = openapi::Document(doc.to_string().into());
+    let api = api
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             routes::system::require_token,
         ))
         .method_not_allowed_fallback(routes::system::method_not_allowed);
     Router::new()
-        .route("/healthz", get(routes::system::healthz))
+        .merge(open)
         .merge(api)
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)
+        .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track_requests,

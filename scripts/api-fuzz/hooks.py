@@ -1,0 +1,66 @@
+"""Schemathesis hooks of scripts/api-fuzz.sh.
+
+Long polls: `GET /v1/jobs/{id}/wait?timeout_ms=` and the `wait_ms` of a
+claim (also inside `claim_next`) may hold a request up to 5 minutes, and
+the fuzzer's jobs mostly never finish (it runs no worker), so a valid wait
+is capped at 50 ms before the request is sent. Only values the server
+would accept are touched: an out-of-range or mistyped one is left as
+generated, so the negative checks still see the server refuse it.
+
+Backoff: see `_order_backoff`.
+
+Executors: the fuzzer never gives a queue an executor. A `command`
+executor runs a program on this machine and a `webhook` one calls a URL,
+and the fuzzer would make up both; `executor` (any JSON in the document)
+is sent as `null` (pull workers, the default) instead. The executor's
+validation has its own tests (orderly-core, orderly-server).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+
+CAP_MS = 50
+MAX_WAIT_MS = 300_000
+
+
+def _capped(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and CAP_MS < value <= MAX_WAIT_MS:
+        return CAP_MS
+    if isinstance(value, str) and value.isdigit() and CAP_MS < int(value) <= MAX_WAIT_MS:
+        return str(CAP_MS)
+    return value
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: Any) -> None:
+    if case.path.endswith("/wait"):
+        if case.query is None:
+            case.query = {}
+        if isinstance(case.query, dict):
+            # Absent, the server waits its default of 30 s.
+            case.query["timeout_ms"] = _capped(case.query.get("timeout_ms", MAX_WAIT_MS))
+    body = case.body
+    if isinstance(body, dict):
+        if "wait_ms" in body:
+            body["wait_ms"] = _capped(body["wait_ms"])
+        nested = body.get("claim_next")
+        if isinstance(nested, dict) and "wait_ms" in nested:
+            nested["wait_ms"] = _capped(nested["wait_ms"])
+    if isinstance(body, dict) and case.method.upper() == "PUT":
+        if "executor" in body:
+            body["executor"] = None
+        backoff = body.get("backoff")
+        if isinstance(backoff, dict):
+            _order_backoff(backoff)
+
+
+def _order_backoff(backoff: dict[str, Any]) -> None:
+    """A backoff's `max_ms` must not be below its `initial_ms`, a rule
+    across fields that JSON Schema cannot say: two valid numbers in the
+    wrong order are swapped, so a case that should be accepted is."""
+    lo, hi = backoff.get("initial_ms"), backoff.get("max_ms")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) and hi < lo:
+        backoff["initial_ms"], backoff["max_ms"] = hi, lo
