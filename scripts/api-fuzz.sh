@@ -2,7 +2,8 @@
 # Fuzz the HTTP API from its own OpenAPI document with schemathesis.
 #
 #   scripts/api-fuzz.sh            # the CI run: bounded, a few minutes
-#   scripts/api-fuzz.sh --long     # the long run: >= 20,000 cases
+#   scripts/api-fuzz.sh --long     # the long run: >= 20,000 cases (about
+#                                  # an hour on 2 cores; docs/reliability.md)
 #   API_FUZZ_EXAMPLES=N scripts/api-fuzz.sh   # N examples per operation
 #   scripts/api-fuzz.sh [--long] ARGS...      # more `schemathesis run` flags
 #
@@ -20,7 +21,7 @@
 #
 # Exits non-zero on any failure (a 5xx, an answer the document does not
 # describe, a crash) and leaves the server's log and schemathesis' reports
-# in target/api-fuzz/.
+# in target/api-fuzz/ (target/api-fuzz-long/ for --long).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,7 +34,8 @@ schemathesis_version="4.32.5"
 examples="${API_FUZZ_EXAMPLES:-}"
 if [ "${1:-}" = "--long" ]; then
     shift
-    examples="${examples:-1000}"
+    examples="${examples:-1400}"
+    out="$repo/target/api-fuzz-long"
 fi
 examples="${examples:-40}"
 

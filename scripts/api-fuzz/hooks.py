@@ -7,7 +7,7 @@ is capped at 50 ms before the request is sent. Only values the server
 would accept are touched: an out-of-range or mistyped one is left as
 generated, so the negative checks still see the server refuse it.
 
-Backoff: see `_order_backoff`.
+Backoff: see `_order_backoff`. Batches: see `_distinct_ids`.
 
 Executors: the fuzzer never gives a queue an executor. A `command`
 executor runs a program on this machine and a `webhook` one calls a URL,
@@ -49,12 +49,27 @@ def before_call(context: Any, case: Any, kwargs: Any) -> None:
         nested = body.get("claim_next")
         if isinstance(nested, dict) and "wait_ms" in nested:
             nested["wait_ms"] = _capped(nested["wait_ms"])
+    if isinstance(body, dict) and case.path.endswith("/jobs/batch") and isinstance(body.get("jobs"), list):
+        _distinct_ids(body["jobs"])
     if isinstance(body, dict) and case.method.upper() == "PUT":
         if "executor" in body:
             body["executor"] = None
         backoff = body.get("backoff")
         if isinstance(backoff, dict):
             _order_backoff(backoff)
+
+
+def _distinct_ids(jobs: list[Any]) -> None:
+    """The ids of one batch must differ, a rule across items that JSON
+    Schema cannot say (`uniqueItems` compares whole items): a repeated id is
+    dropped (an id is optional), so a case that should be accepted is."""
+    seen: set[str] = set()
+    for job in jobs:
+        if isinstance(job, dict) and isinstance(job.get("id"), str):
+            if job["id"] in seen:
+                del job["id"]
+            else:
+                seen.add(job["id"])
 
 
 def _order_backoff(backoff: dict[str, Any]) -> None:

@@ -9,9 +9,11 @@ use serde_json::Number;
 
 /// The whole value of `n`, if it has one that `T` holds.
 fn whole<T: TryFrom<u64>, E: Error>(n: &Number) -> Result<T, E> {
+    // `u64::MAX as f64` is 2^64, one past the largest `u64`: the bound is
+    // strict, so a float never saturates into range.
     let v = n.as_u64().or_else(|| {
         n.as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
             .map(|f| f as u64)
     });
     let v = v.ok_or_else(|| {
@@ -70,6 +72,18 @@ mod tests {
         assert_eq!(read(r#"{"n": 1, "o": 2.0}"#).unwrap().o, Some(2));
         assert_eq!(read(r#"{"n": 1, "o": null}"#).unwrap().o, None);
         assert_eq!(read(r#"{"n": 1}"#).unwrap().o, None);
+        let max = r#"{"n": 1, "o": 18446744073709551615}"#;
+        assert_eq!(read(max).unwrap().o, Some(u64::MAX));
+    }
+
+    /// Found by schemathesis: 2^64 read as a float passed a bound of
+    /// `u64::MAX as f64` (which is 2^64) and saturated to `u64::MAX`.
+    #[test]
+    fn one_past_the_largest_u64_is_refused() {
+        for o in ["18446744073709551616", "1.8446744073709552e19", "18446744073709551616.0"] {
+            let s = format!(r#"{{"n": 1, "o": {o}}}"#);
+            assert!(read(&s).is_err(), "{s}");
+        }
     }
 
     #[test]

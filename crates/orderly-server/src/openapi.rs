@@ -118,8 +118,8 @@ pub fn finish(mut api: OpenApi, open: OpenApi) -> Value {
 
 /// The rules across fields that a derive cannot say: a job is given
 /// `run_at` or `delay_ms`, not both (either may be `null`, which is not
-/// giving it); a report's `retry_after_ms` has no bound the request as a
-/// whole is refused for. (That a backoff's `max_ms` is not below its `initial_ms` is
+/// giving it); a report's `retry_after_ms` is any `u64` for the request
+/// as a whole. (That a backoff's `max_ms` is not below its `initial_ms` is
 /// beyond JSON Schema: its description says it.)
 fn add_rules(doc: &mut Value) {
     if let Some(enqueue) = doc.pointer_mut("/components/schemas/EnqueueRequest") {
@@ -128,11 +128,12 @@ fn add_rules(doc: &mut Value) {
             "properties": {"run_at": {"type": "string"}, "delay_ms": {"type": "number"}},
         });
     }
-    // Judged per report, in that report's result: any whole number is a
-    // well-formed request (not only those of an `int64`).
+    // Its bound (a year) is judged per report, in that report's result:
+    // the request as a whole takes any `u64`.
     if let Some(ms) = doc.pointer_mut("/components/schemas/ReportItem/properties/retry_after_ms") {
         if let Some(ms) = ms.as_object_mut() {
             ms.remove("format");
+            ms.insert("maximum".into(), json!(u64::MAX));
         }
     }
 }

@@ -230,7 +230,10 @@ async fn the_document_says_what_the_server_checks() {
     let doc = served(&with_token()).await;
     let events = &doc["paths"]["/v1/events"]["get"];
     let stream = &events["responses"]["200"]["content"]["text/event-stream"]["schema"]["$ref"];
-    let name = stream.as_str().and_then(|r| r.rsplit('/').next()).expect("a $ref");
+    let name = stream
+        .as_str()
+        .and_then(|r| r.rsplit('/').next())
+        .expect("a $ref");
     let stream = &doc["components"]["schemas"][name];
     assert_eq!(stream["type"], "object", "{stream}");
     assert_eq!(stream["required"], json!(["event", "data"]));
@@ -289,6 +292,14 @@ async fn whole_numbers_written_with_a_fraction_part_are_integers() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "max {bad}: {body}");
         assert_error(&body, "invalid_request", "a max that is no whole number");
     }
+    // Found by the long run: 2^64, one past the largest `u64`, was read as
+    // `u64::MAX` (a float bound that rounds up) instead of refused.
+    let body = r#"{"reports": [{"id": "j", "token": "t", "outcome": "failed", "retry_after_ms": 18446744073709551616}]}"#;
+    let (status, body) = app
+        .req(Method::POST, "/v1/reports", Some(support::raw(body)))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "invalid_request", "retry_after_ms of 2^64");
 }
 
 /// Found by schemathesis: with a `Last-Event-ID` header, a malformed
