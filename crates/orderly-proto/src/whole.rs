@@ -80,7 +80,11 @@ mod tests {
     /// `u64::MAX as f64` (which is 2^64) and saturated to `u64::MAX`.
     #[test]
     fn one_past_the_largest_u64_is_refused() {
-        for o in ["18446744073709551616", "1.8446744073709552e19", "18446744073709551616.0"] {
+        for o in [
+            "18446744073709551616",
+            "1.8446744073709552e19",
+            "18446744073709551616.0",
+        ] {
             let s = format!(r#"{{"n": 1, "o": {o}}}"#);
             assert!(read(&s).is_err(), "{s}");
         }
