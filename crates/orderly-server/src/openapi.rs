@@ -5,9 +5,9 @@
 //! `#[utoipa::path]` (method, path, parameters, bodies, statuses) and mounts
 //! the handler from the same line. [`finish`] then adds what holds for many
 //! operations at once: the bearer scheme on the routes behind the token,
-//! the errors any request can meet, and (in the JSON) the links between operations that
-//! let a client (or a stateful fuzzer) follow an id from one answer into
-//! the next request.
+//! the errors any request can meet, and (in the JSON) the links between
+//! operations that let a client (or a stateful fuzzer) follow an id from
+//! one answer into the next request.
 //!
 //! The document is served open, like `/healthz`: it says nothing about a
 //! server's data, and a client needs it before it has a token.
@@ -49,20 +49,37 @@ pub fn document(config: &ServerConfig) -> Value {
 /// The name of the bearer security scheme.
 const BEARER: &str = "bearer";
 
+/// The errors every operation behind the token can answer.
+const GUARDED_ERRORS: &[(&str, &str)] = &[
+    ("401", "No token, or the wrong one, on a server with a token (`unauthorized`)."),
+    ("403", "Sent by a web page of another site to a server without a token (`forbidden_origin`)."),
+    ("500", "An internal error (`internal`), or a stored row that cannot be read back (`corrupt_data`)."),
+    ("503", "Storage failed or is out of reach (`storage_failed`, `storage_unavailable`), or the server is shutting down (`shutting_down`)."),
+];
+
+/// The errors every operation with a request body can answer.
+const BODY_ERRORS: &[(&str, &str)] = &[
+    ("400", "The body is not JSON (`invalid_json`), or JSON of the wrong shape: an unknown field, a wrong type, a missing field (`invalid_request`)."),
+    ("408", "The body did not arrive within the body timeout (`body_timeout`)."),
+    ("413", "The body is larger than the route's limit (`body_too_large`), or a job's payload is (`payload_too_large`)."),
+    ("507", "The disk is full: nothing was written (`storage_full`)."),
+];
+
+/// The error of every operation with parameters.
+const PARAMETER_ERROR: (&str, &str) = (
+    "400",
+    "A parameter is malformed (`invalid_request`, `invalid_value`).",
+);
+
 /// The whole document from the guarded routes' `api` and the open routes'
 /// `open` (each as `utoipa_axum` collected it).
 pub fn finish(mut api: OpenApi, open: OpenApi) -> Value {
     for item in api.paths.paths.values_mut() {
         for op in operations(item) {
             op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
-            add_error(
-                op,
-                "401",
-                "No token, or the wrong one, on a server with a token (`unauthorized`).",
-            );
-            add_error(op, "403", "Sent by a web page of another site to a server without a token (`forbidden_origin`).");
-            add_error(op, "500", "An internal error (`internal`), or a stored row that cannot be read back (`corrupt_data`).");
-            add_error(op, "503", "Storage failed or is out of reach (`storage_failed`, `storage_unavailable`), or the server is shutting down (`shutting_down`).");
+            for (status, description) in GUARDED_ERRORS {
+                add_error(op, status, description);
+            }
         }
     }
     let mut doc = OpenApiBuilder::new()
@@ -80,28 +97,14 @@ pub fn finish(mut api: OpenApi, open: OpenApi) -> Value {
     doc.merge(api);
     doc.merge(open);
     for item in doc.paths.paths.values_mut() {
-        let has_body = |op: &Operation| op.request_body.is_some();
         for op in operations(item) {
-            if has_body(op) {
-                add_error(op, "400", "The body is not JSON (`invalid_json`), or JSON of the wrong shape: an unknown field, a wrong type, a missing field (`invalid_request`).");
-                add_error(
-                    op,
-                    "408",
-                    "The body did not arrive within the body timeout (`body_timeout`).",
-                );
-                add_error(op, "413", "The body is larger than the route's limit (`body_too_large`), or a job's payload is (`payload_too_large`).");
-                add_error(
-                    op,
-                    "507",
-                    "The disk is full: nothing was written (`storage_full`).",
-                );
+            if op.request_body.is_some() {
+                for (status, description) in BODY_ERRORS {
+                    add_error(op, status, description);
+                }
             }
             if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
-                add_error(
-                    op,
-                    "400",
-                    "A parameter is malformed (`invalid_request`, `invalid_value`).",
-                );
+                add_error(op, PARAMETER_ERROR.0, PARAMETER_ERROR.1);
             }
         }
     }
