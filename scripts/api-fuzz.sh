@@ -37,7 +37,7 @@ if [ "${1:-}" = "--long" ]; then
     examples="${examples:-1400}"
     out="$repo/target/api-fuzz-long"
 fi
-examples="${examples:-40}"
+examples="${examples:-100}"
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -7,7 +7,8 @@ is capped at 50 ms before the request is sent. Only values the server
 would accept are touched: an out-of-range or mistyped one is left as
 generated, so the negative checks still see the server refuse it.
 
-Backoff: see `_order_backoff`. Batches: see `_distinct_ids`.
+Backoff: see `_order_backoff`. Batches: see `_distinct_ids`. Keys and
+worker names: see `_fit_bytes`.
 
 Executors: the fuzzer never gives a queue an executor. A `command`
 executor runs a program on this machine and a `webhook` one calls a URL,
@@ -27,7 +28,9 @@ MAX_WAIT_MS = 300_000
 
 
 def _capped(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and CAP_MS < value <= MAX_WAIT_MS:
+    # A whole float (`250000.0`) is a valid wait too.
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and float(value).is_integer() and CAP_MS < value <= MAX_WAIT_MS:
         return CAP_MS
     if isinstance(value, str) and value.isdigit() and CAP_MS < int(value) <= MAX_WAIT_MS:
         return str(CAP_MS)
@@ -51,12 +54,30 @@ def before_call(context: Any, case: Any, kwargs: Any) -> None:
             nested["wait_ms"] = _capped(nested["wait_ms"])
     if isinstance(body, dict) and case.path.endswith("/jobs/batch") and isinstance(body.get("jobs"), list):
         _distinct_ids(body["jobs"])
+        for job in body["jobs"]:
+            _fit_bytes(job, "key")
+    if isinstance(body, dict):
+        _fit_bytes(body, "key")
+        _fit_bytes(body, "worker")
+        _fit_bytes(body.get("claim_next"), "worker")
     if isinstance(body, dict) and case.method.upper() == "PUT":
         if "executor" in body:
             body["executor"] = None
         backoff = body.get("backoff")
         if isinstance(backoff, dict):
             _order_backoff(backoff)
+
+
+def _fit_bytes(obj: Any, field: str, limit: int = 200) -> None:
+    """A key and a worker name are at most 200 *bytes* of UTF-8; JSON
+    Schema's `maxLength` counts characters. A string of at most 200
+    characters but more bytes is cut to fit, so a case that should be
+    accepted is (a longer one is left for the negative checks)."""
+    value = obj.get(field) if isinstance(obj, dict) else None
+    if isinstance(value, str) and len(value) <= limit < len(value.encode("utf-8", "surrogatepass")):
+        while len(value.encode("utf-8", "surrogatepass")) > limit:
+            value = value[:-1]
+        obj[field] = value
 
 
 def _distinct_ids(jobs: list[Any]) -> None:

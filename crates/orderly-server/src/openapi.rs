@@ -121,7 +121,7 @@ pub fn finish(mut api: OpenApi, open: OpenApi) -> Value {
 
 /// The rules across fields that a derive cannot say: a job is given
 /// `run_at` or `delay_ms`, not both (either may be `null`, which is not
-/// giving it); a report's `retry_after_ms` is any `u64` for the request
+/// giving it); an empty `state` filter is no filter; a report's `retry_after_ms` is any `u64` for the request
 /// as a whole. (That a backoff's `max_ms` is not below its `initial_ms` is
 /// beyond JSON Schema: its description says it.)
 fn add_rules(doc: &mut Value) {
@@ -130,6 +130,24 @@ fn add_rules(doc: &mut Value) {
             "required": ["run_at", "delay_ms"],
             "properties": {"run_at": {"type": "string"}, "delay_ms": {"type": "number"}},
         });
+    }
+    // `state=` (empty) lists every state, as no `state` does.
+    let states = [
+        "scheduled",
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "",
+    ];
+    if let Some(params) = doc
+        .pointer_mut("/paths/~1v1~1queues~1{queue}~1jobs/get/parameters")
+        .and_then(Value::as_array_mut)
+    {
+        for p in params.iter_mut().filter(|p| p["name"] == "state") {
+            p["schema"] = json!({"type": "string", "enum": states});
+        }
     }
     // Its bound (a year) is judged per report, in that report's result:
     // the request as a whole takes any `u64`.

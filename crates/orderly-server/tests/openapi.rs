@@ -253,6 +253,18 @@ async fn the_document_says_what_the_server_checks() {
         doc["components"]["schemas"]["EnqueueRequest"]["not"]["required"],
         json!(["run_at", "delay_ms"])
     );
+    // Found by the long run: `state=` (empty) is no filter, and is served.
+    let list = &doc["paths"]["/v1/queues/{queue}/jobs"]["get"]["parameters"];
+    let state = list
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "state"))
+        .expect("a state parameter");
+    assert!(
+        state["schema"]["enum"]
+            .as_array()
+            .is_some_and(|e| e.contains(&json!("")) && e.contains(&json!("queued"))),
+        "{state}"
+    );
 }
 
 /// Found by schemathesis: JSON Schema's `integer` takes `886.0`, and so
