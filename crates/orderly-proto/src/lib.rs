@@ -27,7 +27,8 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^[A-Za-z0-9._:-]{1,200}$")]
     pub id: Option<String>,
-    /// Ordering key: jobs with the same key run one at a time in order.
+    /// Ordering key (1 to 200 bytes of UTF-8): jobs with the same key run
+    /// one at a time in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 200)]
     pub key: Option<String>,
@@ -352,7 +353,7 @@ pub struct StartListResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
-    /// Worker name (shown on the job).
+    /// Worker name (1 to 200 bytes of UTF-8; shown on the job).
     #[schema(min_length = 1, max_length = 200)]
     pub worker: String,
     /// Most leases to take (default 1).
