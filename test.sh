@@ -2,10 +2,12 @@
 # The test suite, as the README gives it and CI runs it: every Rust test of
 # the workspace (unit, conformance, real servers over loopback, doc tests),
 # then the Python package's lint, type check and tests against the real
-# server binary that the Rust tests just built.
+# server binary that the Rust tests just built, then schemathesis against
+# that binary, from its own OpenAPI document (scripts/api-fuzz.sh).
 #
 #   ./test.sh            # needs cargo and python3 (3.10+); the first run
-#                        # downloads the Python test tools from PyPI
+#                        # downloads the Python test tools and
+#                        # schemathesis from PyPI
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,6 +16,9 @@ cargo test --workspace --locked
 
 echo "== clients/python/run-tests.sh"
 ORDERLY_BIN="$PWD/target/debug/orderly" bash clients/python/run-tests.sh
+
+echo "== scripts/api-fuzz.sh"
+ORDERLY_BIN="$PWD/target/debug/orderly" bash scripts/api-fuzz.sh
 
 echo "== dashboard browser tests (crates/orderly-server/dashboard/tests)"
 # Headless Chromium (Debian's package, /usr/bin/chromium or $CHROMIUM)

@@ -3,11 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::JobState;
 
 /// What an event reports (its `event:` line, and `kind` in its body).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A new job is in line (`queued`, or `scheduled` for a later time).
@@ -64,7 +65,7 @@ impl EventKind {
 }
 
 /// The job an event is about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EventJob {
     /// Job id.
     pub id: String,
@@ -77,7 +78,7 @@ pub struct EventJob {
 }
 
 /// One event of the stream (`event:` is its kind, `id:` its id).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EventView {
     /// Increases by one with every event the server process publishes
     /// (whatever the filter); starts again at 1 when the server restarts.
@@ -97,7 +98,7 @@ pub struct EventView {
 }
 
 /// Body of `event: gap`: the events after `from` cannot all be replayed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GapView {
     /// The `Last-Event-ID` the client gave.
     pub from: u64,
@@ -111,7 +112,7 @@ pub struct GapView {
 
 /// Body of `event: dropped`, the last message before the server closes a
 /// subscriber that fell too far behind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DroppedView {
     /// Why.
     pub reason: String,

@@ -12,47 +12,70 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 pub mod events;
+mod schema;
+mod whole;
 pub use events::{DroppedView, EventJob, EventKind, EventView, GapView};
 
 /// `POST /v1/queues/{queue}/jobs` body; also one item of a batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// Client-chosen id (makes the enqueue idempotent); generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,200}$")]
     pub id: Option<String>,
-    /// Ordering key: jobs with the same key run one at a time in order.
+    /// Ordering key (1 to 200 bytes of UTF-8): jobs with the same key run
+    /// one at a time in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
     pub key: Option<String>,
     /// Input for the worker, any JSON; required (`null` is a payload too).
     /// Numbers are kept exactly as sent (any precision, any exponent).
     pub payload: Value,
     /// Not before this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub run_at: Option<String>,
     /// Not before this many milliseconds from now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u64"
+    )]
+    #[schema(maximum = 31_536_000_000_i64)]
     pub delay_ms: Option<u64>,
     /// Starts allowed (overrides the queue's setting).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u32"
+    )]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_attempts: Option<u32>,
     /// Per-attempt time limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u64"
+    )]
+    #[schema(minimum = 1, maximum = 31_536_000_000_i64)]
     pub timeout_ms: Option<u64>,
 }
 
 /// `POST /v1/queues/{queue}/jobs/batch` body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Jobs, accepted atomically and in this order.
+    #[schema(min_items = 1, max_items = 10000)]
     pub jobs: Vec<EnqueueRequest>,
 }
 
 /// A job's state on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for its `run_at` (a delay or a retry backoff).
@@ -130,7 +153,7 @@ impl<'de> Deserialize<'de> for ReportOutcome {
 }
 
 /// A job as the API shows it (contract section 4.1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     /// Job id.
     pub id: String,
@@ -186,7 +209,7 @@ pub struct JobView {
 }
 
 /// Why a waiting job has not started (contract section 4.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum WaitingOnView {
     /// Delayed until `until` (RFC 3339).
@@ -218,7 +241,7 @@ pub enum WaitingOnView {
 }
 
 /// When a waiting job likely starts: an estimate from the queue's recent pace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EtaView {
     /// Not likely before (RFC 3339).
     pub earliest: String,
@@ -227,14 +250,14 @@ pub struct EtaView {
 }
 
 /// `POST /v1/queues/{queue}/jobs/batch` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchResponse {
     /// The jobs, in request order.
     pub jobs: Vec<JobView>,
 }
 
 /// `GET /v1/queues/{queue}/jobs` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobListResponse {
     /// Jobs ordered by `seq`.
     pub jobs: Vec<JobView>,
@@ -243,7 +266,7 @@ pub struct JobListResponse {
 }
 
 /// How an attempt ended, on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The attempt succeeded.
@@ -273,7 +296,7 @@ impl std::fmt::Display for AttemptOutcome {
 }
 
 /// One attempt of a job (`GET /v1/jobs/{id}/attempts`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptView {
     /// Attempt number (1 for the first run since the job was last put in line).
     pub attempt: u32,
@@ -292,14 +315,14 @@ pub struct AttemptView {
 }
 
 /// `GET /v1/jobs/{id}/attempts` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptListResponse {
     /// Every recorded attempt, oldest first.
     pub attempts: Vec<AttemptView>,
 }
 
 /// One start of the start log (`GET /v1/queues/{queue}/starts`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StartView {
     /// The start's global number: strictly increasing in start order.
     pub start_no: i64,
@@ -318,7 +341,7 @@ pub struct StartView {
 }
 
 /// `GET /v1/queues/{queue}/starts` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StartListResponse {
     /// Starts ordered by `start_no`.
     pub starts: Vec<StartView>,
@@ -327,19 +350,27 @@ pub struct StartListResponse {
 }
 
 /// `POST /v1/queues/{queue}/claim` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
-    /// Worker name (shown on the job).
+    /// Worker name (1 to 200 bytes of UTF-8; shown on the job).
+    #[schema(min_length = 1, max_length = 200)]
     pub worker: String,
     /// Most leases to take (default 1).
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "whole::u32")]
+    #[schema(minimum = 1, maximum = 1000, default = 1)]
     pub max: u32,
     /// Wait this long for work when none is eligible (default 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::u64")]
+    #[schema(maximum = 300000, default = 0)]
     pub wait_ms: u64,
     /// Lease length (default: the queue's `lease_ms`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u64"
+    )]
+    #[schema(minimum = 100, maximum = 86400000)]
     pub lease_ms: Option<u64>,
 }
 
@@ -348,7 +379,7 @@ fn one() -> u32 {
 }
 
 /// A claimed job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LeaseView {
     /// The job (state `running`).
     pub job: JobView,
@@ -363,14 +394,14 @@ pub struct LeaseView {
 }
 
 /// Answer to a claim.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClaimResponse {
     /// Leases in `seq` order (possibly empty).
     pub leases: Vec<LeaseView>,
 }
 
 /// `POST /v1/jobs/{id}/heartbeat` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// Lease token.
@@ -381,7 +412,7 @@ pub struct HeartbeatRequest {
 }
 
 /// Answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatResponse {
     /// New lease expiry (the server's clock).
     pub expires_at: String,
@@ -392,7 +423,7 @@ pub struct HeartbeatResponse {
 }
 
 /// `POST /v1/jobs/{id}/complete` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// Lease token.
@@ -406,7 +437,7 @@ pub struct CompleteRequest {
 }
 
 /// `POST /v1/jobs/{id}/fail` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
     /// Lease token.
@@ -417,7 +448,12 @@ pub struct FailRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<bool>,
     /// Retry after this many milliseconds instead of the queue's backoff.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u64"
+    )]
+    #[schema(maximum = 31_536_000_000_i64)]
     pub retry_after_ms: Option<u64>,
     /// Also claim the next jobs in the same round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -425,7 +461,7 @@ pub struct FailRequest {
 }
 
 /// Answer to complete and fail.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReportResponse {
     /// The job after the report.
     pub job: JobView,
@@ -435,10 +471,10 @@ pub struct ReportResponse {
 }
 
 /// One outcome in `POST /v1/reports`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportItem {
-    /// Job id.
+    /// Job id (a malformed one is refused in this item's result).
     pub id: String,
     /// Lease token.
     pub token: String,
@@ -454,21 +490,26 @@ pub struct ReportItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<bool>,
     /// For `failed`: retry after this many milliseconds instead of the
-    /// queue's backoff.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// queue's backoff (over a year is refused in this item's result).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u64"
+    )]
     pub retry_after_ms: Option<u64>,
 }
 
 /// `POST /v1/reports` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportsRequest {
     /// Outcomes, applied independently and in order.
+    #[schema(max_items = 10000)]
     pub reports: Vec<ReportItem>,
 }
 
 /// Result of one item of `POST /v1/reports`: the job, or an error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReportResult {
     /// The job after the report, when accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -479,39 +520,59 @@ pub struct ReportResult {
 }
 
 /// `POST /v1/reports` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReportsResponse {
     /// One result per report, in order.
     pub results: Vec<ReportResult>,
 }
 
 /// Retry delay policy.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackoffView {
     /// First retry delay.
+    #[schema(maximum = 604800000)]
+    #[serde(deserialize_with = "whole::u64")]
     pub initial_ms: u64,
-    /// Longest delay.
+    /// Longest delay (not below `initial_ms`).
+    #[schema(maximum = 604800000)]
+    #[serde(deserialize_with = "whole::u64")]
     pub max_ms: u64,
     /// Growth per failure.
+    #[schema(minimum = 1, maximum = 100)]
     pub factor: f64,
 }
 
 /// `PUT /v1/queues/{queue}` body: fields left out keep their value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfigRequest {
     /// Most jobs running at once (1–10,000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u32"
+    )]
+    #[schema(minimum = 1, maximum = 10000)]
     pub concurrency: Option<u32>,
     /// Default starts per job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u32"
+    )]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_attempts: Option<u32>,
     /// Retry delays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffView>,
     /// Default lease length.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u64"
+    )]
+    #[schema(minimum = 100, maximum = 86400000)]
     pub lease_ms: Option<u64>,
     /// Pause (accept but start nothing) or resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -533,7 +594,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 }
 
 /// Jobs per state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CountsView {
     /// Waiting for `run_at`.
     pub scheduled: u64,
@@ -550,7 +611,7 @@ pub struct CountsView {
 }
 
 /// A queue as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueueView {
     /// Name.
     pub name: String,
@@ -571,14 +632,14 @@ pub struct QueueView {
 }
 
 /// `GET /v1/queues` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueueListResponse {
     /// Queues by name.
     pub queues: Vec<QueueView>,
 }
 
 /// `GET /healthz` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HealthResponse {
     /// `ok` or `unhealthy`.
     pub status: String,
@@ -588,14 +649,14 @@ pub struct HealthResponse {
 }
 
 /// The body of every error response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// An error: a stable code and a message for people.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable snake_case code (see [`ErrorCode`]).
     pub code: ErrorCode,

@@ -22,8 +22,8 @@
 //! - [`routes::dashboard`] serves the web dashboard: its page and assets,
 //!   embedded in the binary, open like `/healthz` (they hold no data; the
 //!   page asks for the token and every API call it makes carries it).
-//!
-//! `/openapi.json` comes later; it will be a route here beside the others.
+//! - [`openapi`] is the OpenAPI 3.1 document of the routes, served open at
+//!   `GET /openapi.json`.
 
 pub mod convert;
 pub mod error;
@@ -32,6 +32,7 @@ pub mod executors;
 pub mod extract;
 pub mod maintenance;
 pub mod metrics;
+pub mod openapi;
 pub mod pace;
 pub mod routes;
 pub mod serve;
@@ -41,7 +42,6 @@ mod waiters;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
 use orderly_core::Store;
 use tokio_util::sync::CancellationToken;
@@ -165,22 +165,27 @@ impl AppState {
 }
 
 /// The whole HTTP API: `/v1/…` and `/metrics` behind the optional token, and
-/// an open `/healthz` and dashboard (`/`, `/queues/…`, `/jobs/…`,
-/// `/dashboard/…`); every request is counted by its route template.
+/// an open `/healthz`, `/openapi.json` and dashboard (`/`, `/queues/…`,
+/// `/jobs/…`, `/dashboard/…`); every request is counted by its route template.
 pub fn router(state: AppState) -> Router {
     let body_timeout = extract::BodyTimeout(state.config.body_timeout);
-    let api = routes::api(&state)
+    let (api, api_doc) = routes::api(&state.config).split_for_parts();
+    let (open, open_doc) = routes::open().split_for_parts();
+    let doc = openapi::finish(api_doc, open_doc);
+    let doc = openapi::Document(doc.to_string().into());
+    let api = api
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             routes::system::require_token,
         ))
         .method_not_allowed_fallback(routes::system::method_not_allowed);
     Router::new()
-        .route("/healthz", get(routes::system::healthz))
+        .merge(open)
         .merge(routes::dashboard::routes())
         .merge(api)
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)
+        .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track_requests,

@@ -21,9 +21,12 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use orderly_core::validate::{self, ValidationError};
-use orderly_proto::DroppedView;
+use orderly_proto::{DroppedView, ErrorBody};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::error::ApiError;
 use crate::events::{Event, Filter};
@@ -34,19 +37,73 @@ use crate::AppState;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Query of `GET /v1/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only this queue's events.
+    #[param(nullable = false, pattern = r"^[A-Za-z0-9._-]{1,100}$")]
     pub queue: Option<String>,
     /// Only this job's events.
+    #[param(nullable = false, pattern = r"^[A-Za-z0-9._:-]{1,200}$")]
     pub job: Option<String>,
     /// Resume after this id, for clients that cannot set `Last-Event-ID`
     /// (the header wins when both are given).
+    #[param(nullable = false, pattern = r"^[0-9]{1,19}$")]
     pub last_event_id: Option<String>,
 }
 
+/// One message of the stream, for the OpenAPI document: its `data` is the
+/// JSON of an [`orderly_proto::EventView`], a [`GapView`] or a
+/// [`DroppedView`], as its `event` names.
+///
+/// [`GapView`]: orderly_proto::GapView
+pub struct StreamMessage;
+
+impl PartialSchema for StreamMessage {
+    fn schema() -> RefOr<Schema> {
+        let text = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        ObjectBuilder::new()
+            .property(
+                "id",
+                text("The event id (absent on `gap` and `dropped`).").pattern(Some("^[0-9]+$")),
+            )
+            .property(
+                "event",
+                text("The event's kind, or `gap` or `dropped`."),
+            )
+            .property(
+                "data",
+                text("JSON: an `EventView`, or a `GapView` for `gap`, or a `DroppedView` for `dropped`.")
+                    .content_media_type("application/json"),
+            )
+            .required("event")
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for StreamMessage {}
+
 /// `GET /v1/events?queue=&job=&last_event_id=`.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "stream_events",
+    tag = "events",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this event id (wins over `last_event_id`).", pattern = r"^[0-9]{1,19}$"),
+    ),
+    responses(
+        (status = 200, description = "A stream of server-sent events that stays open: each message's `data:` is an `EventView` named by its `event:` line (the event's `kind`), or a `GapView` (`event: gap`) or `DroppedView` (`event: dropped`).", content_type = "text/event-stream", body = StreamMessage),
+        (status = 400, description = "A filter or event id is malformed.", body = ErrorBody),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -58,6 +115,13 @@ pub async fn events(
     if let Some(job) = &q.job {
         validate::job_id(job)?;
     }
+    // The query's id is checked even when the header wins: a malformed
+    // parameter is refused, never silently ignored.
+    let from_query = q
+        .last_event_id
+        .as_deref()
+        .map(|s| parse_id("last_event_id", s))
+        .transpose()?;
     let after = match headers.get("last-event-id") {
         Some(h) => Some(parse_id(
             "Last-Event-ID",
@@ -65,11 +129,7 @@ pub async fn events(
                 ValidationError::value("Last-Event-ID", "is not text: give an event id")
             })?,
         )?),
-        None => q
-            .last_event_id
-            .as_deref()
-            .map(|s| parse_id("last_event_id", s))
-            .transpose()?,
+        None => from_query,
     };
     let filter = Filter {
         queue: q.queue,

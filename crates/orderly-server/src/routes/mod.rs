@@ -8,51 +8,47 @@ pub mod queues;
 pub mod system;
 pub mod workers;
 
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::extract::BodyLimit;
-use crate::AppState;
+use crate::{AppState, ServerConfig};
 
-/// The API router, without authentication (see [`crate::router`]).
-pub fn api(state: &AppState) -> Router<AppState> {
+/// The API behind the token (see [`crate::router`]), each route registered
+/// and documented by the same `routes!` line, with the body limits of
+/// `config`.
+pub fn api(config: &ServerConfig) -> OpenApiRouter<AppState> {
     let single = Extension(BodyLimit(
-        state.config.max_payload_bytes.saturating_add(64 * 1024),
+        config.max_payload_bytes.saturating_add(64 * 1024),
     ));
-    let batch = Extension(BodyLimit(state.config.max_body_bytes));
-    Router::new()
-        .route("/metrics", get(system::metrics))
-        .route("/v1/queues", get(queues::list))
-        .route(
-            "/v1/queues/{queue}",
-            get(queues::get).put(queues::configure),
-        )
-        .route(
-            "/v1/queues/{queue}/jobs",
-            post(jobs::enqueue).layer(single).get(jobs::list),
-        )
-        .route(
-            "/v1/queues/{queue}/jobs/batch",
-            post(jobs::enqueue_batch).layer(batch),
-        )
-        .route("/v1/queues/{queue}/starts", get(queues::starts))
-        .route("/v1/queues/{queue}/claim", post(workers::claim))
-        .route("/v1/jobs/{id}", get(jobs::get))
-        .route("/v1/jobs/{id}/attempts", get(jobs::attempts))
-        .route("/v1/jobs/{id}/wait", get(jobs::wait))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/retry", post(jobs::retry))
-        .route(
-            "/v1/jobs/{id}/heartbeat",
-            post(workers::heartbeat).layer(single),
-        )
-        .route(
-            "/v1/jobs/{id}/complete",
-            post(workers::complete).layer(single),
-        )
-        .route("/v1/jobs/{id}/fail", post(workers::fail).layer(single))
-        .route("/v1/reports", post(workers::reports).layer(batch))
-        .route("/v1/events", get(events::events))
+    let batch = Extension(BodyLimit(config.max_body_bytes));
+    OpenApiRouter::default()
+        .routes(routes!(system::metrics))
+        .routes(routes!(queues::list))
+        .routes(routes!(queues::get, queues::configure))
+        .routes(routes!(jobs::enqueue).layer(single))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::enqueue_batch).layer(batch))
+        .routes(routes!(queues::starts))
+        .routes(routes!(workers::claim))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::attempts))
+        .routes(routes!(jobs::wait))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(workers::heartbeat).layer(single))
+        .routes(routes!(workers::complete).layer(single))
+        .routes(routes!(workers::fail).layer(single))
+        .routes(routes!(workers::reports).layer(batch))
+        .routes(routes!(events::events))
+}
+
+/// The routes open to anyone: `/healthz` and `/openapi.json`.
+pub fn open() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::openapi))
 }
 
 /// The cursor of the page after one of `len` items asked with `limit` (the

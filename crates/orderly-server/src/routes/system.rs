@@ -11,6 +11,16 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// `GET /healthz`: `200 ok`, or `503` once storage failed.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "system",
+    responses(
+        (status = 200, description = "The server and its storage work (`status: ok`).", body = HealthResponse),
+        (status = 503, description = "Storage failed (`status: unhealthy`, with the `reason`).", body = HealthResponse),
+    )
+)]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match state.service.store().health().await {
         Ok(()) => Json(HealthResponse {
@@ -29,7 +39,28 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `GET /openapi.json`: this API's OpenAPI 3.1 document (see [`crate::openapi`]).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "system",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json", body = Object))
+)]
+pub async fn openapi(doc: axum::Extension<crate::openapi::Document>) -> Response {
+    crate::openapi::serve(doc).await
+}
+
 /// `GET /metrics`: the Prometheus exposition (see [`crate::metrics`]).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "system",
+    responses(
+        (status = 200, description = "The metrics in the OpenMetrics text format (Prometheus reads it).", content_type = crate::metrics::CONTENT_TYPE, body = String),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = state.service.metrics_text().await?;
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())

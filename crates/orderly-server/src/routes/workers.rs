@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::Json;
 use orderly_core::Outcome;
 use orderly_proto::{
-    ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse,
-    ReportResponse, ReportResult, ReportsRequest, ReportsResponse,
+    ClaimRequest, ClaimResponse, CompleteRequest, ErrorBody, FailRequest, HeartbeatRequest,
+    HeartbeatResponse, ReportResponse, ReportResult, ReportsRequest, ReportsResponse,
 };
 
 use crate::convert::{claim_request, job_view, lease_view, report_request, rfc3339};
@@ -14,6 +14,18 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::AppState;
 
 /// `POST /v1/queues/{queue}/claim`: leases in `seq` order, long-polling up to `wait_ms`.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/claim",
+    operation_id = "claim_jobs",
+    tag = "workers",
+    params(("queue" = String, Path, description = "Queue name: 1 to 100 bytes of `A-Z a-z 0-9 . _ -`.", pattern = r"^[A-Za-z0-9._-]{1,100}$")),
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, description = "Leases in `seq` order; empty when nothing became eligible within `wait_ms`.", body = ClaimResponse),
+        (status = 400, description = "A field is malformed or out of range.", body = ErrorBody),
+    )
+)]
 pub async fn claim(
     State(state): State<AppState>,
     ApiPath(queue): ApiPath<String>,
@@ -26,6 +38,21 @@ pub async fn claim(
 }
 
 /// `POST /v1/jobs/{id}/heartbeat`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/heartbeat",
+    operation_id = "heartbeat_job",
+    tag = "workers",
+    params(("id" = String, Path, description = "Job id: 1 to 200 bytes of `A-Z a-z 0-9 . _ : -`.", pattern = r"^[A-Za-z0-9._:-]{1,200}$")),
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "The lease is renewed.", body = HeartbeatResponse),
+        (status = 400, description = "The id or a field is malformed.", body = ErrorBody),
+        (status = 404, description = "No such job (`job_not_found`).", body = ErrorBody),
+        (status = 409, description = "The token is not the job's current lease (`stale_lease`).", body = ErrorBody),
+        (status = 413, description = "The progress is larger than the payload limit (`payload_too_large`).", body = ErrorBody),
+    )
+)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -43,6 +70,21 @@ pub async fn heartbeat(
 }
 
 /// `POST /v1/jobs/{id}/complete`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/complete",
+    operation_id = "complete_job",
+    tag = "workers",
+    params(("id" = String, Path, description = "Job id: 1 to 200 bytes of `A-Z a-z 0-9 . _ : -`.", pattern = r"^[A-Za-z0-9._:-]{1,200}$")),
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, description = "The job, succeeded; and the next leases when `claim_next` was given.", body = ReportResponse),
+        (status = 400, description = "The id or a field is malformed.", body = ErrorBody),
+        (status = 404, description = "No such job (`job_not_found`).", body = ErrorBody),
+        (status = 409, description = "The token is not the job's current lease (`stale_lease`).", body = ErrorBody),
+        (status = 413, description = "The result is larger than the payload limit (`payload_too_large`).", body = ErrorBody),
+    )
+)]
 pub async fn complete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -53,6 +95,21 @@ pub async fn complete(
 }
 
 /// `POST /v1/jobs/{id}/fail`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/fail",
+    operation_id = "fail_job",
+    tag = "workers",
+    params(("id" = String, Path, description = "Job id: 1 to 200 bytes of `A-Z a-z 0-9 . _ : -`.", pattern = r"^[A-Za-z0-9._:-]{1,200}$")),
+    request_body = FailRequest,
+    responses(
+        (status = 200, description = "The job, back in line for a retry or failed for good; and the next leases when `claim_next` was given.", body = ReportResponse),
+        (status = 400, description = "The id or a field is malformed or out of range.", body = ErrorBody),
+        (status = 404, description = "No such job (`job_not_found`).", body = ErrorBody),
+        (status = 409, description = "The token is not the job's current lease (`stale_lease`).", body = ErrorBody),
+        (status = 413, description = "The error is larger than the payload limit (`payload_too_large`).", body = ErrorBody),
+    )
+)]
 pub async fn fail(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -85,6 +142,17 @@ async fn report(
 }
 
 /// `POST /v1/reports`: one result per item, in order.
+#[utoipa::path(
+    post,
+    path = "/v1/reports",
+    operation_id = "report_many",
+    tag = "workers",
+    request_body = ReportsRequest,
+    responses(
+        (status = 200, description = "One result per report, in order: the job, or why that report was refused.", body = ReportsResponse),
+        (status = 400, description = "The body is malformed or has too many reports.", body = ErrorBody),
+    )
+)]
 pub async fn reports(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ReportsRequest>,
