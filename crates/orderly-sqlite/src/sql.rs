@@ -4,6 +4,14 @@
 //!
 //! Cost follows what runs, not what waits: none of these may grow with the
 //! number of jobs waiting behind the ones it touches.
+//!
+//! A bound `LIMIT` is written `LIMIT +?N`: SQLite's planner reads the value
+//! bound to a bare `LIMIT ?N`, which marks the statement to be re-prepared
+//! at every new binding, so a cached claim was parsed and planned again at
+//! every call (about 66,000 instructions, a quarter of a claim; see
+//! docs/performance.md). The unary `+` hides the value from the planner and
+//! changes nothing else. (A bound `state = ?N` does the same when the planner
+//! weighs a partial index: it is written `+?N` too.)
 
 /// Is any job of this key unfinished? (`jobs_key_line`)
 pub const KEY_HAS_UNFINISHED: &str = "SELECT 1 FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') LIMIT 1";
@@ -39,7 +47,7 @@ pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
 /// The front of a queue's ready line, with what a lease's expiry needs. (`jobs_ready`,
 /// named: with `timeout_ms` read from the row the planner would otherwise
 /// prefer `jobs_by_state`, which holds every queued job, not only heads)
-pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT ?2";
+pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT +?2";
 
 /// When the front of a queue's line was enqueued. (`jobs_by_state`)
 pub const OLDEST_QUEUED: &str =
@@ -86,17 +94,19 @@ pub const POSITION: &str = "SELECT
 pub const WAITING_BETWEEN: &str = "SELECT count(*) FROM jobs WHERE queue = ?1 AND state IN ('queued', 'scheduled') AND seq > ?2 AND seq < ?3";
 /// A page of a queue's jobs of every state, in `seq` order from a cursor,
 /// after `SELECT` and the columns. (`jobs_queue_seq`, schema v5)
-pub const JOB_PAGE: &str = "FROM jobs WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+pub const JOB_PAGE: &str = "FROM jobs WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT +?3";
 /// A page of one key's line (its unfinished jobs, optionally of state ?3),
 /// after `SELECT` and the columns. (`jobs_key_line`: bounded by the key's
 /// unfinished jobs, whatever else the queue holds)
 pub const JOB_PAGE_OF_KEY: &str = "FROM jobs INDEXED BY jobs_key_line \
     WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') \
-    AND (?3 IS NULL OR state = ?3) AND seq > ?4 ORDER BY seq LIMIT ?5";
+    AND (?3 IS NULL OR state = ?3) AND seq > ?4 ORDER BY seq LIMIT +?5";
 /// A page of a queue's jobs in one state, after `SELECT` and the columns.
-/// (`jobs_by_state`)
+/// (`jobs_by_state`; the state is `+?2` for the reason the module gives
+/// `LIMIT +?N`: a bare `?2` compared with the partial indexes' states
+/// re-prepared the statement at every call)
 pub const JOB_PAGE_IN_STATE: &str =
-    "FROM jobs WHERE queue = ?1 AND state = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4";
+    "FROM jobs WHERE queue = ?1 AND state = +?2 AND seq > ?3 ORDER BY seq LIMIT +?4";
 /// A queue's counts by state (trigger-kept, one row per state).
 pub const QUEUE_COUNTS: &str = "SELECT state, n FROM queue_counts WHERE queue = ?1";
 /// Waiting jobs of a queue (two trigger-kept rows).
@@ -109,17 +119,17 @@ pub const QUEUE_NAMES: &str = "SELECT name FROM queues ORDER BY name";
 
 /// A page of a queue's start log. (`starts_queue`)
 pub const START_LOG_PAGE: &str = "SELECT start_no, seq, job_id, key, attempt, worker, started_at \
-    FROM starts WHERE queue = ?1 AND start_no > ?2 ORDER BY start_no LIMIT ?3";
+    FROM starts WHERE queue = ?1 AND start_no > ?2 ORDER BY start_no LIMIT +?3";
 /// The latest starts of a queue, newest first: the end of its start log,
 /// what a restarted server seeds its estimates from. (`starts_queue`, read
 /// backwards)
 pub const START_LATEST: &str =
     "SELECT start_no, seq, job_id, key, attempt, worker, started_at, ended_at, outcome, error \
-    FROM starts WHERE queue = ?1 ORDER BY start_no DESC LIMIT ?2";
+    FROM starts WHERE queue = ?1 ORDER BY start_no DESC LIMIT +?2";
 /// Finished jobs that retention deletes, with the head of their start chain.
 /// (`jobs_finished`)
 pub const PURGE_CANDIDATES: &str = "SELECT seq, id, last_start_no FROM jobs \
-    WHERE finished_at < ?1 AND state IN ('succeeded', 'failed', 'cancelled') LIMIT ?2";
+    WHERE finished_at < ?1 AND state IN ('succeeded', 'failed', 'cancelled') LIMIT +?2";
 
 #[cfg(test)]
 mod tests {
@@ -138,6 +148,41 @@ mod tests {
         rows.map(|r| r.expect("plan row"))
             .collect::<Vec<_>>()
             .join(" | ")
+    }
+
+    /// Every cached statement with a bound `LIMIT` keeps its prepared plan
+    /// across bindings: none is re-prepared when it runs again with other
+    /// values (a bare `LIMIT ?N` would be, every time).
+    #[test]
+    fn bound_limits_do_not_re_prepare() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = Connection::open(dir.path().join("plan.db")).expect("open");
+        crate::schema::migrate(&mut conn).expect("migrate");
+        let columns = crate::rows::JOB_COLUMNS;
+        for query in [
+            super::CLAIM_CANDIDATES.to_string(),
+            format!("SELECT {columns} {}", super::JOB_PAGE),
+            format!("SELECT {columns} {}", super::JOB_PAGE_IN_STATE),
+            format!("SELECT {columns} {}", super::JOB_PAGE_OF_KEY),
+            super::START_LOG_PAGE.to_string(),
+            super::START_LATEST.to_string(),
+            super::PURGE_CANDIDATES.to_string(),
+        ] {
+            let mut stmt = conn.prepare(&query).expect("prepare");
+            let n = stmt.parameter_count();
+            for round in 1..=3_i64 {
+                let args: Vec<rusqlite::types::Value> = (0..n)
+                    .map(|_| rusqlite::types::Value::Integer(round))
+                    .collect();
+                let mut rows = stmt.query(rusqlite::params_from_iter(args)).expect("query");
+                while rows.next().expect("row").is_some() {}
+            }
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{query}\nis re-prepared at every binding"
+            );
+        }
     }
 
     /// Claim cost must not grow with the backlog: every query on the claim and

@@ -290,9 +290,15 @@ fn fail_group(answers: Vec<Answer>, rest: std::vec::Drain<'_, Request>, e: &Stor
     }
 }
 
+/// Runs one statement without rows from the connection's statement cache
+/// (`execute_batch` parses its text on every call; see docs/performance.md).
+fn exec_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, syncing: bool) {
     let start = ctx.counters();
-    if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err) {
+    if let Err(e) = exec_cached(&ctx.conn, "BEGIN IMMEDIATE").map_err(map_err) {
         if let StoreError::StorageFailed(reason) = &e {
             health.fail(reason.clone());
         }
@@ -311,7 +317,7 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
     while let Some(request) = requests.next() {
         let before = ctx.counters();
         if !alone {
-            if let Err(e) = ctx.conn.execute_batch("SAVEPOINT request").map_err(map_err) {
+            if let Err(e) = exec_cached(&ctx.conn, "SAVEPOINT request").map_err(map_err) {
                 answers.push((request.run)(Err(e)).1);
                 continue;
             }
@@ -360,7 +366,7 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
             }
             None if alone => {}
             None => {
-                let _ = ctx.conn.execute_batch("RELEASE request");
+                let _ = exec_cached(&ctx.conn, "RELEASE request");
             }
         }
         answers.push(answer);
@@ -369,7 +375,7 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
     let mut synced = syncing;
     let commit = health
         .check()
-        .and_then(|()| ctx.conn.execute_batch("COMMIT").map_err(map_err))
+        .and_then(|()| exec_cached(&ctx.conn, "COMMIT").map_err(map_err))
         .and_then(|()| {
             if ctx.take_needs_sync() && !syncing {
                 synced = true;
