@@ -3,11 +3,14 @@
 # the workspace (unit, conformance, real servers over loopback, doc tests),
 # then the Python package's lint, type check and tests against the real
 # server binary that the Rust tests just built, then schemathesis against
-# that binary, from its own OpenAPI document (scripts/api-fuzz.sh).
+# that binary, from its own OpenAPI document (scripts/api-fuzz.sh), then the
+# dashboard in headless Chromium.
 #
-#   ./test.sh            # needs cargo and python3 (3.10+); the first run
-#                        # downloads the Python test tools and
-#                        # schemathesis from PyPI
+#   ./test.sh            # needs cargo, python3 (3.10+), npm, Debian's chromium
+#                        # and PostgreSQL (ORDERLY_TEST_DATABASE_URL, default
+#                        # postgres://postgres@127.0.0.1:5432/test); the first
+#                        # run downloads the Python test tools, schemathesis
+#                        # and playwright-core
 set -euo pipefail
 cd "$(dirname "$0")"
 
