@@ -455,3 +455,6 @@ impl Store for PostgresStore {
         self.pool.close();
     }
 }
+
+#[cfg(test)]
+mod number_tests;

@@ -13,7 +13,7 @@ use crate::rows::JOB_COLUMNS;
 use crate::waits::{KEY_WAITS, POSITIONS};
 use crate::write::claim::{CLAIM_CANDIDATES, EXPIRED_IN_QUEUE, PROMOTE_DUE_IN_QUEUE};
 use crate::write::manage::{NEXT_DUE, PURGE_CANDIDATES, QUEUES_WITH_WORK};
-use crate::write::number::PENDING;
+use crate::write::number::{PENDING, PENDING_REST_OF_BATCH};
 use crate::write::{ADVANCE_KEY, KEY_HAS_UNFINISHED};
 
 /// Queue `q` is a fifth of 50,000 jobs: 6,000 keyed waiting jobs on 300
@@ -181,6 +181,12 @@ async fn every_path_reads_its_index() {
             false,
         ),
         (PENDING, vec![&n], &["jobs_unnumbered"], false),
+        (
+            PENDING_REST_OF_BATCH,
+            vec![&n, &zero],
+            &["jobs_unnumbered"],
+            false,
+        ),
     ];
     let mut failures = Vec::new();
     for (query, args, indexes, may_sort) in &cases {

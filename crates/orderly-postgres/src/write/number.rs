@@ -27,12 +27,18 @@ use orderly_core::{JobState, StoreError};
 use super::Op;
 use crate::rows::{map_err, Res};
 
-/// The most rows one pass numbers (the rest wait for the next pass).
+/// The most rows one pass starts with (the rest wait for the next pass);
+/// it also takes the rest of the batch it stops in.
 pub(crate) const PASS_LIMIT: i64 = 10_000;
 
 /// Committed unnumbered rows in insertion order. (`jobs_unnumbered`)
-pub(crate) const PENDING: &str = "SELECT id, queue, key, state, enqueued_at FROM jobs \
-    WHERE seq IS NULL ORDER BY batch, batch_pos LIMIT $1";
+pub(crate) const PENDING: &str = "SELECT id, queue, key, state, enqueued_at, batch, batch_pos \
+    FROM jobs WHERE seq IS NULL ORDER BY batch, batch_pos LIMIT $1";
+
+/// The committed unnumbered rows of batch $1 after position $2, in order:
+/// the rest of a batch a pass reached its limit in. (`jobs_unnumbered`)
+pub(crate) const PENDING_REST_OF_BATCH: &str = "SELECT id, queue, key, state, enqueued_at, batch, \
+    batch_pos FROM jobs WHERE seq IS NULL AND batch = $1 AND batch_pos > $2 ORDER BY batch_pos";
 
 impl Op<'_, '_> {
     /// Locks the sequencer's row and returns the next `seq` it hands out.
@@ -64,13 +70,27 @@ impl Op<'_, '_> {
     /// numbered; each becomes a job, recorded in [`Op::changes`].
     pub async fn number_pending(&mut self) -> Res<u64> {
         let mut next = self.lock_sequencer().await?;
-        let rows = self
+        let mut rows = self
             .tx
             .query(PENDING, &[&PASS_LIMIT])
             .await
             .map_err(map_err)?;
         if rows.is_empty() {
             return Ok(0);
+        }
+        // A pass never stops inside a batch: if it did, a batch committed
+        // before the next pass but inserted earlier (a lower `batch`) would
+        // be numbered between this batch's two parts, below jobs that
+        // committed before it. A batch is bounded in size, so this is too.
+        if rows.len() as i64 == PASS_LIMIT {
+            let last = rows.last().expect("a full pass has rows");
+            let (batch, pos): (i64, i64) = (last.get("batch"), last.get("batch_pos"));
+            let rest = self
+                .tx
+                .query(PENDING_REST_OF_BATCH, &[&batch, &pos])
+                .await
+                .map_err(map_err)?;
+            rows.extend(rest);
         }
         let queues: Vec<String> = rows.iter().map(|r| r.get("queue")).collect();
         self.lock_queues(&queues).await?;
