@@ -11,14 +11,18 @@
 //! - `read`: the reads, in a read-only `REPEATABLE READ` transaction.
 //! - `waits`: what a waiting job waits on (positions, key lines, wait
 //!   facts), as reads and write answers show it.
+//! - `txenqueue`: enqueue in the application's own transaction, the
+//!   `enqueue` SQL function (schema v2) and [`enqueue_in`] calling it.
 //! - `rows`: decoding rows and mapping PostgreSQL errors to [`StoreError`].
 //!
-//! Everything but [`PostgresStore`] and its options is private: other crates
-//! reach storage only through the `Store` trait.
+//! Everything but [`PostgresStore`], its options and [`enqueue_in`] is
+//! private: other crates reach storage only through the `Store` trait, and
+//! applications add jobs in their own transactions with [`enqueue_in`].
 
 mod read;
 mod rows;
 mod schema;
+mod txenqueue;
 mod waits;
 mod write;
 
@@ -26,6 +30,7 @@ mod write;
 mod plans;
 
 pub use schema::{valid_schema_name, SCHEMA_VERSION};
+pub use txenqueue::{enqueue_in, SQL_MAX_PAYLOAD_BYTES};
 
 use std::time::Duration;
 

@@ -21,13 +21,16 @@
 //! are kept by a trigger, so counts and positions are bounded reads at any
 //! backlog. A row without `seq` is not a job yet: no count, no index that a
 //! claim or a read uses sees it.
+//!
+//! v2 adds the `enqueue` SQL function (transactional enqueue from any
+//! language, see `txenqueue`).
 
 use tokio_postgres::Client;
 
 use crate::rows::{map_err, Res};
 
 /// The version the latest migration writes to `schema_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// v1: tables, indexes, the sequences and the accounting trigger.
 const V1: &str = r#"
@@ -166,7 +169,7 @@ CREATE TRIGGER jobs_account AFTER INSERT OR DELETE OR UPDATE OF seq, state, queu
 "#;
 
 /// Each version's SQL, in order: `MIGRATIONS[i]` brings version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, crate::txenqueue::V2];
 
 /// True for a name that can be a schema without quoting: a lowercase
 /// letter or `_`, then lowercase letters, digits or `_`, at most 63 bytes.

@@ -87,7 +87,11 @@ impl Op<'_, '_> {
                 .await
                 .map_err(map_err)?;
             let (q, k, pl): (String, Option<String>, String) = (row.get(0), row.get(1), row.get(2));
-            if q != p.queue || k != new.key || pl != payload {
+            // Compared as JSON: a job the SQL function stored holds its
+            // payload as PostgreSQL writes jsonb (`{"n": 1}`).
+            let same_payload = pl == payload
+                || serde_json::from_str::<serde_json::Value>(&pl).is_ok_and(|v| v == new.payload);
+            if q != p.queue || k != new.key || !same_payload {
                 return Err(StoreError::IdConflict { id: new.id.clone() });
             }
             created.push(false);
