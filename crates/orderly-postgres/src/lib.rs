@@ -13,6 +13,7 @@
 //!   facts), as reads and write answers show it.
 //! - `leader`: the database's clock offset and maintenance leadership (a
 //!   session advisory lock), kept by one task on a dedicated connection.
+//! - `bounded`: the operation timeout around every call made for a request.
 //! - `rows`: decoding rows and mapping PostgreSQL errors to [`StoreError`].
 //!
 //! Everything but [`PostgresStore`] and its options is private: other crates
