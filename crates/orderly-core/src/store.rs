@@ -508,6 +508,21 @@ pub trait Store: Send + Sync + 'static {
     /// `Ok` while the store can accept writes.
     async fn health(&self) -> Result<(), StoreError>;
 
+    /// Milliseconds to add to this node's wall clock to get the store's
+    /// clock (`store_now - local_now`), as last measured; 0 for a store on
+    /// this machine. Callers add it to every `now` they pass, so lease
+    /// expiry and due times follow one clock across nodes. Cheap: no I/O.
+    fn clock_offset_ms(&self) -> i64 {
+        0
+    }
+
+    /// `true` while this node is the one that should run maintenance
+    /// (promotion, lease reaping, retention) on this store: one node per
+    /// database. A store used by one process only is always its own leader.
+    async fn maintenance_leader(&self) -> bool {
+        true
+    }
+
     /// What the store's writer has done since it opened (commits, group
     /// sizes, fsync times), for metrics; `None` for a store that keeps none.
     /// Cheap: no I/O.

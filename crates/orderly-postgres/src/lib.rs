@@ -13,12 +13,16 @@
 //!   facts), as reads and write answers show it.
 //! - `txenqueue`: enqueue in the application's own transaction, the
 //!   `enqueue` SQL function (schema v2) and [`enqueue_in`] calling it.
+//! - `leader`: the database's clock offset and maintenance leadership (a
+//!   session advisory lock), kept by one task on a dedicated connection.
+//! - `bounded`: the operation timeout around every call made for a request.
 //! - `rows`: decoding rows and mapping PostgreSQL errors to [`StoreError`].
 //!
 //! Everything but [`PostgresStore`], its options and [`enqueue_in`] is
 //! private: other crates reach storage only through the `Store` trait, and
 //! applications add jobs in their own transactions with [`enqueue_in`].
 
+mod leader;
 mod read;
 mod rows;
 mod schema;
@@ -70,11 +74,20 @@ pub struct PostgresOptions {
     /// faster, and a crash of the database server may lose the last
     /// commits (never corrupts), like the SQLite store's `Durability::None`.
     pub synchronous_commit: bool,
+    /// Longest one store call made for a request may take (waiting for a
+    /// connection, the queries and the commit) before it answers
+    /// `Unavailable`: a dead or unresponsive database never holds a request
+    /// longer than this. Also the TCP user timeout of every connection, so a
+    /// peer that stopped acknowledging is dropped by the kernel.
+    pub op_timeout: Duration,
 }
 
 impl PostgresOptions {
-    /// Options for `url` with the default schema, 16 connections and a
-    /// 5-second connect timeout.
+    /// Default [`PostgresOptions::op_timeout`]: 10 s.
+    pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Options for `url` with the default schema, 16 connections, a
+    /// 5-second connect timeout and a 10-second operation timeout.
     pub fn new(url: impl Into<String>) -> Self {
         PostgresOptions {
             url: url.into(),
@@ -82,6 +95,7 @@ impl PostgresOptions {
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
             synchronous_commit: true,
+            op_timeout: Self::DEFAULT_OP_TIMEOUT,
         }
     }
 }
@@ -91,6 +105,18 @@ impl PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     schema: String,
+    op_timeout: Duration,
+    /// The clock offset and leadership the `leader` task keeps.
+    shared: std::sync::Arc<leader::Shared>,
+    /// The `leader` task, aborted on close and drop (its session ends, and
+    /// with it the maintenance lock).
+    leader_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.leader_task.abort();
+    }
 }
 
 /// Runs `$body` with `$op` an [`Op`] on a new transaction, commits, and
@@ -169,6 +195,9 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
         config.connect_timeout(options.connect_timeout);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        config.tcp_user_timeout(options.op_timeout);
         if config.get_application_name().is_none() {
             config.application_name("orderly");
         }
@@ -183,9 +212,19 @@ impl PostgresStore {
             let _ = connection.await;
         });
         let migrated = schema::migrate_to(&mut client, &schema, version).await;
+        let offset = leader::measure_offset(&client).await.map_err(map_err);
         drop(client);
         let _ = conn_task.await;
         migrated?;
+        let shared = std::sync::Arc::new(leader::Shared::default());
+        shared
+            .offset_ms
+            .store(offset?, std::sync::atomic::Ordering::Relaxed);
+        let leader_task = tokio::spawn(leader::run(
+            config.clone(),
+            schema.clone(),
+            shared.clone(),
+        ));
         let mut session = format!("-c search_path={schema}");
         if !options.synchronous_commit {
             session.push_str(" -c synchronous_commit=off");
@@ -205,7 +244,13 @@ impl PostgresStore {
             .create_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
-        Ok(PostgresStore { pool, schema })
+        Ok(PostgresStore {
+            pool,
+            schema,
+            op_timeout: options.op_timeout,
+            shared,
+            leader_task,
+        })
     }
 
     /// The schema this store uses.
@@ -294,47 +339,15 @@ impl Store for PostgresStore {
         &self,
         params: EnqueueParams,
     ) -> Result<Committed<Vec<Enqueued>>, StoreError> {
-        let created = in_tx!(self, op => op.insert_unnumbered(&params).await?).value;
-        let mut changes = self.number().await?;
-        let jobs = in_read!(self, tx => {
-            let mut jobs = Vec::with_capacity(params.jobs.len());
-            for new in &params.jobs {
-                jobs.push(read::job_by_id(tx, &new.id).await?.ok_or_else(|| {
-                    StoreError::Backend(format!("job {:?} was committed but is not numbered", new.id))
-                })?);
-            }
-            waits::fill_enqueue_waits(tx, &mut jobs, &created).await?;
-            jobs
-        });
-        // Another node's pass may have numbered this enqueue's jobs: they are
-        // still this write's changes (its wake-ups and events), as they were
-        // created, and so are any other rows its own passes numbered.
-        for ((job, new), created) in jobs.iter().zip(&params.jobs).zip(&created) {
-            if *created && !changes.jobs.iter().any(|c| c.id == job.id) {
-                let run_at = new.run_at.unwrap_or(params.now).max(params.now);
-                let state = orderly_core::rules::waiting_state(run_at, params.now);
-                changes
-                    .jobs
-                    .push(rows::change(job, None, state, params.now));
-            }
-        }
-        changes.jobs.sort_by_key(|c| c.seq);
-        Ok(Committed {
-            value: jobs
-                .into_iter()
-                .zip(created)
-                .map(|(job, created)| Enqueued { job, created })
-                .collect(),
-            changes,
-        })
+        self.bounded(self.enqueue_many(params)).await
     }
 
     async fn job_claim(&self, params: ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError> {
-        Ok(in_tx!(self, op => op.job_claim(&params).await?))
+        self.bounded(async { Ok(in_tx!(self, op => op.job_claim(&params).await?)) }).await
     }
 
     async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError> {
-        Ok(in_tx!(self, op => op.job_heartbeat(&params).await?).value)
+        self.bounded(async { Ok(in_tx!(self, op => op.job_heartbeat(&params).await?).value) }).await
     }
 
     async fn job_report_many(
@@ -343,7 +356,7 @@ impl Store for PostgresStore {
     ) -> Vec<Result<Committed<Job>, StoreError>> {
         let mut out = Vec::with_capacity(reports.len());
         for r in reports {
-            out.push(self.report_one(r).await);
+            out.push(self.bounded(self.report_one(r)).await);
         }
         out
     }
@@ -353,9 +366,13 @@ impl Store for PostgresStore {
         report: ReportParams,
         claim: ClaimParams,
     ) -> Result<Committed<(Job, Vec<Lease>)>, StoreError> {
-        let out = in_tx!(self, op => op.job_report_and_claim(&report, &claim).await?);
+        let out = self
+            .bounded(async {
+                Ok(in_tx!(self, op => op.job_report_and_claim(&report, &claim).await?))
+            })
+            .await?;
         let (job, leases) = out.value;
-        let job = match self.with_waits(vec![job.clone()]).await {
+        let job = match self.bounded(self.with_waits(vec![job.clone()])).await {
             Ok(mut jobs) => jobs.pop().unwrap_or(job),
             Err(_) => job,
         };
@@ -366,43 +383,43 @@ impl Store for PostgresStore {
     }
 
     async fn job_cancel(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
-        Ok(in_tx!(self, op => op.job_cancel(id, now).await?))
+        self.bounded(async { Ok(in_tx!(self, op => op.job_cancel(id, now).await?)) }).await
     }
 
     async fn job_retry(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
-        Ok(in_tx!(self, op => op.job_retry(id, now).await?))
+        self.bounded(async { Ok(in_tx!(self, op => op.job_retry(id, now).await?)) }).await
     }
 
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        Ok(in_read!(self, tx => read::job_get(tx, id).await?))
+        self.bounded(async { Ok(in_read!(self, tx => read::job_get(tx, id).await?)) }).await
     }
 
     async fn job_attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-        Ok(in_read!(self, tx => read::job_attempts(tx, id).await?))
+        self.bounded(async { Ok(in_read!(self, tx => read::job_attempts(tx, id).await?)) }).await
     }
 
     async fn start_list(&self, params: StartListParams) -> Result<Vec<StartRecord>, StoreError> {
-        Ok(in_read!(self, tx => read::start_list(tx, &params).await?))
+        self.bounded(async { Ok(in_read!(self, tx => read::start_list(tx, &params).await?)) }).await
     }
 
     async fn start_latest(&self, queue: &str, limit: u32) -> Result<Vec<LatestStart>, StoreError> {
-        Ok(in_read!(self, tx => read::start_latest(tx, queue, limit).await?))
+        self.bounded(async { Ok(in_read!(self, tx => read::start_latest(tx, queue, limit).await?)) }).await
     }
 
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError> {
-        Ok(in_read!(self, tx => read::job_list(tx, &params).await?))
+        self.bounded(async { Ok(in_read!(self, tx => read::job_list(tx, &params).await?)) }).await
     }
 
     async fn queue_get(&self, name: &str) -> Result<QueueInfo, StoreError> {
-        Ok(in_read!(self, tx => read::queue_info(tx, name).await?))
+        self.bounded(async { Ok(in_read!(self, tx => read::queue_info(tx, name).await?)) }).await
     }
 
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
-        Ok(in_read!(self, tx => read::queue_list(tx).await?))
+        self.bounded(async { Ok(in_read!(self, tx => read::queue_list(tx).await?)) }).await
     }
 
     async fn queue_oldest_queued(&self, queue: &str) -> Result<Option<Millis>, StoreError> {
-        Ok(in_read!(self, tx => read::oldest_queued(tx, queue).await?))
+        self.bounded(async { Ok(in_read!(self, tx => read::oldest_queued(tx, queue).await?)) }).await
     }
 
     async fn queue_configure(
@@ -411,7 +428,7 @@ impl Store for PostgresStore {
         patch: QueuePatch,
         now: Millis,
     ) -> Result<QueueInfo, StoreError> {
-        Ok(in_tx!(self, op => op.queue_configure(name, &patch, now).await?).value)
+        self.bounded(async { Ok(in_tx!(self, op => op.queue_configure(name, &patch, now).await?).value) }).await
     }
 
     async fn lease_release(
@@ -419,7 +436,7 @@ impl Store for PostgresStore {
         worker_prefix: &str,
         now: Millis,
     ) -> Result<Committed<u64>, StoreError> {
-        Ok(in_tx!(self, op => op.lease_release(worker_prefix, now).await?))
+        self.bounded(async { Ok(in_tx!(self, op => op.lease_release(worker_prefix, now).await?)) }).await
     }
 
     async fn maintenance_run(
@@ -447,19 +464,39 @@ impl Store for PostgresStore {
         finished_before: Millis,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        Ok(in_tx!(self, op => op.retention_purge(finished_before, limit).await?).value)
+        self.bounded(async { Ok(in_tx!(self, op => op.retention_purge(finished_before, limit).await?).value) }).await
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(map_err)?;
-        Ok(())
+        self.bounded(async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn clock_offset_ms(&self) -> i64 {
+        self.shared
+            .offset_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn maintenance_leader(&self) -> bool {
+        self.shared.leader.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn close(&self) {
+        self.leader_task.abort();
+        self.shared
+            .leader
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.pool.close();
     }
 }
+
+// After the macros, which it uses.
+mod bounded;
 
 #[cfg(test)]
 mod number_tests;

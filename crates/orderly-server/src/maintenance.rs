@@ -1,13 +1,17 @@
 //! Background services: the scheduler and lease reaper, and retention.
 //!
 //! Each is a [`Config`] with named defaults and a `run(cancel)` loop.
+//!
+//! With several nodes on one database only the maintenance leader
+//! ([`orderly_core::Store::maintenance_leader`]) runs the passes; the others
+//! ask again every [`Config::max_idle`] and take over when the leader is gone.
+//! Every `now` comes from [`Service::now`], the database's clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::convert::now_millis;
 use crate::service::Service;
 
 /// Settings of the maintenance loops.
@@ -45,8 +49,16 @@ impl Default for Config {
 pub async fn run_scheduler(service: Arc<Service>, config: Config, cancel: CancellationToken) {
     let mut last_failure: Option<(String, std::time::Instant)> = None;
     loop {
-        let now = now_millis();
+        let now = service.now();
         let mut sleep_for = config.max_idle;
+        let leader = service.store().maintenance_leader().await;
+        if !leader {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(sleep_for) => {}
+            }
+            continue;
+        }
         match service.maintain().await {
             Ok(next_due) => {
                 if let Some(next) = next_due {
@@ -84,10 +96,11 @@ const RETENTION_BATCH: u32 = 5_000;
 pub async fn run_retention(service: Arc<Service>, config: Config, cancel: CancellationToken) {
     loop {
         let retention = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = now_millis().saturating_sub(retention);
+        let cutoff = service.now().saturating_sub(retention);
         let mut deleted = 0u64;
+        let leader = service.store().maintenance_leader().await;
         // Small deletes, one transaction each, so enqueues and claims interleave.
-        loop {
+        while leader {
             match service
                 .store()
                 .retention_purge(cutoff, RETENTION_BATCH)

@@ -113,7 +113,6 @@ impl Service {
     /// A service over `store`.
     pub fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
         Service {
-            store,
             limits,
             queue_waiters: Waiters::default(),
             job_waiters: Waiters::default(),
@@ -122,7 +121,11 @@ impl Service {
             config_changed: Arc::new(Notify::new()),
             events: EventHub::new(events::Config::default()),
             metrics: crate::metrics::Metrics::default(),
-            pace: crate::pace::Pace::new(now_millis(), Self::DEFAULT_NO_WORKER_AFTER_MS),
+            pace: crate::pace::Pace::new(
+                now_millis() + store.clock_offset_ms(),
+                Self::DEFAULT_NO_WORKER_AFTER_MS,
+            ),
+            store,
         }
     }
 
@@ -133,7 +136,7 @@ impl Service {
     /// This service saying `no_worker` after `after` without a claim.
     pub fn with_no_worker_after(mut self, after: Duration) -> Self {
         let ms = after.as_millis().min(i64::MAX as u128) as Millis;
-        self.pace = crate::pace::Pace::new(now_millis(), ms);
+        self.pace = crate::pace::Pace::new(self.now(), ms);
         self
     }
 
@@ -159,6 +162,14 @@ impl Service {
         self.shutdown.cancel();
     }
 
+    /// Now on the store's clock: this node's wall clock corrected by the
+    /// store's measured offset ([`Store::clock_offset_ms`]), so every node
+    /// on one database reaps leases and promotes due jobs on one clock.
+    /// Every `now` the service and the maintenance loops pass comes from here.
+    pub fn now(&self) -> Millis {
+        now_millis().saturating_add(self.store.clock_offset_ms())
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -171,7 +182,7 @@ impl Service {
 
     /// The metrics exposition now (see [`crate::metrics`]).
     pub async fn metrics_text(&self) -> Result<String, ServiceError> {
-        Ok(crate::metrics::render(&self.metrics, self.store.as_ref(), now_millis()).await?)
+        Ok(crate::metrics::render(&self.metrics, self.store.as_ref(), self.now()).await?)
     }
 
     /// Wakes whoever waits on what `changes` did (see the module docs),
@@ -280,7 +291,7 @@ impl Service {
             )
             .into());
         }
-        let now = now_millis();
+        let now = self.now();
         let jobs = reqs
             .into_iter()
             .enumerate()
@@ -364,7 +375,7 @@ impl Service {
         self.long_poll(&self.queue_waiters, &queue, wait_ms, RECHECK, || {
             let mut params = params.clone();
             async move {
-                params.now = now_millis();
+                params.now = self.now();
                 params.jitter = rand::random();
                 let out = self.store.job_claim(params.clone()).await?;
                 // A claim that caught its queue up may have made more jobs
@@ -426,7 +437,7 @@ impl Service {
         progress: Option<Value>,
     ) -> Result<Heartbeat, ServiceError> {
         validate::job_id(id)?;
-        let now = now_millis();
+        let now = self.now();
         // Newest event before the heartbeat: see `EventHub::progress_of`.
         let mark = self.events.last_id();
         let beat = self
@@ -463,7 +474,7 @@ impl Service {
             id: id.to_string(),
             token,
             outcome,
-            now: now_millis(),
+            now: self.now(),
             jitter: rand::random(),
         };
         let now = report.now;
@@ -514,7 +525,7 @@ impl Service {
             )
             .into());
         }
-        let now = now_millis();
+        let now = self.now();
         let mut slots: Vec<Option<Result<Job, ServiceError>>> = Vec::with_capacity(items.len());
         let mut params = Vec::new();
         for item in items {
@@ -557,7 +568,7 @@ impl Service {
     /// One job.
     pub async fn job(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let now = now_millis();
+        let now = self.now();
         let job = self
             .store
             .job_get(id)
@@ -623,7 +634,7 @@ impl Service {
     ) -> Result<Vec<Job>, ServiceError> {
         validate::queue_name(queue)?;
         let limit = validate::list_limit(limit)?;
-        let now = now_millis();
+        let now = self.now();
         let mut jobs = self
             .store
             .job_list(ListParams {
@@ -667,7 +678,7 @@ impl Service {
     /// Cancels a job.
     pub async fn cancel(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let now = now_millis();
+        let now = self.now();
         let out = self.store.job_cancel(id, now).await?;
         let job = self.woken(out);
         Ok(self.explained(job, now).await)
@@ -676,7 +687,7 @@ impl Service {
     /// Puts a failed or cancelled job back in line.
     pub async fn retry(&self, id: &str) -> Result<Job, ServiceError> {
         validate::job_id(id)?;
-        let now = now_millis();
+        let now = self.now();
         let out = self.store.job_retry(id, now).await?;
         let job = self.woken(out);
         Ok(self.explained(job, now).await)
@@ -710,12 +721,12 @@ impl Service {
         }
         let info = self
             .store
-            .queue_configure(name, patch, now_millis())
+            .queue_configure(name, patch, self.now())
             .await?;
         // More capacity, or a queue resumed: it is not known how many may start.
         self.queue_waiters.wake_all(name);
         self.config_changed.notify_one();
-        self.events.queue_configured(name, now_millis());
+        self.events.queue_configured(name, self.now());
         Ok(info)
     }
 
@@ -728,7 +739,7 @@ impl Service {
     /// node's executors or handlers, after a restart), waking claimers of
     /// the jobs it puts back; returns how many.
     pub async fn release_leases(&self, prefix: &str) -> Result<u64, ServiceError> {
-        let out = self.store.lease_release(prefix, now_millis()).await?;
+        let out = self.store.lease_release(prefix, self.now()).await?;
         Ok(self.woken(out))
     }
 
@@ -737,7 +748,7 @@ impl Service {
     pub async fn maintain(&self) -> Result<Option<Millis>, ServiceError> {
         let out = self
             .store
-            .maintenance_run(now_millis(), rand::random())
+            .maintenance_run(self.now(), rand::random())
             .await?;
         Ok(self.woken(out).next_due)
     }

@@ -29,6 +29,8 @@ struct QueueFigures {
 struct Snapshot {
     queues: Vec<QueueFigures>,
     writer: Option<WriterStats>,
+    /// Whether this node runs maintenance for its database.
+    leader: bool,
 }
 
 /// The whole exposition: the counted figures, then the ones read now.
@@ -54,6 +56,7 @@ pub async fn render(
     let snapshot = Snapshot {
         queues,
         writer: store.writer_stats(),
+        leader: store.maintenance_leader().await,
     };
     let mut now_registry = Registry::with_prefix("orderly");
     now_registry.register_collector(Box::new(snapshot));
@@ -117,6 +120,14 @@ impl Collector for Snapshot {
                 family.encode_family(&labels)?.encode_gauge(&value(q))?;
             }
         }
+        encoder
+            .encode_descriptor(
+                "maintenance_leader",
+                "1 while this node runs maintenance (promotion, lease reaping, retention) for its database, 0 while another node does.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&i64::from(self.leader))?;
         let Some(w) = &self.writer else {
             return Ok(());
         };
