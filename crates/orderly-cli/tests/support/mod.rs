@@ -526,3 +526,6 @@ pub fn check_listing(srv: &TestServer, jobs: &[JobView]) {
         }
     }
 }
+
+/// A private throwaway PostgreSQL cluster (outage and authentication tests).
+pub mod pg_cluster;
