@@ -228,6 +228,11 @@ impl TestServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server process's id (panics if it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
@@ -526,3 +531,9 @@ pub fn check_listing(srv: &TestServer, jobs: &[JobView]) {
         }
     }
 }
+
+/// A private throwaway PostgreSQL cluster (outage and authentication tests).
+pub mod pg_cluster;
+
+/// Several nodes on one PostgreSQL schema, and their start log.
+pub mod nodes;
