@@ -33,7 +33,7 @@ pub use stats::{Distribution, WriterStats};
 pub use store::{
     AttemptRecord, Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat,
     HeartbeatParams, LatestStart, Lease, ListParams, MaintenanceReport, Outcome, ReportParams,
-    StartListParams, StartRecord, StateChange, Store, StoreError,
+    StartListParams, StartRecord, StateChange, Store, StoreError, External, Wakeups,
 };
 pub use validate::ValidationError;
 pub use waiting::{Eta, WaitFacts, WaitingOn};
