@@ -184,7 +184,7 @@ pub(crate) async fn run_notifier(
             // Keep it for the next try (merged with what comes meanwhile).
             client = None;
             notifier.send(w);
-            tracing::debug!(channel, "NOTIFY failed; retrying in {backoff:?}");
+            tracing::debug!(%channel, "NOTIFY failed; retrying in {backoff:?}");
             tokio::time::sleep(backoff).await;
             backoff = longer(backoff);
         }
@@ -207,7 +207,7 @@ pub(crate) async fn run_listener(
         let (client, mut conn) = match config.connect(NoTls).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::debug!(channel, "LISTEN connection failed: {e}; retrying in {backoff:?}");
+                tracing::debug!(%channel, "LISTEN connection failed: {e}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = longer(backoff);
                 continue;
@@ -228,7 +228,7 @@ pub(crate) async fn run_listener(
             }
         });
         if let Err(e) = client.batch_execute(&format!("LISTEN \"{channel}\"")).await {
-            tracing::debug!(channel, "LISTEN failed: {e}; retrying in {backoff:?}");
+            tracing::debug!(%channel, "LISTEN failed: {e}; retrying in {backoff:?}");
             poller.abort();
             tokio::time::sleep(backoff).await;
             backoff = longer(backoff);
@@ -241,7 +241,7 @@ pub(crate) async fn run_listener(
         first = false;
         while let Some(payload) = heard.recv().await {
             let Some(h) = decode(&payload) else {
-                tracing::debug!(channel, payload, "ignored a notification that is not JSON");
+                tracing::debug!(%channel, %payload, "ignored a notification that is not JSON");
                 continue;
             };
             if h.from.as_deref() == Some(from.as_str()) {
