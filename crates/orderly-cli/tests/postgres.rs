@@ -240,7 +240,12 @@ async fn a_claim_long_polling_on_one_node_is_woken_by_an_enqueue_on_another() {
             .await
             .expect("the claim answers")
             .expect("claim task");
-        ensure!(b, leases.len() == 1, "try {i}: the claim got {} jobs", leases.len());
+        ensure!(
+            b,
+            leases.len() == 1,
+            "try {i}: the claim got {} jobs",
+            leases.len()
+        );
         b.client()
             .complete(
                 &leases[0].job.id,
@@ -264,5 +269,9 @@ async fn a_claim_long_polling_on_one_node_is_woken_by_an_enqueue_on_another() {
         latencies[latencies.len() * 9 / 10]
     );
     // Only "well under the 10 s recheck": proof the wake-up crossed nodes.
-    ensure!(b, p50 < Duration::from_secs(5), "p50 {p50:?}: the wake-up did not cross nodes");
+    ensure!(
+        b,
+        p50 < Duration::from_secs(5),
+        "p50 {p50:?}: the wake-up did not cross nodes"
+    );
 }

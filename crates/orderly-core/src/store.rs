@@ -195,7 +195,10 @@ impl Wakeups {
 
     /// True when it wakes nobody.
     pub fn is_empty(&self) -> bool {
-        self.queues.is_empty() && self.finished.is_empty() && !self.finished_overflow && !self.scheduled
+        self.queues.is_empty()
+            && self.finished.is_empty()
+            && !self.finished_overflow
+            && !self.scheduled
     }
 
     /// Adds `other` to this one (counts summed, ids joined).

@@ -36,9 +36,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use orderly_core::{
-    AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
-    Job, LatestStart, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch,
-    ReportParams, StartListParams, StartRecord, Store, StoreError, External, Wakeups,
+    AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, External, Heartbeat,
+    HeartbeatParams, Job, LatestStart, Lease, ListParams, MaintenanceReport, Millis, QueueInfo,
+    QueuePatch, ReportParams, StartListParams, StartRecord, Store, StoreError, Wakeups,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -320,7 +320,12 @@ impl PostgresStore {
     }
 
     fn abort_tasks(&self) {
-        for t in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
     }

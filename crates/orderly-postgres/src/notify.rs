@@ -119,7 +119,9 @@ pub(crate) fn decode(payload: &str) -> Option<Heard> {
     let mut wake = Wakeups::default();
     if let Some(queues) = o.get("queues").and_then(Value::as_object) {
         for (q, n) in queues {
-            let n = n.as_u64().map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            let n = n
+                .as_u64()
+                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
             wake.queues.insert(q.clone(), n);
         }
     }

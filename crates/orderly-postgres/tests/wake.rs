@@ -75,11 +75,15 @@ async fn until_listening(schema: &str, rx: &mut UnboundedReceiver<External>) {
                 // Drain other probes already sent.
                 while let Ok(Some(_)) =
                     tokio::time::timeout(Duration::from_millis(200), rx.recv()).await
-                {}
+                {
+                }
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "the listener never heard a probe");
+        assert!(
+            Instant::now() < deadline,
+            "the listener never heard a probe"
+        );
     }
 }
 
@@ -215,7 +219,10 @@ async fn a_burst_is_coalesced_and_its_last_wake_up_arrives() {
         notifications as f64 * 1000.0 / TOTAL as f64
     );
     assert!(notifications >= 1);
-    assert!(notifications < TOTAL, "not coalesced: {notifications} NOTIFYs");
+    assert!(
+        notifications < TOTAL,
+        "not coalesced: {notifications} NOTIFYs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
