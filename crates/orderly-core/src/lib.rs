@@ -31,9 +31,9 @@ pub use job::{Job, JobState, Millis, NewJob};
 pub use queue::{Backoff, QueueConfig, QueueInfo, QueuePatch, StateCounts};
 pub use stats::{Distribution, WriterStats};
 pub use store::{
-    AttemptRecord, Changes, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat,
+    AttemptRecord, Changes, ClaimParams, Committed, EnqueueParams, Enqueued, External, Heartbeat,
     HeartbeatParams, LatestStart, Lease, ListParams, MaintenanceReport, Outcome, ReportParams,
-    StartListParams, StartRecord, StateChange, Store, StoreError,
+    StartListParams, StartRecord, StateChange, Store, StoreError, Wakeups,
 };
 pub use validate::ValidationError;
 pub use waiting::{Eta, WaitFacts, WaitingOn};

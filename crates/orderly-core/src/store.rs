@@ -164,6 +164,79 @@ impl Changes {
     }
 }
 
+/// A summary of what another node committed: who may now be woken. It
+/// carries counts, not moves (that node published its events and metrics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Wakeups {
+    /// Per queue, how many jobs may now start there.
+    pub queues: std::collections::BTreeMap<String, usize>,
+    /// Jobs that finished.
+    pub finished: Vec<String>,
+    /// Some finished ids were left out: wake every job waiter.
+    pub finished_overflow: bool,
+    /// Some job now waits for a time (the scheduler should look).
+    pub scheduled: bool,
+}
+
+impl Wakeups {
+    /// The summary of `changes`.
+    pub fn of(changes: &Changes) -> Wakeups {
+        Wakeups {
+            queues: changes
+                .startable()
+                .into_iter()
+                .map(|(q, n)| (q.to_string(), n))
+                .collect(),
+            finished: changes.finished().map(|c| c.id.clone()).collect(),
+            finished_overflow: false,
+            scheduled: changes.scheduled(),
+        }
+    }
+
+    /// True when it wakes nobody.
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+            && self.finished.is_empty()
+            && !self.finished_overflow
+            && !self.scheduled
+    }
+
+    /// Adds `other` to this one (counts summed, ids joined).
+    pub fn merge(&mut self, other: Wakeups) {
+        for (q, n) in other.queues {
+            *self.queues.entry(q).or_insert(0) += n;
+        }
+        self.finished_overflow |= other.finished_overflow;
+        if !self.finished_overflow {
+            for id in other.finished {
+                if !self.finished.contains(&id) {
+                    self.finished.push(id);
+                }
+            }
+        }
+        // Past this many ids every job waiter is woken anyway.
+        if self.finished_overflow || self.finished.len() > 1_024 {
+            self.finished_overflow = true;
+            self.finished.clear();
+        }
+        self.scheduled |= other.scheduled;
+    }
+}
+
+/// What a store heard from other processes on the same storage
+/// ([`Store::external`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum External {
+    /// Another node committed these wake-ups.
+    Wake(Wakeups),
+    /// This store committed `Changes` on others' behalf (numbering jobs
+    /// another process inserted): publish them as local changes.
+    Committed(Changes),
+    /// Something may have been missed (the listener reconnected): wake
+    /// every waiter.
+    WakeAll,
+}
+
 /// The value a write returns, with what it changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Committed<T> {
@@ -527,6 +600,15 @@ pub trait Store: Send + Sync + 'static {
     /// sizes, fsync times), for metrics; `None` for a store that keeps none.
     /// Cheap: no I/O.
     fn writer_stats(&self) -> Option<crate::stats::WriterStats> {
+        None
+    }
+
+    /// What other processes writing the same storage committed, for the
+    /// caller to wake its own waiters with (see [`External`]). Take-once:
+    /// the first call gets the receiver, later ones `None`. `None` (the
+    /// default) for a store only this process writes. Must be called inside
+    /// a tokio runtime (a store may start its listener then).
+    fn external(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<External>> {
         None
     }
 

@@ -19,7 +19,7 @@ impl PostgresStore {
                 // A session that left a query unanswered is not trusted
                 // again: the idle ones go (the cut-off one is back among
                 // them by now), new ones are opened as needed.
-                drop(self.pool.retain(|_, _| false));
+                drop(self.hub.pool.retain(|_, _| false));
                 Err(StoreError::Unavailable(format!(
                     "PostgreSQL did not answer within {:?}",
                     self.op_timeout

@@ -17,12 +17,15 @@
 //!   session advisory lock), kept by one task on a dedicated connection.
 //! - `bounded`: the operation timeout around every call made for a request.
 //! - `rows`: decoding rows and mapping PostgreSQL errors to [`StoreError`].
+//! - `notify`: wake-ups across nodes: a coalescing notifier (`NOTIFY` after
+//!   each waking commit, outside it) and a listener ([`Store::external`]).
 //!
 //! Everything but [`PostgresStore`], its options and [`enqueue_in`] is
 //! private: other crates reach storage only through the `Store` trait, and
 //! applications add jobs in their own transactions with [`enqueue_in`].
 
 mod leader;
+mod notify;
 mod read;
 mod rows;
 mod schema;
@@ -36,15 +39,18 @@ mod plans;
 pub use schema::{valid_schema_name, SCHEMA_VERSION};
 pub use txenqueue::{enqueue_in, SQL_MAX_PAYLOAD_BYTES};
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use orderly_core::{
-    AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
-    Job, LatestStart, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch,
-    ReportParams, StartListParams, StartRecord, Store, StoreError,
+    AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, External, Heartbeat,
+    HeartbeatParams, Job, LatestStart, Lease, ListParams, MaintenanceReport, Millis, QueueInfo,
+    QueuePatch, ReportParams, StartListParams, StartRecord, Store, StoreError, Wakeups,
 };
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_postgres::IsolationLevel;
 
 use crate::rows::{map_err, map_pool_err, Res};
@@ -103,24 +109,23 @@ impl PostgresOptions {
 /// The PostgreSQL store. Cheap to share behind an `Arc`; several stores (on
 /// several nodes) may use one schema at once.
 pub struct PostgresStore {
-    pool: Pool,
+    hub: Arc<Hub>,
     schema: String,
     op_timeout: Duration,
     /// The clock offset and leadership the `leader` task keeps.
-    shared: std::sync::Arc<leader::Shared>,
-    /// The `leader` task, aborted on close and drop (its session ends, and
-    /// with it the maintenance lock).
-    leader_task: tokio::task::JoinHandle<()>,
+    shared: Arc<leader::Shared>,
+    /// The connection config (with the store's session options), for the
+    /// notifier and the listener.
+    config: tokio_postgres::Config,
+    /// The leader, notifier, listener and numbering tasks, aborted on close
+    /// and drop (the leader's session ends, and with it the maintenance lock).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Whether [`Store::external`] was taken (the listener started).
+    listening: Mutex<bool>,
 }
 
-impl Drop for PostgresStore {
-    fn drop(&mut self) {
-        self.leader_task.abort();
-    }
-}
-
-/// Runs `$body` with `$op` an [`Op`] on a new transaction, commits, and
-/// evaluates to `Committed { value, changes }`. A `?` in the body returns
+/// Runs `$body` with `$op` an [`Op`] on a new transaction, commits, hands
+/// the changes to the notifier, and evaluates to `Committed { value, changes }`. A `?` in the body returns
 /// early and the transaction rolls back when dropped.
 macro_rules! in_tx {
     ($store:expr, $op:ident => $body:expr) => {{
@@ -133,6 +138,7 @@ macro_rules! in_tx {
             (value, $op.changes)
         };
         tx.commit().await.map_err(commit_err)?;
+        $store.committed(&changes);
         Committed { value, changes }
     }};
 }
@@ -163,6 +169,65 @@ fn commit_err(e: tokio_postgres::Error) -> StoreError {
     match map_err(e) {
         StoreError::Backend(m) => StoreError::Unavailable(format!("commit not confirmed: {m}")),
         other => other,
+    }
+}
+
+/// What the store's writes and its background tasks share: the pool and
+/// the notifier every committed write hands its wake-ups to.
+struct Hub {
+    pool: Pool,
+    notifier: Arc<notify::Notifier>,
+    /// A fresh id per opened store: the `from` of its notifications.
+    instance: String,
+}
+
+impl Hub {
+    async fn client(&self) -> Res<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(map_pool_err)
+    }
+
+    /// Hands what a committed write changed to the notifier, if it could
+    /// wake anyone.
+    fn committed(&self, changes: &orderly_core::Changes) {
+        let w = Wakeups::of(changes);
+        if !w.is_empty() {
+            self.notifier.send(w);
+        }
+    }
+
+    /// Numbers committed unnumbered rows (see `write::number`): pass after
+    /// pass while a pass finds as many rows as it may take, so a burst of
+    /// pending rows never leaves the caller's own unnumbered.
+    async fn number(&self) -> Res<orderly_core::Changes> {
+        let mut changes = orderly_core::Changes::default();
+        loop {
+            let pass = in_tx!(self, op => op.number_pending().await?);
+            changes.extend(pass.changes);
+            if pass.value < write::number::PASS_LIMIT as u64 {
+                return Ok(changes);
+            }
+        }
+    }
+}
+
+/// Runs a numbering pass each time `kick` fires (one in flight; a kick
+/// during a pass runs one more), publishing its changes on `out`.
+async fn run_numbering(
+    hub: Arc<Hub>,
+    kick: Arc<tokio::sync::Notify>,
+    out: mpsc::UnboundedSender<External>,
+) {
+    loop {
+        kick.notified().await;
+        match hub.number().await {
+            Ok(changes) if !changes.is_empty() => {
+                if out.send(External::Committed(changes)).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("a numbering pass asked for by a notification failed: {e}"),
+        }
     }
 }
 
@@ -230,6 +295,7 @@ impl PostgresStore {
             session.push_str(" -c synchronous_commit=off");
         }
         config.options(session);
+        let notify_config = config.clone();
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -244,12 +310,29 @@ impl PostgresStore {
             .create_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
+        let instance = uuid::Uuid::new_v4().to_string();
+        let notifier = Arc::new(notify::Notifier::default());
+        let tasks = vec![
+            leader_task,
+            tokio::spawn(notify::run_notifier(
+                notifier.clone(),
+                notify_config.clone(),
+                schema.clone(),
+                instance.clone(),
+            )),
+        ];
         Ok(PostgresStore {
-            pool,
+            hub: Arc::new(Hub {
+                pool,
+                notifier,
+                instance,
+            }),
             schema,
             op_timeout: options.op_timeout,
             shared,
-            leader_task,
+            config: notify_config,
+            tasks: Mutex::new(tasks),
+            listening: Mutex::new(false),
         })
     }
 
@@ -259,20 +342,32 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Res<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(map_pool_err)
+        self.hub.client().await
     }
 
-    /// Numbers what the enqueue just committed (see `write::number`): pass
-    /// after pass while a pass finds as many rows as it may take, so a
-    /// burst of pending rows never leaves this enqueue's own unnumbered.
+    fn committed(&self, changes: &orderly_core::Changes) {
+        self.hub.committed(changes);
+    }
+
+    /// Numbers what the enqueue just committed ([`Hub::number`]).
     async fn number(&self) -> Res<orderly_core::Changes> {
-        let mut changes = orderly_core::Changes::default();
-        loop {
-            let pass = in_tx!(self, op => op.number_pending().await?);
-            changes.extend(pass.changes);
-            if pass.value < write::number::PASS_LIMIT as u64 {
-                return Ok(changes);
-            }
+        self.hub.number().await
+    }
+
+    /// This store's instance id: the `from` of its notifications.
+    #[doc(hidden)]
+    pub fn instance(&self) -> &str {
+        &self.hub.instance
+    }
+
+    fn abort_tasks(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
         }
     }
 
@@ -486,12 +581,39 @@ impl Store for PostgresStore {
         self.shared.leader.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    fn external(&self) -> Option<mpsc::UnboundedReceiver<External>> {
+        let mut listening = self.listening.lock().unwrap_or_else(|e| e.into_inner());
+        if *listening {
+            return None;
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        *listening = true;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let kick = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.push(runtime.spawn(notify::run_listener(
+            self.config.clone(),
+            self.schema.clone(),
+            self.hub.instance.clone(),
+            tx.clone(),
+            kick.clone(),
+        )));
+        tasks.push(runtime.spawn(run_numbering(self.hub.clone(), kick, tx)));
+        Some(rx)
+    }
+
     async fn close(&self) {
-        self.leader_task.abort();
+        self.abort_tasks();
         self.shared
             .leader
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        self.pool.close();
+        self.hub.pool.close();
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.abort_tasks();
     }
 }
 

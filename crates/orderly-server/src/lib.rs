@@ -7,6 +7,8 @@
 //! - [`service`] holds the operations independent of HTTP, and the wake-ups
 //!   that make long polls answer at once;
 //! - [`maintenance`] runs the scheduler/lease reaper and retention;
+//! - [`external`] feeds what other nodes commit (a store's
+//!   `Store::external`) into the service's wake-ups;
 //! - [`executors`] runs the jobs of queues configured with an executor
 //!   (a command or a webhook per job) inside the server, and is the
 //!   in-process job source the embedded library's handlers use too;
@@ -29,6 +31,7 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod executors;
+pub mod external;
 pub mod extract;
 pub mod maintenance;
 pub mod metrics;
@@ -161,6 +164,9 @@ impl AppState {
             c,
             cancel.clone(),
         ));
+        if let Some(rx) = self.service.external() {
+            tracker.spawn(external::run(self.service.clone(), rx, cancel.clone()));
+        }
     }
 }
 

@@ -5,14 +5,17 @@
 //! wire types to and from them (`crate::convert`), so an in-process caller
 //! (the embedded library, an executor) uses the same operations.
 //!
-//! Wake-ups are in-process and come from one place, [`Service::wake_for`],
+//! Wake-ups come from one place, [`Service::wake_for`],
 //! fed with the [`Changes`] every store write returns, whichever path made
 //! them (an enqueue, a report, a claim that caught its queue up, a
 //! maintenance pass): each job that may now start wakes one claimer of its
 //! queue, each finished job wakes its `/wait`ers, and a job that now waits
 //! for a time wakes the scheduler. A claim that finds nothing waits on its
 //! queue's notifier, registered *before* it looks, so a job committed in
-//! between is not missed.
+//! between is not missed. What other nodes on the same storage commit
+//! arrives through the store's [`Store::external`] ([`crate::external`]):
+//! [`Service::wake_external`] wakes from their summaries, and
+//! [`Service::wake_everyone`] after a possible miss.
 
 use std::time::Duration;
 
@@ -201,6 +204,38 @@ impl Service {
         if changes.scheduled() {
             self.maintenance_wake.notify_one();
         }
+    }
+
+    /// Wakes whoever waits on what another node committed ([`Wakeups`]):
+    /// claimers, `/wait`ers and the scheduler only; that node published the
+    /// events and counted the metrics.
+    pub fn wake_external(&self, w: &orderly_core::Wakeups) {
+        for (queue, n) in &w.queues {
+            self.queue_waiters.wake_some(queue, *n);
+        }
+        if w.finished_overflow {
+            self.job_waiters.wake_everyone();
+        } else {
+            for id in &w.finished {
+                self.job_waiters.wake_all(id);
+            }
+        }
+        if w.scheduled {
+            self.maintenance_wake.notify_one();
+        }
+    }
+
+    /// Wakes every waiter of every name and the scheduler (a notification
+    /// from another node may have been missed).
+    pub fn wake_everyone(&self) {
+        self.queue_waiters.wake_everyone();
+        self.job_waiters.wake_everyone();
+        self.maintenance_wake.notify_one();
+    }
+
+    /// What the store hears from other nodes ([`Store::external`]); take-once.
+    pub fn external(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<orderly_core::External>> {
+        self.store.external()
     }
 
     /// [`Self::wake_for`] on a write's changes, passing its value on.

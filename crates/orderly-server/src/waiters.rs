@@ -32,6 +32,14 @@ impl Waiters {
         }
     }
 
+    /// Wakes every waiter of every name.
+    pub fn wake_everyone(&self) {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for n in map.values() {
+            n.notify_waiters();
+        }
+    }
+
     /// Wakes at most `n` waiters of `name` (one each, in the order they
     /// started waiting). A waiter that is woken but gone passes its wake-up
     /// on to the next (tokio's `Notified` does so when dropped).
