@@ -98,6 +98,7 @@ pub(crate) fn to_json(
     json!({
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         "durability": plan.durability.flag(),
+        "store": plan.store,
         "jobs": plan.n,
         "latency_samples": plan.samples,
         "clients": plan.clients,
@@ -143,8 +144,9 @@ pub(crate) fn chart_svg(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="10" y="20" font-size="15" font-weight="bold">orderly bench: each figure against its floor and against the fastest peer</text>
-<text x="10" y="38" fill="#555">durability {}, N = {}, {} build; floors and figures measured in the same run</text>
+<text x="10" y="38" fill="#555">store {}, durability {}, N = {}, {} build; floors and figures measured in the same run</text>
 "##,
+        plan.store,
         plan.durability.flag(),
         plan.n,
         if cfg!(debug_assertions) {

@@ -9,7 +9,9 @@
 //!   concurrency);
 //! - `commit`: one fsynced SQLite WAL commit of one row (`synchronous =
 //!   FULL`, as the server's default durability), in a scratch database on
-//!   the same file system as the server's data directory.
+//!   the same file system as the server's data directory; for a
+//!   PostgreSQL-backed run, one committed one-row `INSERT` on that database
+//!   with the server's `synchronous_commit` (see `pg`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -41,7 +43,7 @@ pub(crate) struct Floor {
 }
 
 impl Floor {
-    fn of(mut ms: Vec<f64>) -> Floor {
+    pub(crate) fn of(mut ms: Vec<f64>) -> Floor {
         ms.sort_by(f64::total_cmp);
         let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
         Floor {
@@ -61,7 +63,8 @@ pub(crate) struct Floors {
     pub(crate) healthz_many_per_s: f64,
     /// The clients of `healthz_many_per_s`.
     pub(crate) clients: u32,
-    /// One fsynced one-row SQLite WAL commit.
+    /// One fsynced one-row SQLite WAL commit (PostgreSQL: one committed
+    /// one-row `INSERT`).
     pub(crate) commit: Floor,
 }
 
@@ -78,19 +81,44 @@ impl Floors {
     }
 }
 
-/// Measures the floors against `client`'s server, with the commit floor's
-/// scratch database in `scratch` (on the data directory's file system).
+/// Where the `commit` floor commits.
+pub(crate) enum CommitOn<'a> {
+    /// A scratch SQLite database in this directory (on the data
+    /// directory's file system).
+    Sqlite(&'a Path),
+    /// A scratch table in this schema of this PostgreSQL database, with
+    /// `synchronous_commit` on or off.
+    Postgres {
+        /// The database.
+        url: &'a str,
+        /// The run's schema.
+        schema: &'a str,
+        /// `synchronous_commit`.
+        synchronous: bool,
+    },
+}
+
+/// Measures the floors against `client`'s server, the commit floor on `on`.
 pub(crate) async fn measure(
     client: &Client,
     clients: u32,
-    scratch: &Path,
+    on: CommitOn<'_>,
 ) -> anyhow::Result<Floors> {
     let rtt = rtt(client).await?;
     let healthz_many_per_s = healthz_many(client, clients.max(1)).await?;
-    let path = scratch.join("floor-commit.sqlite");
-    let commit = tokio::task::spawn_blocking(move || commit(&path))
-        .await
-        .context("the commit floor's task failed")??;
+    let commit = match on {
+        CommitOn::Sqlite(scratch) => {
+            let path = scratch.join("floor-commit.sqlite");
+            tokio::task::spawn_blocking(move || commit(&path))
+                .await
+                .context("the commit floor's task failed")??
+        }
+        CommitOn::Postgres {
+            url,
+            schema,
+            synchronous,
+        } => crate::pg::commit_floor(url, schema, synchronous).await?,
+    };
     Ok(Floors {
         rtt,
         healthz_many_per_s,

@@ -60,6 +60,7 @@ mod export;
 mod floors;
 mod latency;
 pub mod peers;
+mod pg;
 mod report;
 pub mod server;
 mod stats;
@@ -73,6 +74,7 @@ use anyhow::{anyhow, bail, Context};
 use orderly_client::Client;
 
 pub use peers::Peers;
+pub use pg::Database;
 pub use server::{LocalServer, Memory};
 pub use workload::{parse_only, Workload};
 
@@ -135,6 +137,9 @@ pub struct Options {
     /// Also draw each figure against its floor and the fastest peer as an
     /// SVG chart in this file.
     pub chart: Option<PathBuf>,
+    /// Back the bench's server with this PostgreSQL database (a fresh
+    /// schema per server, dropped after) instead of SQLite.
+    pub database: Option<Database>,
 }
 
 impl Default for Options {
@@ -153,6 +158,7 @@ impl Default for Options {
             peers: None,
             json: None,
             chart: None,
+            database: None,
         }
     }
 }
@@ -178,6 +184,8 @@ pub(crate) struct Launch {
     durability: Durability,
     /// Its bearer token.
     token: Option<String>,
+    /// Its PostgreSQL database, if any.
+    database: Option<Database>,
 }
 
 /// What every workload needs.
@@ -197,6 +205,9 @@ pub(crate) struct Plan {
     durability: Durability,
     /// Makes this run's queue names and job ids unique.
     tag: String,
+    /// The store behind the measured server: `SQLite`, `PostgreSQL` or
+    /// (with `--server`) `unknown`.
+    store: &'static str,
 }
 
 impl Plan {
@@ -228,6 +239,14 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     if o.backlog == 0 {
         bail!("--backlog must be at least 1");
     }
+    if o.server.is_some() && o.database.is_some() {
+        bail!("--database-url applies to the server the bench starts; with --server, measure that server as it is");
+    }
+    if let Some(s) = o.database.as_ref().and_then(|d| d.schema.as_deref()) {
+        if !valid_schema(s) {
+            bail!("--database-schema {s:?}: a lowercase letter or `_`, then lowercase letters, digits or `_`, at most 50 bytes");
+        }
+    }
     if o.token.as_deref() == Some("") {
         bail!("--token is empty");
     }
@@ -248,7 +267,8 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         }
         None => {
             let server = tokio::select! {
-                s = LocalServer::start(&exe, o.durability, o.token.as_deref()) => s?,
+                s = LocalServer::start(&exe, o.durability, o.token.as_deref(),
+                        o.database.as_ref().map(|d| (d, tag.as_str()))) => s?,
                 _ = tokio::signal::ctrl_c() => bail!("interrupted"),
             };
             let client = Client::new(server.url().to_string(), o.token.clone());
@@ -263,6 +283,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         exe: exe.clone(),
         durability: o.durability,
         token: o.token.clone(),
+        database: o.database.clone(),
     });
     let mut plan = Plan {
         client,
@@ -271,6 +292,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         samples: o.latency_samples,
         backlog: o.backlog,
         durability: o.durability,
+        store: match (&o.server, &o.database) {
+            (Some(_), _) => "unknown",
+            (None, Some(_)) => "PostgreSQL",
+            (None, None) => "SQLite",
+        },
         tag,
     };
     let scratch = server
@@ -307,6 +333,15 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// True for a schema name the bench may make without quoting (room left
+/// for the `_<n>` of `--isolate`).
+fn valid_schema(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 50
+}
+
 /// The floors (first, on the first server), then the workloads.
 async fn measure_all(
     plan: &mut Plan,
@@ -315,11 +350,20 @@ async fn measure_all(
     restart: Option<&Launch>,
     scratch: &std::path::Path,
 ) -> anyhow::Result<(floors::Floors, workload::Results)> {
+    let on = match server.as_ref().and_then(|s| s.database()) {
+        Some((url, schema)) => floors::CommitOn::Postgres {
+            url,
+            schema,
+            synchronous: plan.durability != Durability::None,
+        },
+        None => floors::CommitOn::Sqlite(scratch),
+    };
     eprintln!(
-        "[floors] rtt (GET /healthz), /healthz at {} connections, one fsynced SQLite commit …",
-        plan.clients
+        "[floors] rtt (GET /healthz), /healthz at {} connections, one committed {} row …",
+        plan.clients,
+        if matches!(on, floors::CommitOn::Postgres { .. }) { "PostgreSQL" } else { "fsynced SQLite" }
     );
-    let f = floors::measure(&plan.client, plan.clients, scratch).await?;
+    let f = floors::measure(&plan.client, plan.clients, on).await?;
     eprintln!(
         "      rtt {:.3} ms, commit {:.3} ms (means); /healthz at {} connections {}/s",
         f.rtt.mean,

@@ -73,6 +73,19 @@ fn in_process(plan: &Plan, r: &Results) {
 pub(crate) fn print_report(plan: &Plan, target: &Target, r: &Results, peers: &Peers) {
     let n = plan.n as f64;
     let durability = match target {
+        Target::Local { durability, isolate } if plan.store == "PostgreSQL" => format!(
+            "**PostgreSQL store** (`--database-url`: a fresh schema per server, dropped after), {}; {}",
+            if *durability == Durability::None {
+                "`synchronous_commit = off`"
+            } else {
+                "`synchronous_commit = on` (every acknowledged job's commit is flushed, as PostgreSQL's `fsync` setting says)"
+            },
+            if *isolate {
+                "a fresh server per workload (`--isolate`)"
+            } else {
+                "one server started by the bench, shared by the workloads in turn"
+            }
+        ),
         Target::Local { durability, isolate } => format!(
             "{}; {}",
             match durability {

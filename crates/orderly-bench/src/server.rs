@@ -1,5 +1,5 @@
 //! The server the bench starts: `orderly serve` on a free loopback port with
-//! a fresh data directory, configured by its flags only (every `ORDERLY_…`
+//! a fresh data directory (and, for a PostgreSQL-backed run, a fresh schema), configured by its flags only (every `ORDERLY_…`
 //! variable but the log filter is removed from its environment), killed and
 //! cleaned up at the end — on drop too.
 
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use orderly_client::Client;
 
+use crate::pg::Database;
 use crate::Durability;
 
 /// Longest the bench waits for its server to answer `/healthz`.
@@ -26,15 +27,29 @@ pub struct LocalServer {
     log: PathBuf,
     /// `http://127.0.0.1:<port>`.
     url: String,
+    /// For a PostgreSQL-backed server: the database and the run's schema
+    /// (dropped by [`LocalServer::stop`]).
+    pg: Option<(String, String)>,
 }
 
 impl LocalServer {
-    /// Starts the server and waits until `/healthz` answers `ok`.
+    /// Starts the server and waits until `/healthz` answers `ok`. With
+    /// `database`, it stores its jobs in a fresh schema of that PostgreSQL
+    /// database (named by `tag`), dropped when the server stops.
     pub async fn start(
         exe: &Path,
         durability: Durability,
         token: Option<&str>,
+        database: Option<(&Database, &str)>,
     ) -> anyhow::Result<LocalServer> {
+        let pg = match database {
+            Some((db, tag)) => {
+                let schema = db.next_schema(tag);
+                crate::pg::ensure_fresh(&db.url, &schema).await?;
+                Some((db.url.clone(), schema))
+            }
+            None => None,
+        };
         let port = free_port()?;
         let dir = std::env::temp_dir().join(format!("orderly-bench-{}", unique_suffix()));
         std::fs::create_dir(&dir)
@@ -46,6 +61,7 @@ impl LocalServer {
             dir,
             log,
             url: format!("http://127.0.0.1:{port}"),
+            pg,
         };
         let stderr = std::fs::File::create(&server.log)
             .with_context(|| format!("cannot create {}", server.log.display()))?;
@@ -60,6 +76,12 @@ impl LocalServer {
             .stderr(stderr)
             .kill_on_drop(true);
         cmd.arg("--durability").arg(durability.flag());
+        if let Some((url, schema)) = &server.pg {
+            cmd.arg("--database-url")
+                .arg(url)
+                .arg("--database-schema")
+                .arg(schema);
+        }
         // The child reads every flag from ORDERLY_… variables too: only the
         // flags above (and the log filter) may configure it.
         for (key, _) in std::env::vars_os() {
@@ -132,6 +154,11 @@ impl LocalServer {
         &self.url
     }
 
+    /// For a PostgreSQL-backed server: its database's URL and schema.
+    pub fn database(&self) -> Option<(&str, &str)> {
+        self.pg.as_ref().map(|(u, s)| (u.as_str(), s.as_str()))
+    }
+
     /// The server's resident memory now, from `/proc/PID/status` (`None`
     /// once stopped, or where there is no `/proc`).
     pub fn memory(&self) -> Option<Memory> {
@@ -140,7 +167,8 @@ impl LocalServer {
         Memory::parse(&status)
     }
 
-    /// Kills the server, waits for it (bounded) and removes its directory.
+    /// Kills the server, waits for it (bounded), removes its directory and
+    /// drops its PostgreSQL schema.
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
@@ -157,6 +185,9 @@ impl LocalServer {
                 self.dir.display()
             );
         }
+        if let Some((url, schema)) = self.pg.take() {
+            crate::pg::drop_schema(&url, &schema).await;
+        }
     }
 }
 
@@ -168,6 +199,9 @@ impl Drop for LocalServer {
         }
         if self.dir.exists() {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        if let Some((_, schema)) = &self.pg {
+            eprintln!("warning: the bench stopped early: drop its schema {schema} by hand");
         }
     }
 }

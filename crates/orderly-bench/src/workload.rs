@@ -202,8 +202,13 @@ pub(crate) async fn run_workloads(
             if let Some(old) = local.take() {
                 old.stop().await;
             }
-            let fresh =
-                LocalServer::start(&launch.exe, launch.durability, launch.token.as_deref()).await?;
+            let fresh = LocalServer::start(
+                &launch.exe,
+                launch.durability,
+                launch.token.as_deref(),
+                launch.database.as_ref().map(|d| (d, plan.tag.as_str())),
+            )
+            .await?;
             plan.client = Client::new(fresh.url().to_string(), launch.token.clone());
             *local = Some(fresh);
         }

@@ -65,6 +65,16 @@ pub struct BenchArgs {
     /// SVG chart in FILE (e.g. docs/bench.svg).
     #[arg(long, value_name = "FILE")]
     pub chart: Option<std::path::PathBuf>,
+    /// Back the bench's server with this PostgreSQL database instead of
+    /// SQLite (`orderly serve --database-url`): a fresh schema per server,
+    /// dropped after; the `commit` floor is then one committed one-row
+    /// INSERT on it.
+    #[arg(long, env = "ORDERLY_BENCH_DATABASE_URL", hide_env_values = true, conflicts_with = "server")]
+    pub database_url: Option<String>,
+    /// The fresh schema's name (must not exist; default
+    /// `orderly_bench_<pid>_<seconds>`). Needs --database-url.
+    #[arg(long, requires = "database_url")]
+    pub database_schema: Option<String>,
 }
 
 /// Runs `orderly bench`.
@@ -92,6 +102,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         peers: a.peers,
         json: a.json,
         chart: a.chart,
+        database: a.database_url.map(|url| orderly_bench::Database {
+            url,
+            schema: a.database_schema,
+        }),
     })
     .await
 }

@@ -53,3 +53,88 @@ fn bench_writes_floors_json_and_chart() {
     assert!(svg.starts_with("<svg"));
     assert!(svg.contains("W1 enqueue, 1 sequential client"));
 }
+
+/// The test database (`ORDERLY_TEST_DATABASE_URL`).
+fn database_url() -> String {
+    std::env::var("ORDERLY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Whether `schema` exists on the test database (a missing PostgreSQL is a
+/// loud failure).
+fn schema_exists(schema: &str) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = database_url();
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("this test needs PostgreSQL at {url}: {e}"));
+        tokio::spawn(conn);
+        client
+            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+            .await
+            .unwrap()
+            .is_some()
+    })
+}
+
+/// A small run against a PostgreSQL-backed server (`--database-url`): every
+/// HTTP workload's figure and every floor is in the JSON (the `commit`
+/// floor then being a PostgreSQL commit), the report says which store it
+/// measured, and the run's fresh schema is gone after.
+#[test]
+fn bench_on_postgres_has_every_figure_and_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("bench.json");
+    let schema = format!("t_bench_{}", std::process::id());
+    assert!(!schema_exists(&schema), "left over from an earlier run");
+    let out = Command::new(env!("CARGO_BIN_EXE_orderly"))
+        .args(["bench", "--only", "enqueue,drain,latency"])
+        .args(["--jobs", "60", "--latency-samples", "20", "--clients", "4"])
+        .args(["--database-url", &database_url(), "--database-schema", &schema])
+        .arg("--json")
+        .arg(&json_path)
+        .env_remove("ORDERLY_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("**PostgreSQL store**"), "{stdout}");
+    assert!(stdout.contains("### Floors"), "{stdout}");
+    assert!(!schema_exists(&schema), "the run's schema is dropped after");
+
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(v["store"], "PostgreSQL");
+    let floors = &v["floors"];
+    for floor in ["rtt", "commit"] {
+        for stat in ["p50", "mean", "p99"] {
+            let x = floors[floor][stat].as_f64();
+            assert!(x.is_some_and(|x| x > 0.0), "{floor} {stat}: {floors}");
+        }
+    }
+    assert!(floors["healthz_many_per_s"].as_f64().unwrap() > 0.0);
+    for id in [
+        "single_c1",
+        "single_many",
+        "bulk",
+        "drain_c1",
+        "drain_c16",
+        "latency_p50",
+        "latency_p99",
+    ] {
+        let x = v["figures"][id].as_f64();
+        assert!(x.is_some_and(|x| x > 0.0), "{id}: {}", v["figures"]);
+    }
+    let rows = v["against_floors"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        assert!(row["floor"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}

@@ -22,9 +22,11 @@ use crate::write::{ADVANCE_KEY, KEY_HAS_UNFINISHED};
 /// finished); queue `old` holds 5,000 finished jobs and then 5 waiting.
 /// Of 20,000 starts, a tenth are `q`'s. Five rows are unnumbered.
 /// What each query looks for is rare, as in a real backlog. (The
-/// accounting trigger is off for the fill; `waiting_blocks` is summed once.)
+/// accounting triggers are off for the fill; `waiting_blocks` and
+/// `key_blocks` are summed once.)
 const FILL: &str = r#"
 ALTER TABLE jobs DISABLE TRIGGER jobs_account;
+ALTER TABLE jobs DISABLE TRIGGER jobs_key_account;
 INSERT INTO queues VALUES ('q', '{}', 0, 0), ('other', '{}', 0, 0);
 INSERT INTO jobs (id, seq, batch, batch_pos, queue, key, state, head, payload, max_attempts, enqueued_at, run_at,
                   lease_expires_at, finished_at, last_start_no)
@@ -53,6 +55,14 @@ INSERT INTO waiting_blocks (queue, level, block, n)
 INSERT INTO waiting_blocks (queue, level, block, n)
     SELECT queue, 1, seq >> 20, count(*) FROM jobs
     WHERE state IN ('scheduled', 'queued') AND seq IS NOT NULL GROUP BY queue, seq >> 20;
+INSERT INTO key_blocks (queue, key, level, block, n)
+    SELECT queue, key, 0, seq >> 10, count(*) FROM jobs
+    WHERE key IS NOT NULL AND seq IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
+    GROUP BY queue, key, seq >> 10;
+INSERT INTO key_blocks (queue, key, level, block, n)
+    SELECT queue, key, 1, seq >> 20, count(*) FROM jobs
+    WHERE key IS NOT NULL AND seq IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
+    GROUP BY queue, key, seq >> 20;
 -- Sample every row, so the statistics (and the plans) are the same on every run.
 SET default_statistics_target = 1000;
 ANALYZE;
@@ -127,6 +137,8 @@ async fn every_path_reads_its_index() {
         // (`waiting_blocks` holds a row per 1,024 seqs: at this size one page,
         // which the planner reads whole; its primary key serves it when large.)
         (POSITIONS, vec![&qs, &seqs], &["jobs_by_state"], false),
+        // A key's line: its blocks (`key_blocks`) and at most one block of
+        // its own index, never the key's whole line.
         (KEY_WAITS, vec![&qs, &ks, &seqs], &["jobs_key_line"], false),
         (&page, vec![&q, &seq, &n], &["jobs_queue_seq"], false),
         (

@@ -17,9 +17,9 @@
 //! numbered yet, see `write::number`). There is no index on `seq` alone:
 //! the planner would walk it in `seq` order for a queue's questions and
 //! filter, reading the other queues' jobs; the sequencer keeps `seq` unique
-//! (`jobs_queue_seq` is unique as well). `queue_counts` and `waiting_blocks`
-//! are kept by a trigger, so counts and positions are bounded reads at any
-//! backlog. A row without `seq` is not a job yet: no count, no index that a
+//! (`jobs_queue_seq` is unique as well). `queue_counts`, `waiting_blocks`
+//! and (v3) `key_blocks` are kept by triggers, so counts and positions
+//! are bounded reads at any backlog. A row without `seq` is not a job yet: no count, no index that a
 //! claim or a read uses sees it.
 //!
 //! v2 adds the `enqueue` SQL function (transactional enqueue from any
@@ -27,10 +27,12 @@
 
 use tokio_postgres::Client;
 
+mod key_blocks;
+
 use crate::rows::{map_err, Res};
 
 /// The version the latest migration writes to `schema_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// v1: tables, indexes, the sequences and the accounting trigger.
 const V1: &str = r#"
@@ -168,8 +170,11 @@ CREATE TRIGGER jobs_account AFTER INSERT OR DELETE OR UPDATE OF seq, state, queu
     FOR EACH ROW EXECUTE FUNCTION jobs_account();
 "#;
 
+/// v3: `key_blocks`, so `key_position` is a bounded read (see `key_blocks`).
+const V3: &str = key_blocks::KEY_BLOCKS;
+
 /// Each version's SQL, in order: `MIGRATIONS[i]` brings version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, crate::txenqueue::V2];
+pub const MIGRATIONS: &[&str] = &[V1, crate::txenqueue::V2, V3];
 
 /// True for a name that can be a schema without quoting: a lowercase
 /// letter or `_`, then lowercase letters, digits or `_`, at most 63 bytes.

@@ -27,11 +27,22 @@ pub(crate) const POSITIONS: &str = "SELECT j.queue, j.seq, (
   )::bigint FROM unnest($1::text[], $2::bigint[]) AS j(queue, seq)";
 /// For many keyed jobs at once (queues $1, keys $2, `seq`s $3; one row
 /// `(queue, seq, key_position, key_head)` each): the unfinished jobs of its
-/// key ahead of it, and the first of them, the one holding the key. Both
-/// follow the key's own line (`jobs_key_line`), never the queue's backlog.
-pub(crate) const KEY_WAITS: &str = "SELECT j.queue, j.seq,
-    (SELECT count(*) FROM jobs WHERE queue = j.queue AND key = j.key AND seq IS NOT NULL
-        AND state IN ('scheduled', 'queued', 'running') AND seq < j.seq),
+/// key ahead of it, and the first of them, the one holding the key. The
+/// count is read as [`POSITIONS`] is, from `key_blocks`: the key's level-1
+/// blocks wholly before it, its level-0 blocks before it within its level-1
+/// block, and its unfinished jobs before it in its own level-0 block
+/// (`jobs_key_line`, at most 1,024 entries); the head is the first entry of
+/// the key's line. Both are bounded per job at any key length.
+pub(crate) const KEY_WAITS: &str = "SELECT j.queue, j.seq, (
+    (SELECT coalesce(sum(n), 0) FROM key_blocks
+        WHERE queue = j.queue AND key = j.key AND level = 1 AND block < (j.seq >> 20))
+  + (SELECT coalesce(sum(n), 0) FROM key_blocks
+        WHERE queue = j.queue AND key = j.key AND level = 0
+          AND block >= ((j.seq >> 20) << 10) AND block < (j.seq >> 10))
+  + (SELECT count(*) FROM jobs WHERE queue = j.queue AND key = j.key AND seq IS NOT NULL
+        AND state IN ('scheduled', 'queued', 'running')
+        AND seq >= ((j.seq >> 10) << 10) AND seq < j.seq)
+  )::bigint,
     (SELECT id FROM jobs WHERE queue = j.queue AND key = j.key AND seq IS NOT NULL
         AND state IN ('scheduled', 'queued', 'running') AND seq < j.seq ORDER BY seq LIMIT 1)
     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS j(queue, key, seq)";
