@@ -361,7 +361,11 @@ async fn measure_all(
     eprintln!(
         "[floors] rtt (GET /healthz), /healthz at {} connections, one committed {} row …",
         plan.clients,
-        if matches!(on, floors::CommitOn::Postgres { .. }) { "PostgreSQL" } else { "fsynced SQLite" }
+        if matches!(on, floors::CommitOn::Postgres { .. }) {
+            "PostgreSQL"
+        } else {
+            "fsynced SQLite"
+        }
     );
     let f = floors::measure(&plan.client, plan.clients, on).await?;
     eprintln!(

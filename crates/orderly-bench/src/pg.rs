@@ -33,7 +33,10 @@ impl Database {
     /// for the first, `<that>_<n>` after.
     pub(crate) fn next_schema(&self, tag: &str) -> String {
         let base = self.schema.clone().unwrap_or_else(|| {
-            format!("orderly_bench_{}", tag.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
+            format!(
+                "orderly_bench_{}",
+                tag.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            )
         });
         match STARTS.fetch_add(1, Ordering::Relaxed) {
             0 => base,
@@ -69,10 +72,7 @@ pub(crate) async fn connect(
 pub(crate) async fn ensure_fresh(url: &str, schema: &str) -> anyhow::Result<()> {
     let client = connect(url, None).await?;
     let found = client
-        .query_opt(
-            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
-            &[&schema],
-        )
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
         .await
         .context("cannot list the database's schemas")?;
     if found.is_some() {

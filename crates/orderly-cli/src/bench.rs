@@ -69,7 +69,12 @@ pub struct BenchArgs {
     /// SQLite (`orderly serve --database-url`): a fresh schema per server,
     /// dropped after; the `commit` floor is then one committed one-row
     /// INSERT on it.
-    #[arg(long, env = "ORDERLY_BENCH_DATABASE_URL", hide_env_values = true, conflicts_with = "server")]
+    #[arg(
+        long,
+        env = "ORDERLY_BENCH_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "server"
+    )]
     pub database_url: Option<String>,
     /// The fresh schema's name (must not exist; default
     /// `orderly_bench_<pid>_<seconds>`). Needs --database-url.

@@ -94,7 +94,12 @@ fn bench_on_postgres_has_every_figure_and_floor() {
     let out = Command::new(env!("CARGO_BIN_EXE_orderly"))
         .args(["bench", "--only", "enqueue,drain,latency"])
         .args(["--jobs", "60", "--latency-samples", "20", "--clients", "4"])
-        .args(["--database-url", &database_url(), "--database-schema", &schema])
+        .args([
+            "--database-url",
+            &database_url(),
+            "--database-schema",
+            &schema,
+        ])
         .arg("--json")
         .arg(&json_path)
         .env_remove("ORDERLY_TOKEN")

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::nodes::{all_starts, complete_and_claim, database_url, inversions, start_nodes, Schema};
+use support::nodes::{
+    all_starts, complete_and_claim, database_url, inversions, start_nodes, Schema,
+};
 use support::proto::{
     AttemptOutcome, BatchRequest, ClaimRequest, CompleteRequest, JobState, QueueConfigRequest,
 };
@@ -115,21 +117,41 @@ async fn ten_thousand_jobs_through_three_nodes_start_in_seq_order() {
     }
     let elapsed = t0.elapsed();
     let last = nodes[2].clone();
-    let jobs = last.wait_all_finished(Q, JOBS, Duration::from_secs(60)).await;
+    let jobs = last
+        .wait_all_finished(Q, JOBS, Duration::from_secs(60))
+        .await;
     let not_ok: Vec<_> = jobs
         .iter()
         .filter(|j| j.state != JobState::Succeeded || j.attempt != 1)
         .map(|j| (&j.id, j.state, j.attempt))
         .collect();
-    ensure!(last, not_ok.is_empty(), "jobs not succeeded once: {not_ok:?}");
+    ensure!(
+        last,
+        not_ok.is_empty(),
+        "jobs not succeeded once: {not_ok:?}"
+    );
     let log = all_starts(&last, Q).await;
-    ensure!(last, log.len() == JOBS, "{} starts for {JOBS} jobs", log.len());
+    ensure!(
+        last,
+        log.len() == JOBS,
+        "{} starts for {JOBS} jobs",
+        log.len()
+    );
     let ids: HashSet<&str> = log.iter().map(|s| s.job_id.as_str()).collect();
-    ensure!(last, ids.len() == JOBS, "{} distinct jobs started", ids.len());
+    ensure!(
+        last,
+        ids.len() == JOBS,
+        "{} distinct jobs started",
+        ids.len()
+    );
     let inv = log.windows(2).filter(|w| w[1].seq <= w[0].seq).count();
     ensure!(last, inv == 0, "{inv} start-order inversions");
     let by_node: HashSet<&str> = log.iter().filter_map(|s| s.worker.get(..2)).collect();
-    ensure!(last, by_node.len() == 3, "workers of every node ran jobs: {by_node:?}");
+    ensure!(
+        last,
+        by_node.len() == 3,
+        "workers of every node ran jobs: {by_node:?}"
+    );
     println!(
         "10,000 jobs on a concurrency-1 queue through 3 nodes: {:.1} s, {:.0} jobs/s",
         elapsed.as_secs_f64(),
@@ -168,7 +190,11 @@ async fn two_hundred_keys_start_in_key_order_within_concurrency() {
                     .step_by(3)
                     .map(|k| {
                         let key = format!("k{k}");
-                        job_req(&format!("k{k}-{r}"), Some(&key), serde_json::json!({ "r": r }))
+                        job_req(
+                            &format!("k{k}-{r}"),
+                            Some(&key),
+                            serde_json::json!({ "r": r }),
+                        )
                     })
                     .collect();
                 node.client()
@@ -231,17 +257,33 @@ async fn two_hundred_keys_start_in_key_order_within_concurrency() {
     let elapsed = t0.elapsed();
     let last = nodes[1].clone();
     let overlaps = overlaps.lock().unwrap().clone();
-    ensure!(last, overlaps.is_empty(), "two jobs of one key held at once: {overlaps:?}");
-    let most = most.load(Ordering::SeqCst);
-    ensure!(last, most <= 16, "{most} leases held at once on a concurrency-16 queue");
-    let jobs = last.wait_all_finished(Q, JOBS, Duration::from_secs(60)).await;
     ensure!(
         last,
-        jobs.iter().all(|j| j.state == JobState::Succeeded && j.attempt == 1),
+        overlaps.is_empty(),
+        "two jobs of one key held at once: {overlaps:?}"
+    );
+    let most = most.load(Ordering::SeqCst);
+    ensure!(
+        last,
+        most <= 16,
+        "{most} leases held at once on a concurrency-16 queue"
+    );
+    let jobs = last
+        .wait_all_finished(Q, JOBS, Duration::from_secs(60))
+        .await;
+    ensure!(
+        last,
+        jobs.iter()
+            .all(|j| j.state == JobState::Succeeded && j.attempt == 1),
         "not every job succeeded on its first attempt"
     );
     let log = all_starts(&last, Q).await;
-    ensure!(last, log.len() == JOBS, "{} starts for {JOBS} jobs", log.len());
+    ensure!(
+        last,
+        log.len() == JOBS,
+        "{} starts for {JOBS} jobs",
+        log.len()
+    );
     let mut per_key: HashMap<&str, Vec<&str>> = HashMap::new();
     for s in &log {
         per_key
@@ -253,7 +295,11 @@ async fn two_hundred_keys_start_in_key_order_within_concurrency() {
         let key = format!("k{k}");
         let want: Vec<String> = (0..PER_KEY).map(|r| format!("k{k}-{r}")).collect();
         let got = per_key.get(key.as_str()).cloned().unwrap_or_default();
-        ensure!(last, got == want, "key {key} started {got:?}, enqueued {want:?}");
+        ensure!(
+            last,
+            got == want,
+            "key {key} started {got:?}, enqueued {want:?}"
+        );
     }
     println!(
         "200 keys × 10 jobs, concurrency 16, 3 nodes: {:.1} s, {:.0} jobs/s, at most {most} held at once",
@@ -362,7 +408,11 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_jobs_rerun_in_place() {
             .unwrap_or_else(|e| victim.fail(format!("held claim: {e}")))
             .leases;
     }
-    ensure!(victim, !interrupted.is_empty(), "no lease to hold on node 2");
+    ensure!(
+        victim,
+        !interrupted.is_empty(),
+        "no lease to hold on node 2"
+    );
     killed.store(true, Ordering::SeqCst);
     kill_node(&victim);
     for t in tasks {
@@ -370,13 +420,29 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_jobs_rerun_in_place() {
     }
     let a = nodes[0].clone();
     let acked = acked.lock().unwrap().clone();
-    ensure!(a, acked.len() == TOTAL, "{} enqueues acknowledged", acked.len());
-    let jobs = a.wait_all_finished(Q, acked.len(), Duration::from_secs(90)).await;
+    ensure!(
+        a,
+        acked.len() == TOTAL,
+        "{} enqueues acknowledged",
+        acked.len()
+    );
+    let jobs = a
+        .wait_all_finished(Q, acked.len(), Duration::from_secs(90))
+        .await;
     let listed: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-    let lost: Vec<_> = acked.iter().filter(|id| !listed.contains(id.as_str())).collect();
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !listed.contains(id.as_str()))
+        .collect();
     ensure!(a, lost.is_empty(), "acknowledged jobs lost: {lost:?}");
     for j in &jobs {
-        ensure!(a, j.state == JobState::Succeeded, "{} ended {:?}", j.id, j.state);
+        ensure!(
+            a,
+            j.state == JobState::Succeeded,
+            "{} ended {:?}",
+            j.id,
+            j.state
+        );
         let attempts = a.client().attempts(&j.id).await.expect("attempts").attempts;
         let wins = attempts
             .iter()
@@ -387,7 +453,10 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_jobs_rerun_in_place() {
     let log = all_starts(&a, Q).await;
     let mut per_key: HashMap<&str, Vec<&support::proto::StartView>> = HashMap::new();
     for s in &log {
-        per_key.entry(s.key.as_deref().unwrap_or_default()).or_default().push(s);
+        per_key
+            .entry(s.key.as_deref().unwrap_or_default())
+            .or_default()
+            .push(s);
     }
     for (key, starts) in &per_key {
         let owned: Vec<support::proto::StartView> = starts.iter().map(|s| (*s).clone()).collect();

@@ -84,12 +84,22 @@ impl Node {
         let log = dir.path().join("server.log");
         let file = std::fs::File::create(&log).expect("log");
         let mut cmd = orderly();
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--database-url", &database_url(), "--database-schema", schema])
-            .stdout(file.try_clone().expect("log fd"))
-            .stderr(file)
-            .stdin(Stdio::null());
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .args([
+            "--database-url",
+            &database_url(),
+            "--database-schema",
+            schema,
+        ])
+        .stdout(file.try_clone().expect("log fd"))
+        .stderr(file)
+        .stdin(Stdio::null());
         if let Some((lib, offset)) = fake {
             cmd.env("LD_PRELOAD", lib)
                 .env("FAKETIME", offset)
@@ -195,7 +205,9 @@ async fn a_node_with_a_fast_clock_leads_maintenance_without_reaping_live_leases_
         .map(PathBuf::from)
         .find(|p| p.exists())
         .unwrap_or_else(|| {
-            panic!("libfaketime is missing (install the `faketime` package): this test does not skip")
+            panic!(
+                "libfaketime is missing (install the `faketime` package): this test does not skip"
+            )
         });
     let schema = Schema::new();
     // B, an hour fast, starts first and so leads maintenance.
@@ -209,7 +221,11 @@ async fn a_node_with_a_fast_clock_leads_maintenance_without_reaping_live_leases_
         .await
         .expect("enqueue");
     let lease = c.claim("clock", &claim("w", 5_000)).await.expect("claim");
-    let lease = lease.leases.into_iter().next().unwrap_or_else(|| a.fail("nothing claimed".into()));
+    let lease = lease
+        .leases
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| a.fail("nothing claimed".into()));
     // Heartbeat through A for three lease lengths: B's maintenance must not
     // take the lease away (without the database clock B reaps it at once).
     for beat in 0..15 {
@@ -223,7 +239,11 @@ async fn a_node_with_a_fast_clock_leads_maintenance_without_reaping_live_leases_
                 },
             )
             .await;
-        ensure!(b, hb.is_ok(), "heartbeat {beat}: the live lease was taken: {hb:?}");
+        ensure!(
+            b,
+            hb.is_ok(),
+            "heartbeat {beat}: the live lease was taken: {hb:?}"
+        );
     }
     let job = c.job("j1").await.expect("job");
     ensure!(

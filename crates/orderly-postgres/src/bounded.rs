@@ -29,7 +29,10 @@ impl PostgresStore {
     }
 
     /// [`Store::job_enqueue_many`], unbounded.
-    pub(crate) async fn enqueue_many(&self, params: EnqueueParams) -> Res<Committed<Vec<Enqueued>>> {
+    pub(crate) async fn enqueue_many(
+        &self,
+        params: EnqueueParams,
+    ) -> Res<Committed<Vec<Enqueued>>> {
         let created = in_tx!(self, op => op.insert_unnumbered(&params).await?).value;
         let mut changes = self.number().await?;
         let jobs = in_read!(self, tx => {

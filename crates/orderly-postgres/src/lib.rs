@@ -285,11 +285,7 @@ impl PostgresStore {
         shared
             .offset_ms
             .store(offset?, std::sync::atomic::Ordering::Relaxed);
-        let leader_task = tokio::spawn(leader::run(
-            config.clone(),
-            schema.clone(),
-            shared.clone(),
-        ));
+        let leader_task = tokio::spawn(leader::run(config.clone(), schema.clone(), shared.clone()));
         let mut session = format!("-c search_path={schema}");
         if !options.synchronous_commit {
             session.push_str(" -c synchronous_commit=off");
@@ -438,11 +434,13 @@ impl Store for PostgresStore {
     }
 
     async fn job_claim(&self, params: ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError> {
-        self.bounded(async { Ok(in_tx!(self, op => op.job_claim(&params).await?)) }).await
+        self.bounded(async { Ok(in_tx!(self, op => op.job_claim(&params).await?)) })
+            .await
     }
 
     async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError> {
-        self.bounded(async { Ok(in_tx!(self, op => op.job_heartbeat(&params).await?).value) }).await
+        self.bounded(async { Ok(in_tx!(self, op => op.job_heartbeat(&params).await?).value) })
+            .await
     }
 
     async fn job_report_many(
@@ -478,43 +476,55 @@ impl Store for PostgresStore {
     }
 
     async fn job_cancel(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
-        self.bounded(async { Ok(in_tx!(self, op => op.job_cancel(id, now).await?)) }).await
+        self.bounded(async { Ok(in_tx!(self, op => op.job_cancel(id, now).await?)) })
+            .await
     }
 
     async fn job_retry(&self, id: &str, now: Millis) -> Result<Committed<Job>, StoreError> {
-        self.bounded(async { Ok(in_tx!(self, op => op.job_retry(id, now).await?)) }).await
+        self.bounded(async { Ok(in_tx!(self, op => op.job_retry(id, now).await?)) })
+            .await
     }
 
     async fn job_get(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        self.bounded(async { Ok(in_read!(self, tx => read::job_get(tx, id).await?)) }).await
+        self.bounded(async { Ok(in_read!(self, tx => read::job_get(tx, id).await?)) })
+            .await
     }
 
     async fn job_attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-        self.bounded(async { Ok(in_read!(self, tx => read::job_attempts(tx, id).await?)) }).await
+        self.bounded(async { Ok(in_read!(self, tx => read::job_attempts(tx, id).await?)) })
+            .await
     }
 
     async fn start_list(&self, params: StartListParams) -> Result<Vec<StartRecord>, StoreError> {
-        self.bounded(async { Ok(in_read!(self, tx => read::start_list(tx, &params).await?)) }).await
+        self.bounded(async { Ok(in_read!(self, tx => read::start_list(tx, &params).await?)) })
+            .await
     }
 
     async fn start_latest(&self, queue: &str, limit: u32) -> Result<Vec<LatestStart>, StoreError> {
-        self.bounded(async { Ok(in_read!(self, tx => read::start_latest(tx, queue, limit).await?)) }).await
+        self.bounded(async {
+            Ok(in_read!(self, tx => read::start_latest(tx, queue, limit).await?))
+        })
+        .await
     }
 
     async fn job_list(&self, params: ListParams) -> Result<Vec<Job>, StoreError> {
-        self.bounded(async { Ok(in_read!(self, tx => read::job_list(tx, &params).await?)) }).await
+        self.bounded(async { Ok(in_read!(self, tx => read::job_list(tx, &params).await?)) })
+            .await
     }
 
     async fn queue_get(&self, name: &str) -> Result<QueueInfo, StoreError> {
-        self.bounded(async { Ok(in_read!(self, tx => read::queue_info(tx, name).await?)) }).await
+        self.bounded(async { Ok(in_read!(self, tx => read::queue_info(tx, name).await?)) })
+            .await
     }
 
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
-        self.bounded(async { Ok(in_read!(self, tx => read::queue_list(tx).await?)) }).await
+        self.bounded(async { Ok(in_read!(self, tx => read::queue_list(tx).await?)) })
+            .await
     }
 
     async fn queue_oldest_queued(&self, queue: &str) -> Result<Option<Millis>, StoreError> {
-        self.bounded(async { Ok(in_read!(self, tx => read::oldest_queued(tx, queue).await?)) }).await
+        self.bounded(async { Ok(in_read!(self, tx => read::oldest_queued(tx, queue).await?)) })
+            .await
     }
 
     async fn queue_configure(
@@ -523,7 +533,10 @@ impl Store for PostgresStore {
         patch: QueuePatch,
         now: Millis,
     ) -> Result<QueueInfo, StoreError> {
-        self.bounded(async { Ok(in_tx!(self, op => op.queue_configure(name, &patch, now).await?).value) }).await
+        self.bounded(async {
+            Ok(in_tx!(self, op => op.queue_configure(name, &patch, now).await?).value)
+        })
+        .await
     }
 
     async fn lease_release(
@@ -531,7 +544,8 @@ impl Store for PostgresStore {
         worker_prefix: &str,
         now: Millis,
     ) -> Result<Committed<u64>, StoreError> {
-        self.bounded(async { Ok(in_tx!(self, op => op.lease_release(worker_prefix, now).await?)) }).await
+        self.bounded(async { Ok(in_tx!(self, op => op.lease_release(worker_prefix, now).await?)) })
+            .await
     }
 
     async fn maintenance_run(
@@ -559,7 +573,10 @@ impl Store for PostgresStore {
         finished_before: Millis,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        self.bounded(async { Ok(in_tx!(self, op => op.retention_purge(finished_before, limit).await?).value) }).await
+        self.bounded(async {
+            Ok(in_tx!(self, op => op.retention_purge(finished_before, limit).await?).value)
+        })
+        .await
     }
 
     async fn health(&self) -> Result<(), StoreError> {

@@ -150,7 +150,9 @@ pub async fn enqueue_in(
     }
     let id = (!job.id.is_empty()).then_some(job.id.as_str());
     let payload = crate::rows::to_text(&job.payload);
-    let max_attempts = job.max_attempts.map(|a| i32::try_from(a).unwrap_or(i32::MAX));
+    let max_attempts = job
+        .max_attempts
+        .map(|a| i32::try_from(a).unwrap_or(i32::MAX));
     let timeout_ms = job.timeout_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
     let sql = format!(
         "SELECT {schema}.enqueue($1, $2::text::jsonb, key => $3, id => $4,
@@ -211,6 +213,9 @@ mod tests {
         assert!(V2.contains(&format!("VALUES (enqueue.queue, '{text}'")));
         let limit = SQL_MAX_PAYLOAD_BYTES.to_string();
         assert_eq!(V2.matches(&format!("> {limit} THEN")).count(), 1);
-        assert_eq!(V2.matches(&format!("the limit is {limit} bytes")).count(), 1);
+        assert_eq!(
+            V2.matches(&format!("the limit is {limit} bytes")).count(),
+            1
+        );
     }
 }

@@ -299,7 +299,8 @@ async fn run(seed: u64, schemas: &support::Schemas) {
                 }
             }
             78..=84 => {
-                let finished: Vec<_> = all_jobs(&raw).await
+                let finished: Vec<_> = all_jobs(&raw)
+                    .await
                     .into_iter()
                     .filter(|j| matches!(j.3.as_str(), "failed" | "cancelled"))
                     .collect();

@@ -53,7 +53,10 @@ impl Proxy {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             _ => "127.0.0.1".into(),
         };
-        let target = format!("{host}:{}", target.get_ports().first().copied().unwrap_or(5432));
+        let target = format!(
+            "{host}:{}",
+            target.get_ports().first().copied().unwrap_or(5432)
+        );
         let blackhole = Arc::new(AtomicBool::new(false));
         let (epoch, _) = tokio::sync::watch::channel(0u64);
         let epoch = Arc::new(epoch);
@@ -155,8 +158,8 @@ async fn forward(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_database_answers_unavailable_within_the_operation_timeout_and_the_store_recovers(
-) {
+async fn a_silent_database_answers_unavailable_within_the_operation_timeout_and_the_store_recovers()
+{
     let schemas = Schemas::default();
     let schema = support::fresh_schema();
     schemas.adopt(&schema);
@@ -201,7 +204,10 @@ async fn a_silent_database_answers_unavailable_within_the_operation_timeout_and_
     let health = tokio::time::timeout(HANG, store.health())
         .await
         .expect("the health check hung");
-    eprintln!("health against the silent database answered after {:?}", started.elapsed());
+    eprintln!(
+        "health against the silent database answered after {:?}",
+        started.elapsed()
+    );
     assert!(
         matches!(health, Err(StoreError::Unavailable(_))),
         "health of a silent database must be Unavailable, got {health:?}"
@@ -220,7 +226,10 @@ async fn a_silent_database_answers_unavailable_within_the_operation_timeout_and_
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(recovered, "the store did not recover once the database answered again");
+    assert!(
+        recovered,
+        "the store did not recover once the database answered again"
+    );
     store
         .job_enqueue_many(EnqueueParams {
             queue: "q".into(),

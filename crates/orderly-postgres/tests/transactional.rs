@@ -7,9 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use orderly_core::{
-    ClaimParams, EnqueueParams, External, NewJob, QueuePatch, Store, StoreError,
-};
+use orderly_core::{ClaimParams, EnqueueParams, External, NewJob, QueuePatch, Store, StoreError};
 use orderly_postgres::{enqueue_in, PostgresStore};
 use support::Schemas;
 
@@ -104,15 +102,24 @@ async fn the_sql_function_s_job_exists_only_if_the_transaction_commits() {
     let tx = app.transaction().await.expect("begin");
     let gone = sql_enqueue(&tx, "q", None).await.expect("enqueue");
     tx.rollback().await.expect("rollback");
-    store.maintenance_run(now(), 0.5).await.expect("maintenance");
+    store
+        .maintenance_run(now(), 0.5)
+        .await
+        .expect("maintenance");
     assert_eq!(store.job_get(&gone).await.expect("get"), None);
     assert_eq!(rows(&app).await, 0, "a rolled-back enqueue leaves no row");
 
     let tx = app.transaction().await.expect("begin");
     let id = sql_enqueue(&tx, "q", None).await.expect("enqueue");
-    assert_eq!(uuid::Uuid::parse_str(&id).ok().map(|u| u.get_version_num()), Some(7));
+    assert_eq!(
+        uuid::Uuid::parse_str(&id).ok().map(|u| u.get_version_num()),
+        Some(7)
+    );
     tx.commit().await.expect("commit");
-    store.maintenance_run(now(), 0.5).await.expect("maintenance");
+    store
+        .maintenance_run(now(), 0.5)
+        .await
+        .expect("maintenance");
     let stored = store.job_get(&id).await.expect("get").expect("numbered");
     assert!(stored.seq > 0);
     assert_eq!(stored.payload, serde_json::json!({"n": 1}));
@@ -133,7 +140,10 @@ async fn enqueue_in_s_job_exists_only_if_the_transaction_commits() {
         .expect("enqueue_in");
     assert_eq!(id, "rolled-back");
     tx.rollback().await.expect("rollback");
-    store.maintenance_run(now(), 0.5).await.expect("maintenance");
+    store
+        .maintenance_run(now(), 0.5)
+        .await
+        .expect("maintenance");
     assert_eq!(store.job_get("rolled-back").await.expect("get"), None);
     assert_eq!(rows(&support::raw(store.schema()).await).await, 0);
 
@@ -144,7 +154,10 @@ async fn enqueue_in_s_job_exists_only_if_the_transaction_commits() {
         .await
         .expect("enqueue_in");
     tx.commit().await.expect("commit");
-    store.maintenance_run(now(), 0.5).await.expect("maintenance");
+    store
+        .maintenance_run(now(), 0.5)
+        .await
+        .expect("maintenance");
     let stored = store.job_get(&id).await.expect("get").expect("numbered");
     assert!(stored.seq > 0);
     assert_eq!(stored.key.as_deref(), Some("k"));
@@ -167,8 +180,16 @@ async fn a_held_sql_enqueue_is_numbered_after_those_that_committed_first() {
         theirs.push(store_enqueue(&store, "q", &format!("later-{i}")).await);
     }
     t1.commit().await.expect("commit");
-    store.maintenance_run(now(), 0.5).await.expect("maintenance");
-    let seq = store.job_get(&held).await.expect("get").expect("numbered").seq;
+    store
+        .maintenance_run(now(), 0.5)
+        .await
+        .expect("maintenance");
+    let seq = store
+        .job_get(&held)
+        .await
+        .expect("get")
+        .expect("numbered")
+        .seq;
     let top = theirs.iter().max().copied().unwrap_or_default();
     assert!(
         seq > top,
@@ -206,7 +227,10 @@ async fn an_open_transaction_stalls_no_other_enqueue() {
     tokio::time::timeout(HANG, others)
         .await
         .expect("the other enqueues committed while T1 was open");
-    store.maintenance_run(now(), 0.5).await.expect("maintenance");
+    store
+        .maintenance_run(now(), 0.5)
+        .await
+        .expect("maintenance");
     let count: i64 = support::raw(store.schema())
         .await
         .query_one("SELECT count(*) FROM jobs WHERE seq IS NOT NULL", &[])
@@ -280,10 +304,7 @@ async fn bad_input_raises_a_clear_error_and_inserts_nothing() {
     let tx = app.transaction().await.expect("begin");
     let long_key = "k".repeat(201);
     let err = tx
-        .query_one(
-            "SELECT enqueue('q', '{}'::jsonb, key => $1)",
-            &[&long_key],
-        )
+        .query_one("SELECT enqueue('q', '{}'::jsonb, key => $1)", &[&long_key])
         .await
         .expect_err("over-long key");
     let db = err.as_db_error().expect("a database error");
@@ -358,6 +379,10 @@ async fn a_listening_store_numbers_the_sql_function_s_job() {
         .find(|c| ids.contains(&c.id))
         .unwrap_or_else(|| panic!("one of {ids:?} among {changes:?}"));
     assert!(change.seq > 0);
-    let stored = store.job_get(&change.id).await.expect("get").expect("numbered");
+    let stored = store
+        .job_get(&change.id)
+        .await
+        .expect("get")
+        .expect("numbered");
     assert_eq!(stored.seq, change.seq);
 }

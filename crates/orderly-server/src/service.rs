@@ -754,10 +754,7 @@ impl Service {
                 .await
                 .map_err(|e| StoreError::Backend(format!("executor check failed: {e}")))??;
         }
-        let info = self
-            .store
-            .queue_configure(name, patch, self.now())
-            .await?;
+        let info = self.store.queue_configure(name, patch, self.now()).await?;
         // More capacity, or a queue resumed: it is not known how many may start.
         self.queue_waiters.wake_all(name);
         self.config_changed.notify_one();

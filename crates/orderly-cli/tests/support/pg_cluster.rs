@@ -119,7 +119,10 @@ impl PgCluster {
                 .arg(c.dir.path())
                 .status()
                 .expect("run chown");
-            assert!(st.success(), "chown of the cluster's temp dir to postgres failed");
+            assert!(
+                st.success(),
+                "chown of the cluster's temp dir to postgres failed"
+            );
         }
         let out = c.pg("initdb", &initdb);
         assert!(out.status.success(), "initdb failed: {}", super::show(&out));
@@ -181,7 +184,10 @@ impl PgCluster {
     /// A direct connection (for setup and checks).
     pub async fn connect(&self, db: &str) -> tokio_postgres::Client {
         let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1").port(self.port).user("postgres").dbname(db);
+        cfg.host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname(db);
         if let Some(pw) = &self.password {
             cfg.password(pw.as_str());
         }
@@ -235,7 +241,11 @@ impl PgCluster {
             "stop".into(),
         ];
         let out = self.pg("pg_ctl", &args);
-        assert!(out.status.success(), "pg_ctl stop failed: {}", super::show(&out));
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            super::show(&out)
+        );
         self.running = false;
     }
 
