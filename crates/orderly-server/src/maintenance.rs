@@ -100,21 +100,23 @@ pub async fn run_retention(service: Arc<Service>, config: Config, cancel: Cancel
         let mut deleted = 0u64;
         let leader = service.store().maintenance_leader().await;
         // Small deletes, one transaction each, so enqueues and claims interleave.
-        while leader {
-            match service
-                .store()
-                .retention_purge(cutoff, RETENTION_BATCH)
-                .await
-            {
-                Ok(n) => {
-                    deleted += n;
-                    if n < RETENTION_BATCH as u64 || cancel.is_cancelled() {
+        if leader {
+            loop {
+                match service
+                    .store()
+                    .retention_purge(cutoff, RETENTION_BATCH)
+                    .await
+                {
+                    Ok(n) => {
+                        deleted += n;
+                        if n < RETENTION_BATCH as u64 || cancel.is_cancelled() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention pass failed");
                         break;
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention pass failed");
-                    break;
                 }
             }
         }
