@@ -14,6 +14,8 @@ use crate::Durability;
 
 /// Longest the bench waits for its server to answer `/healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Ports tried before giving up when each is taken before the server binds it.
+const PORT_ATTEMPTS: u32 = 5;
 
 /// A `orderly serve` child process on a free loopback port with a fresh data
 /// directory. Killed (and its directory removed) by [`LocalServer::stop`], or
@@ -42,6 +44,28 @@ impl LocalServer {
         token: Option<&str>,
         database: Option<(&Database, &str)>,
     ) -> anyhow::Result<LocalServer> {
+        // A free port is free only until someone takes it: another process
+        // may bind it (or use it as a connection's local port) before the
+        // server does. Then a server that answers `/healthz` there is not
+        // ours: start again on another port.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(exe, durability, token, database).await? {
+                Some(server) => return Ok(server),
+                None if attempt < PORT_ATTEMPTS => continue,
+                None => bail!("no free port on 127.0.0.1 held for {PORT_ATTEMPTS} tries"),
+            }
+        }
+    }
+
+    /// One try of [`Self::start`]; `None` when the port was taken meanwhile.
+    async fn start_once(
+        exe: &Path,
+        durability: Durability,
+        token: Option<&str>,
+        database: Option<(&Database, &str)>,
+    ) -> anyhow::Result<Option<LocalServer>> {
         let pg = match database {
             Some((db, tag)) => {
                 let schema = db.next_schema(tag);
@@ -111,7 +135,41 @@ impl LocalServer {
             server.stop().await;
             return Err(e);
         }
-        Ok(server)
+        if !server.listens_itself(port).await? {
+            server.stop().await;
+            return Ok(None);
+        }
+        Ok(Some(server))
+    }
+
+    /// Whether this server's own log says it listens on `port` (so the
+    /// `/healthz` that answered was its own), waiting for the line; `false`
+    /// when it exited because the port was taken. Without the default log
+    /// level (`ORDERLY_LOG` set) the line may be missing: then `true`.
+    async fn listens_itself(&mut self, port: u16) -> anyhow::Result<bool> {
+        if std::env::var_os("ORDERLY_LOG").is_some() {
+            return Ok(true);
+        }
+        let line = format!("listening on http://127.0.0.1:{port}");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains(&line) {
+                return Ok(true);
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() && log.contains("Address already in use") {
+                return Ok(false);
+            }
+            if exited.is_some() || Instant::now() >= deadline {
+                let e = anyhow!("the bench's server did not say it listens on {port}");
+                return Err(self.explain(e, true));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Adds what the server's side knows to `e`: whether it exited, and its
