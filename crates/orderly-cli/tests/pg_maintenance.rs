@@ -14,13 +14,9 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use support::nodes::{database_url, Schema};
 use support::proto::{ClaimRequest, HeartbeatRequest, JobState};
 use support::{deadline, job_req, orderly, wait_until, Client};
-
-fn database_url() -> String {
-    std::env::var("ORDERLY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 /// Where Debian and Ubuntu install libfaketime.
 const FAKETIME_LIBS: &[&str] = &[
@@ -29,43 +25,6 @@ const FAKETIME_LIBS: &[&str] = &[
     "/usr/lib/faketime/libfaketime.so.1",
     "/usr/local/lib/faketime/libfaketime.so.1",
 ];
-
-/// A schema for one test, dropped when it ends.
-struct Schema(String);
-
-impl Schema {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        Schema(format!("lead_{}_{nanos}", std::process::id()))
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let Ok((client, conn)) =
-                    tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await
-                else {
-                    return;
-                };
-                tokio::spawn(conn);
-                let _ = client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .await;
-            })
-        })
-        .join();
-    }
-}
 
 /// One `orderly serve` node on the test schema; killed (-9) on drop.
 struct Node {
@@ -209,7 +168,7 @@ async fn a_node_with_a_fast_clock_leads_maintenance_without_reaping_live_leases_
                 "libfaketime is missing (install the `faketime` package): this test does not skip"
             )
         });
-    let schema = Schema::new();
+    let schema = Schema::new("lead");
     // B, an hour fast, starts first and so leads maintenance.
     let b = Node::start(&schema.0, Some((&lib, "+1h"))).await;
     ensure!(b, one_leader(&[&b]).await == 0, "B leads");
@@ -257,7 +216,7 @@ async fn a_node_with_a_fast_clock_leads_maintenance_without_reaping_live_leases_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_of_three_nodes_leads_maintenance_and_another_takes_over_when_it_dies() {
-    let schema = Schema::new();
+    let schema = Schema::new("lead");
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(Node::start(&schema.0, None).await);

@@ -10,54 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::nodes::{database_url, Schema};
 use support::proto::{CompleteRequest, QueueConfigRequest};
 use support::{claim_req, job_req, orderly, run_bounded, show, TestServer};
-
-fn database_url() -> String {
-    std::env::var("ORDERLY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A schema for one test, dropped when it ends.
-struct Schema(String);
-
-impl Schema {
-    fn new() -> Self {
-        Schema(format!("e2e_{}", uuid_like()))
-    }
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{}_{nanos}", std::process::id())
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let Ok((client, conn)) =
-                    tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await
-                else {
-                    return;
-                };
-                tokio::spawn(conn);
-                let _ = client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .await;
-            })
-        })
-        .join();
-    }
-}
 
 /// An unreachable host, or a database that does not exist, stops
 /// `orderly serve` at start with an error naming it, before it listens.
@@ -108,7 +63,7 @@ async fn serve_with_an_unreachable_database_fails_at_start_saying_so() {
 async fn two_nodes_on_one_schema_start_a_serial_queue_in_seq_order() {
     const Q: &str = "serial";
     const JOBS: usize = 200;
-    let schema = Schema::new();
+    let schema = Schema::new("e2e");
     let args = [
         "--database-url",
         &database_url(),
@@ -206,7 +161,7 @@ async fn two_nodes_on_one_schema_start_a_serial_queue_in_seq_order() {
 async fn a_claim_long_polling_on_one_node_is_woken_by_an_enqueue_on_another() {
     const Q: &str = "wake";
     const TRIES: usize = 50;
-    let schema = Schema::new();
+    let schema = Schema::new("e2e");
     let args = [
         "--database-url",
         &database_url(),
@@ -273,5 +228,72 @@ async fn a_claim_long_polling_on_one_node_is_woken_by_an_enqueue_on_another() {
         b,
         p50 < Duration::from_secs(5),
         "p50 {p50:?}: the wake-up did not cross nodes"
+    );
+}
+
+/// A paused queue resumed through node A wakes a claim long-polling on
+/// node B at once, not at B's next recheck (10 s): B's claim, waiting up to
+/// 30 s, gets the job that was enqueued while the queue was paused well
+/// before that recheck (the bound is 5 s; the wake-up takes milliseconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resuming_a_queue_on_one_node_wakes_a_claim_long_polling_on_another() {
+    const Q: &str = "paused";
+    let schema = Schema::new("e2e");
+    let url = database_url();
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "--database-schema",
+        &schema.0,
+    ];
+    let a = TestServer::start_with_args(None, &args).await;
+    let b = TestServer::start_with_args(None, &args).await;
+    a.configure(
+        Q,
+        QueueConfigRequest {
+            paused: Some(true),
+            ..Default::default()
+        },
+    )
+    .await;
+    a.client()
+        .enqueue(Q, &job_req("held", None, serde_json::json!({})))
+        .await
+        .unwrap_or_else(|e| a.fail(format!("enqueue: {e}")));
+    let claimer = b.client();
+    let claim = tokio::spawn(async move { claimer.claim(Q, &claim_req("b", 1, 30_000)).await });
+    // Let B's claim find the queue paused and go to sleep.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ensure!(
+        b,
+        !claim.is_finished(),
+        "the claim returned on a paused queue"
+    );
+    let resumed_at = std::time::Instant::now();
+    a.configure(
+        Q,
+        QueueConfigRequest {
+            paused: Some(false),
+            ..Default::default()
+        },
+    )
+    .await;
+    let leases = claim
+        .await
+        .expect("claim task")
+        .unwrap_or_else(|e| b.fail(format!("claim: {e}")))
+        .leases;
+    let ids: Vec<&str> = leases.iter().map(|l| l.job.id.as_str()).collect();
+    ensure!(
+        b,
+        ids == ["held"],
+        "B's claim got {ids:?} after the resume on A"
+    );
+    let took = resumed_at.elapsed();
+    println!("resume on A → claim on B answered in {took:?}");
+    ensure!(
+        b,
+        took < Duration::from_secs(5),
+        "B's claim answered {took:?} after the resume: it was not woken, it rechecked"
     );
 }

@@ -204,7 +204,8 @@ impl Wakeups {
     /// Adds `other` to this one (counts summed, ids joined).
     pub fn merge(&mut self, other: Wakeups) {
         for (q, n) in other.queues {
-            *self.queues.entry(q).or_insert(0) += n;
+            let sum = self.queues.entry(q).or_insert(0);
+            *sum = sum.saturating_add(n);
         }
         self.finished_overflow |= other.finished_overflow;
         if !self.finished_overflow {

@@ -533,10 +533,18 @@ impl Store for PostgresStore {
         patch: QueuePatch,
         now: Millis,
     ) -> Result<QueueInfo, StoreError> {
-        self.bounded(async {
-            Ok(in_tx!(self, op => op.queue_configure(name, &patch, now).await?).value)
-        })
-        .await
+        let info = self
+            .bounded(async {
+                Ok(in_tx!(self, op => op.queue_configure(name, &patch, now).await?).value)
+            })
+            .await?;
+        // A resume or more concurrency may let jobs start on every node:
+        // wake all of this queue's claimers everywhere (they look and go
+        // back to sleep if nothing may start).
+        let mut w = Wakeups::default();
+        w.queues.insert(name.to_string(), usize::MAX);
+        self.hub.notifier.send(w);
+        Ok(info)
     }
 
     async fn lease_release(
