@@ -15,7 +15,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use support::nodes::{database_url, Schema};
-use support::proto::{ClaimRequest, HeartbeatRequest, JobState};
+use support::proto::{ClaimRequest, CompleteRequest, HeartbeatRequest, JobState};
 use support::{deadline, job_req, orderly, wait_until, Client};
 
 /// Where Debian and Ubuntu install libfaketime.
@@ -38,6 +38,11 @@ impl Node {
     /// Starts a node on `schema`, under libfaketime at `fake` when given,
     /// and waits until it is healthy.
     async fn start(schema: &str, fake: Option<(&PathBuf, &str)>) -> Node {
+        Node::start_with(schema, fake, &[]).await
+    }
+
+    /// [`Node::start`] with more `orderly serve` flags.
+    async fn start_with(schema: &str, fake: Option<(&PathBuf, &str)>, extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = support::free_port();
         let log = dir.path().join("server.log");
@@ -56,6 +61,7 @@ impl Node {
             "--database-schema",
             schema,
         ])
+        .args(extra)
         .stdout(file.try_clone().expect("log fd"))
         .stderr(file)
         .stdin(Stdio::null());
@@ -219,7 +225,7 @@ async fn one_of_three_nodes_leads_maintenance_and_another_takes_over_when_it_die
     let schema = Schema::new("lead");
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(Node::start(&schema.0, None).await);
+        nodes.push(Node::start_with(&schema.0, None, &["--retention", "2s"]).await);
     }
     let leader = one_leader(&nodes.iter().collect::<Vec<_>>()).await;
     // A job leased through the leader, its worker gone: the lease must
@@ -230,9 +236,46 @@ async fn one_of_three_nodes_leads_maintenance_and_another_takes_over_when_it_die
         .expect("enqueue");
     let got = c.claim("lead", &claim("gone", 2_000)).await.expect("claim");
     ensure!(nodes[leader], got.leases.len() == 1, "nothing claimed");
+    // A job finished before the leader dies, older than the retention (2 s)
+    // when it dies: the leader's retention pass ran at its start, before.
+    c.enqueue("old", &job_req("old", None, serde_json::json!({})))
+        .await
+        .expect("enqueue");
+    let old = c.claim("old", &claim("w", 30_000)).await.expect("claim");
+    ensure!(nodes[leader], old.leases.len() == 1, "nothing claimed");
+    c.complete(
+        "old",
+        &CompleteRequest {
+            token: old.leases[0].token.clone(),
+            result: None,
+            claim_next: None,
+        },
+    )
+    .await
+    .expect("complete");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    ensure!(
+        nodes[leader],
+        c.job("old").await.is_ok(),
+        "the job was deleted before the leader died"
+    );
     nodes[leader].kill9();
     let dead = nodes.remove(leader);
     drop(dead);
     let next = one_leader(&nodes.iter().collect::<Vec<_>>()).await;
     wait_reaped(&nodes[next], "orphan").await;
+    // Retention moved too: the new leader's first pass, within seconds of
+    // taking over (not a retention interval, 10 min, later), deletes the
+    // job that finished more than 2 s before.
+    let c = nodes[next].client.clone();
+    let gone = wait_until(deadline(Duration::from_secs(30)), || {
+        let c = c.clone();
+        async move { c.job("old").await.is_err_and(|e| e.status() == Some(404)) }
+    })
+    .await;
+    ensure!(
+        nodes[next],
+        gone,
+        "the new leader's retention did not delete a job finished before it took over, within 30 s"
+    );
 }

@@ -92,15 +92,23 @@ pub async fn run_scheduler(service: Arc<Service>, config: Config, cancel: Cancel
 /// Jobs deleted per retention transaction.
 const RETENTION_BATCH: u32 = 5_000;
 
-/// Deletes finished jobs older than the retention, until `cancel`.
+/// Deletes finished jobs older than the retention, until `cancel`. A node
+/// that does not lead maintenance asks again every `max_idle`, so a node
+/// that takes over runs its first pass then, not a `retention_every` later.
 pub async fn run_retention(service: Arc<Service>, config: Config, cancel: CancellationToken) {
     loop {
         let retention = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = service.now().saturating_sub(retention);
         let mut deleted = 0u64;
-        let leader = service.store().maintenance_leader().await;
+        if !service.store().maintenance_leader().await {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(config.max_idle.min(config.retention_every)) => {}
+            }
+            continue;
+        }
         // Small deletes, one transaction each, so enqueues and claims interleave.
-        if leader {
+        {
             loop {
                 match service
                     .store()
