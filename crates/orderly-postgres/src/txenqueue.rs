@@ -218,4 +218,48 @@ mod tests {
             1
         );
     }
+
+    /// The SQL function refuses what the server refuses: each limit it
+    /// checks is the Rust rule's value, so the two cannot drift apart.
+    #[test]
+    fn the_sql_limits_are_the_rust_rules() {
+        use orderly_core::validate as v;
+        for (what, sql) in [
+            (
+                "queue name",
+                format!("'^[A-Za-z0-9._-]{{1,{}}}$'", v::MAX_QUEUE_NAME_BYTES),
+            ),
+            (
+                "job id",
+                format!("'^[A-Za-z0-9._:-]{{1,{}}}$'", v::MAX_JOB_ID_BYTES),
+            ),
+            (
+                "key",
+                format!(
+                    "octet_length(enqueue.key) NOT BETWEEN 1 AND {}",
+                    v::MAX_KEY_BYTES
+                ),
+            ),
+            (
+                "max_attempts",
+                format!(
+                    "enqueue.max_attempts NOT BETWEEN 1 AND {}",
+                    v::MAX_ATTEMPTS_LIMIT
+                ),
+            ),
+            (
+                "timeout_ms",
+                format!("enqueue.timeout_ms NOT BETWEEN 1 AND {}", v::MAX_DELAY_MS),
+            ),
+        ] {
+            assert_eq!(
+                V2.matches(&sql).count(),
+                1,
+                "{what}: {sql} not in the SQL function"
+            );
+        }
+        // The names' alphabets too: what the Rust rules accept and refuse.
+        assert!(v::queue_name("a.B_c-9").is_ok() && v::queue_name("a:b").is_err());
+        assert!(v::job_id("a.B_c-9:x").is_ok() && v::job_id("a/b").is_err());
+    }
 }
