@@ -338,6 +338,34 @@ pub fn lease_expiry(now: Millis, lease_ms: u64, deadline: Option<Millis>) -> Mil
     }
 }
 
+/// The lease length an attempt was granted at its start: the lease it asked
+/// for (`asked_ms`, the queue's default when `None`), cut short by its
+/// deadline (what [`lease_expiry`] gave then). Not `expires_at -
+/// started_at`, which grows with every renewal.
+pub fn granted_lease_ms(
+    asked_ms: Option<i64>,
+    deadline_at: Option<Millis>,
+    started_at: Option<Millis>,
+) -> u64 {
+    let asked = asked_ms
+        .unwrap_or(crate::queue::QueueConfig::DEFAULT_LEASE_MS as i64)
+        .max(0) as u64;
+    match (deadline_at, started_at) {
+        (Some(deadline), Some(started)) => asked.min((deadline - started).max(0) as u64),
+        _ => asked,
+    }
+}
+
+/// What a store remembers of a report, to answer it again when it is
+/// repeated: its token and outcome kind. A success sent again is a repeat;
+/// a failure sent with the token of a success is not.
+pub fn remembered_report(token: &str, outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Succeeded { .. } => format!("succeeded:{token}"),
+        Outcome::Failed { .. } => format!("failed:{token}"),
+    }
+}
+
 /// How many more jobs a queue may start: `concurrency - running`, at most `max`.
 pub fn claim_capacity(concurrency: u32, running: u64, max: u32) -> u32 {
     (concurrency as u64).saturating_sub(running).min(max as u64) as u32
@@ -401,6 +429,26 @@ mod tests {
             max_ms: 10_000,
             factor: 2.0,
         }
+    }
+
+    #[test]
+    fn the_granted_lease_is_the_asked_one_cut_by_the_deadline() {
+        assert_eq!(granted_lease_ms(Some(5_000), None, Some(100)), 5_000);
+        assert_eq!(granted_lease_ms(None, None, None), 30_000);
+        assert_eq!(granted_lease_ms(Some(5_000), Some(2_100), Some(100)), 2_000);
+        assert_eq!(granted_lease_ms(Some(5_000), Some(50), Some(100)), 0);
+    }
+
+    #[test]
+    fn a_remembered_report_tells_success_from_failure() {
+        let ok = Outcome::Succeeded { result: None };
+        let failed = Outcome::Failed {
+            error: json!("x"),
+            retry: true,
+            retry_after_ms: None,
+        };
+        assert_eq!(remembered_report("t", &ok), "succeeded:t");
+        assert_ne!(remembered_report("t", &ok), remembered_report("t", &failed));
     }
 
     #[test]

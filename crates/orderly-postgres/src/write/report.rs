@@ -11,7 +11,7 @@
 
 use orderly_core::rules;
 use orderly_core::{
-    ClaimParams, Heartbeat, HeartbeatParams, Job, JobState, Lease, Millis, Outcome, QueueConfig,
+    ClaimParams, Heartbeat, HeartbeatParams, Job, JobState, Lease, Millis, QueueConfig,
     ReportParams, StoreError,
 };
 
@@ -119,7 +119,11 @@ impl Op<'_, '_> {
         self.tx
             .execute(
                 "UPDATE jobs SET reported_token = $2, reported_leases = $3 WHERE id = $1",
-                &[&id, &remembered(p), &issued],
+                &[
+                    &id,
+                    &rules::remembered_report(&p.token, &p.outcome),
+                    &issued,
+                ],
             )
             .await
             .map_err(map_err)?;
@@ -136,7 +140,7 @@ impl Op<'_, '_> {
                     .tx
                     .query_opt(
                         "SELECT reported_leases FROM jobs WHERE id = $1 AND reported_token = $2",
-                        &[&p.id, &remembered(p)],
+                        &[&p.id, &rules::remembered_report(&p.token, &p.outcome)],
                     )
                     .await
                     .map_err(map_err)?
@@ -210,7 +214,11 @@ impl Op<'_, '_> {
                 && private.lease_token.as_deref() == Some(token.as_str());
             match job.lease_expires_at {
                 Some(expires_at) if current && expires_at > now => {
-                    let lease_ms = granted_ms(&job, &private);
+                    let lease_ms = rules::granted_lease_ms(
+                        private.lease_ms,
+                        private.deadline_at,
+                        job.started_at,
+                    );
                     out.push(Lease {
                         lease_ms,
                         job,
@@ -223,26 +231,5 @@ impl Op<'_, '_> {
         }
         out.sort_by_key(|l| l.job.seq);
         Ok(out)
-    }
-}
-
-/// The lease length as granted at the attempt's start: the lease it asked
-/// for, cut short by its deadline.
-fn granted_ms(job: &Job, private: &Private) -> u64 {
-    let asked = private
-        .lease_ms
-        .unwrap_or(QueueConfig::DEFAULT_LEASE_MS as i64)
-        .max(0) as u64;
-    match (private.deadline_at, job.started_at) {
-        (Some(deadline), Some(started)) => asked.min((deadline - started).max(0) as u64),
-        _ => asked,
-    }
-}
-
-/// What is remembered of a report: its token and outcome kind.
-fn remembered(p: &ReportParams) -> String {
-    match p.outcome {
-        Outcome::Succeeded { .. } => format!("succeeded:{}", p.token),
-        Outcome::Failed { .. } => format!("failed:{}", p.token),
     }
 }

@@ -10,7 +10,7 @@
 
 use orderly_core::rules;
 use orderly_core::{
-    ClaimParams, Heartbeat, HeartbeatParams, Job, JobState, Lease, Millis, Outcome, QueueConfig,
+    ClaimParams, Heartbeat, HeartbeatParams, Job, JobState, Lease, Millis, QueueConfig,
     ReportParams, StoreError,
 };
 use rusqlite::{params, OptionalExtension};
@@ -97,7 +97,13 @@ impl WriteCtx {
             .prepare_cached(
                 "UPDATE jobs SET reported_token = ?2, reported_leases = ?3 WHERE seq = ?1",
             )
-            .and_then(|mut s| s.execute(params![seq, remembered(p), issued]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    seq,
+                    rules::remembered_report(&p.token, &p.outcome),
+                    issued
+                ])
+            })
             .map_err(map_err)?;
         Ok(())
     }
@@ -105,7 +111,7 @@ impl WriteCtx {
     /// Ends the attempt a report is about, or recognises the report as a
     /// repeat; does not remember it (see `remember_report`).
     fn apply_report(&mut self, p: &ReportParams) -> Res<Reported> {
-        let remembered = remembered(p);
+        let remembered = rules::remembered_report(&p.token, &p.outcome);
         let job = match self.current_lease(&p.id, &p.token, p.now) {
             Ok((job, _)) => job,
             Err(e @ StoreError::StaleLease { .. }) => {
@@ -188,7 +194,11 @@ impl WriteCtx {
                 && private.lease_token.as_deref() == Some(token.as_str());
             match job.lease_expires_at {
                 Some(expires_at) if current && expires_at > now => {
-                    let lease_ms = granted_ms(&job, &private);
+                    let lease_ms = rules::granted_lease_ms(
+                        private.lease_ms,
+                        private.deadline_at,
+                        job.started_at,
+                    );
                     out.push(Lease {
                         lease_ms,
                         job,
@@ -200,28 +210,5 @@ impl WriteCtx {
             }
         }
         Ok(out)
-    }
-}
-
-/// The lease length as granted at the attempt's start: the lease it asked
-/// for, cut short by its deadline (what `rules::lease_expiry` gave then).
-/// Not `expires_at - started_at`, which grows with every renewal.
-fn granted_ms(job: &Job, private: &Private) -> u64 {
-    let asked = private
-        .lease_ms
-        .unwrap_or(QueueConfig::DEFAULT_LEASE_MS as i64)
-        .max(0) as u64;
-    match (private.deadline_at, job.started_at) {
-        (Some(deadline), Some(started)) => asked.min((deadline - started).max(0) as u64),
-        _ => asked,
-    }
-}
-
-/// What is remembered of a report: its token and outcome kind. A success sent
-/// again is a repeat; a failure sent with the token of a success is not.
-fn remembered(p: &ReportParams) -> String {
-    match p.outcome {
-        Outcome::Succeeded { .. } => format!("succeeded:{}", p.token),
-        Outcome::Failed { .. } => format!("failed:{}", p.token),
     }
 }
