@@ -3,8 +3,11 @@
 //! scrape cost with a backlog of waiting jobs, against the same on an empty
 //! queue; and the server's resident memory along the way.
 //!
-//! Two fresh queues of the same server: one empty, one filled with
-//! `--backlog` jobs by the batch API. On each, in this order, [`SAMPLES`]
+//! Three fresh queues of the same server: one measured empty before the
+//! fill, one filled with `--backlog` jobs by the batch API, and one
+//! measured empty after the fill, on the same grown store (the fair
+//! baseline: the ratios are taken against it, so the store's size and the
+//! disk's writeback after the fill weigh on both sides). On each, in this order, [`SAMPLES`]
 //! times each: enqueue one job; `GET` the last job enqueued (waiting, so its
 //! position is counted: the whole line ahead of it); the first page of the
 //! list (50 jobs, positions included); scrape `/metrics` (the queue's
@@ -32,7 +35,7 @@ pub(crate) const SAMPLES: usize = 200;
 pub(crate) const PAGE: u32 = 50;
 
 /// p50 and p99 of one operation, in milliseconds.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub(crate) struct Cost {
     /// Median.
     pub(crate) p50: f64,
@@ -41,7 +44,7 @@ pub(crate) struct Cost {
 }
 
 /// The five operations on one queue.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub(crate) struct Side {
     /// Enqueue one job.
     pub(crate) enqueue: Cost,
@@ -63,8 +66,10 @@ pub(crate) struct Backlog {
     pub(crate) jobs: u64,
     /// Jobs/s of the fill.
     pub(crate) fill_per_s: f64,
-    /// On the empty queue.
+    /// On the empty queue, before the fill.
     pub(crate) empty: Side,
+    /// On another empty queue, after the fill and the backlog's reads.
+    pub(crate) empty_after: Side,
     /// On the queue with the backlog.
     pub(crate) full: Side,
     /// The server's memory after the empty queue's reads, before the fill
@@ -85,9 +90,11 @@ pub(crate) async fn backlog(
     let client = &plan.client;
     let empty_q = plan.queue("w4-empty");
     let full_q = plan.queue("w4-backlog");
+    let after_q = plan.queue("w4-empty-after");
     // Concurrency above the claims made, so no claim waits for a slot.
-    configure(client, &empty_q, 1_000).await?;
-    configure(client, &full_q, 1_000).await?;
+    for q in [&empty_q, &full_q, &after_q] {
+        configure(client, q, 1_000).await?;
+    }
     let empty = measure(plan, &empty_q, 0).await?;
     let memory_before = memory();
     let bar = progress(jobs, "W4 fill");
@@ -98,14 +105,17 @@ pub(crate) async fn backlog(
     filled?;
     let memory_filled = memory();
     let full = measure(plan, &full_q, jobs).await?;
+    let memory_after = memory();
+    let empty_after = measure(plan, &after_q, 0).await?;
     Ok(Backlog {
         jobs,
         fill_per_s: rate(jobs, took),
         empty,
+        empty_after,
         full,
         memory_before,
         memory_filled,
-        memory_after: memory(),
+        memory_after,
     })
 }
 

@@ -107,6 +107,16 @@ pub(crate) fn to_json(
         "against_floors": against,
         "against_peers": vs_peers,
         "peers_source": peers.source,
+        "w4": r.backlog.as_ref().map(|b| json!({
+            "waiting": b.jobs,
+            "fill_per_s": b.fill_per_s,
+            "empty_before": b.empty,
+            "empty_after": b.empty_after,
+            "backlog": b.full,
+            "rss_mib_filled": b.memory_filled.map(|m| m.rss_mib()),
+            "rss_mib_after": b.memory_after.map(|m| m.rss_mib()),
+            "peak_mib": b.memory_after.map(|m| m.hwm_mib()),
+        })),
     })
 }
 

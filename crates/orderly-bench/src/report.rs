@@ -1,7 +1,7 @@
 //! The Markdown report: Orderly's figures, then the comparison with the
 //! peers' figures of [`Peers`].
 
-use crate::backlog::Backlog;
+use crate::backlog::{Backlog, Cost, Side};
 use crate::enqueue::BATCH;
 use crate::peers::Peers;
 use crate::server::Memory;
@@ -242,7 +242,19 @@ pub(crate) fn print_report(plan: &Plan, target: &Target, r: &Results, peers: &Pe
     }
 }
 
-/// The W4 table: each operation on the empty queue and at the backlog.
+/// Reads one operation's cost off a [`Side`].
+type CostOf = fn(&Side) -> Cost;
+
+/// W4's operations: a label and where its cost is kept.
+const W4_OPERATIONS: [(&str, CostOf); 5] = [
+    ("enqueue one job", |s| s.enqueue),
+    ("claim + complete one job", |s| s.claim),
+    ("`GET /v1/jobs/{id}` of the last job", |s| s.get),
+    ("first list page (50)", |s| s.list),
+    ("`GET /metrics`", |s| s.metrics),
+];
+
+/// The W4 table: each operation on the empty queues and at the backlog.
 fn backlog(b: &Backlog) {
     println!();
     println!(
@@ -259,24 +271,21 @@ fn backlog(b: &Backlog) {
         crate::backlog::PAGE
     );
     println!();
-    println!("| operation | empty p50 / p99 ms | backlog p50 / p99 ms | backlog ÷ empty (p50) | within 2x |");
-    println!("|---|---|---|---|---|");
-    for (what, empty, full) in [
-        ("enqueue one job", b.empty.enqueue, b.full.enqueue),
-        ("claim + complete one job", b.empty.claim, b.full.claim),
-        (
-            "`GET /v1/jobs/{id}` of the last job",
-            b.empty.get,
-            b.full.get,
-        ),
-        ("first list page (50)", b.empty.list, b.full.list),
-        ("`GET /metrics`", b.empty.metrics, b.full.metrics),
-    ] {
-        let ratio = full.p50 / empty.p50.max(1e-9);
+    println!(
+        "The ratio is against the empty queue measured after the fill, on the same grown store."
+    );
+    println!();
+    println!("| operation | empty before the fill, p50 / p99 ms | empty after the fill | backlog | backlog ÷ empty after (p50) | within 2x |");
+    println!("|---|---|---|---|---|---|");
+    for (what, pick) in W4_OPERATIONS {
+        let (before, after, full) = (pick(&b.empty), pick(&b.empty_after), pick(&b.full));
+        let ratio = full.p50 / after.p50.max(1e-9);
         println!(
-            "| {what} | {:.2} / {:.2} | {:.2} / {:.2} | {ratio:.2}x | {} |",
-            empty.p50,
-            empty.p99,
+            "| {what} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {ratio:.2}x | {} |",
+            before.p50,
+            before.p99,
+            after.p50,
+            after.p99,
             full.p50,
             full.p99,
             if ratio <= 2.0 { "yes" } else { "no" }

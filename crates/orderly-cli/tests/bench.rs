@@ -143,3 +143,39 @@ fn bench_on_postgres_has_every_figure_and_floor() {
         assert!(row["floor"].as_f64().unwrap() > 0.0, "{row}");
     }
 }
+
+/// W4 on a small backlog: three queues measured (empty before the fill, the
+/// backlog, empty after the fill on the same store), each operation's cost
+/// in the JSON, and the table says which empty queue the ratio is against.
+#[test]
+fn bench_w4_measures_an_empty_queue_before_and_after_the_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("w4.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_orderly"))
+        .args(["bench", "--only", "w4", "--backlog", "500", "--json"])
+        .arg(&json_path)
+        .env_remove("ORDERLY_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("empty after the fill"), "{stdout}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let w4 = &v["w4"];
+    assert_eq!(w4["waiting"], 500, "{w4}");
+    for side in ["empty_before", "empty_after", "backlog"] {
+        for op in ["enqueue", "claim", "get", "list", "metrics"] {
+            let p50 = w4[side][op]["p50"].as_f64().unwrap_or(-1.0);
+            let p99 = w4[side][op]["p99"].as_f64().unwrap_or(-1.0);
+            assert!(p50 > 0.0 && p99 >= p50, "{side}.{op}: {w4}");
+        }
+    }
+    // The last job's position was checked by the bench: the whole line ahead.
+    assert_eq!(w4["backlog"]["last_position"], 500 + 200 - 1, "{w4}");
+    assert_eq!(w4["empty_after"]["last_position"], 200 - 1, "{w4}");
+    assert!(w4["rss_mib_filled"].as_f64().unwrap() > 0.0, "{w4}");
+}
