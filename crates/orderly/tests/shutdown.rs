@@ -19,18 +19,21 @@ use support::*;
 const LONG_LEASE_MS: u64 = 120_000;
 
 /// Within the grace period the running handler finishes and its job is
-/// `succeeded` (as the reopened store shows).
+/// `succeeded` (as the reopened store shows). The handler is still running
+/// when `shutdown` is called and finishes only when the test lets it, so
+/// `shutdown` provably waited for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_a_running_handler_finish_within_the_grace() {
     let dir = tempdir();
     let o = open_with_grace(&dir, PATIENCE).await;
     let done = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(tokio::sync::Notify::new());
     {
-        let done = done.clone();
+        let (done, release) = (done.clone(), release.clone());
         o.handle("g", 1, move |cx: JobCx<Value>| {
-            let done = done.clone();
+            let (done, release) = (done.clone(), release.clone());
             async move {
-                tokio::time::sleep(Duration::from_millis(400)).await;
+                release.notified().await;
                 done.store(true, Ordering::SeqCst);
                 Ok::<_, Fail>(json!({ "finished": cx.id }))
             }
@@ -42,7 +45,20 @@ async fn shutdown_lets_a_running_handler_finish_within_the_grace() {
         .await
         .expect("enqueue");
     wait_for_state(&o, &e.job.id, JobState::Running).await;
-    let stopped_some = o.shutdown().await;
+    let shutting = {
+        let o = o.clone();
+        tokio::spawn(async move { o.shutdown().await })
+    };
+    // However long this pause, shutdown cannot return while the handler
+    // waits for its release.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !shutting.is_finished(),
+        "shutdown returned while its handler was still running"
+    );
+    assert!(!done.load(Ordering::SeqCst));
+    release.notify_one();
+    let stopped_some = shutting.await.expect("shutdown task");
     assert!(!stopped_some, "shutdown said it had to stop a handler");
     assert!(done.load(Ordering::SeqCst), "the handler did not finish");
 
