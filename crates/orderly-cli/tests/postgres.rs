@@ -133,16 +133,7 @@ async fn two_nodes_on_one_schema_start_a_serial_queue_in_seq_order() {
     for t in tasks {
         t.await.expect("task");
     }
-    let mut log = Vec::new();
-    let mut after = None;
-    loop {
-        let page = b.client().starts(Q, after, 500).await.expect("start log");
-        log.extend(page.starts);
-        match page.next_after {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+    let log = b.start_log(Q, 500).await;
     ensure!(b, log.len() == JOBS, "{} starts for {JOBS} jobs", log.len());
     let inversions = log.windows(2).filter(|w| w[1].seq <= w[0].seq).count();
     ensure!(b, inversions == 0, "{inversions} start-order inversions");

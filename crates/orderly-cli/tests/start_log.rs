@@ -30,24 +30,6 @@ const JOBS: [(&str, Option<&str>); 10] = [
     ("j10", Some("k1")),
 ];
 
-/// The whole start log of `queue`, paging by `limit` through `next_after`.
-async fn start_log(srv: &TestServer, queue: &str, limit: u32) -> Vec<StartView> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = srv
-            .client()
-            .starts(queue, after, limit)
-            .await
-            .unwrap_or_else(|e| srv.fail(format!("GET starts of {queue} after {after:?}: {e}")));
-        out.extend(page.starts);
-        match page.next_after {
-            Some(n) => after = Some(n),
-            None => return out,
-        }
-    }
-}
-
 /// Checks that `log` (a whole queue's start log, every job of it finished)
 /// is an order the contract allows, from the log alone:
 /// - start numbers strictly increase, and each job's starts number its
@@ -217,7 +199,7 @@ async fn the_start_log_shows_a_valid_order_and_orderly_starts_prints_it() {
     .await;
 
     // From the start log alone.
-    let log = start_log(&srv, Q, 1_000).await;
+    let log = srv.start_log(Q, 1_000).await;
     if let Err(e) = check_order(&log) {
         srv.fail(format!(
             "the start log shows an order the contract forbids: {e}\n{log:#?}\n--- worker log ---\n{}",
@@ -250,7 +232,7 @@ async fn the_start_log_shows_a_valid_order_and_orderly_starts_prints_it() {
     );
     ensure!(
         srv,
-        start_log(&srv, Q, 3).await == log,
+        srv.start_log(Q, 3).await == log,
         "pages of 3 give the same log"
     );
 

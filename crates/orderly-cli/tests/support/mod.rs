@@ -375,6 +375,24 @@ impl TestServer {
         }
     }
 
+    /// The whole start log of `queue`, in start order, paging by `limit`
+    /// through `next_after`.
+    pub async fn start_log(&self, queue: &str, limit: u32) -> Vec<proto::StartView> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = match self.client.starts(queue, after, limit).await {
+                Ok(p) => p,
+                Err(e) => self.fail(format!("start log of {queue} after {after:?}: {e}")),
+            };
+            out.extend(page.starts);
+            match page.next_after {
+                Some(n) => after = Some(n),
+                None => return out,
+            }
+        }
+    }
+
     /// Every job of a queue in listing order, paging with `after`.
     pub async fn list_all(&self, queue: &str) -> Vec<JobView> {
         let mut out = Vec::new();

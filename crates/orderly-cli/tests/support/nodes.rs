@@ -72,20 +72,7 @@ pub async fn start_nodes(n: usize, url: &str, schema: &str) -> Vec<Arc<TestServe
 
 /// The whole start log of a queue, in start order, read from one node.
 pub async fn all_starts(node: &TestServer, queue: &str) -> Vec<StartView> {
-    let c = node.client();
-    let mut log = Vec::new();
-    let mut after = None;
-    loop {
-        let page = match c.starts(queue, after, 1000).await {
-            Ok(p) => p,
-            Err(e) => node.fail(format!("start log of {queue}: {e}")),
-        };
-        log.extend(page.starts);
-        match page.next_after {
-            Some(n) => after = Some(n),
-            None => return log,
-        }
-    }
+    node.start_log(queue, 1000).await
 }
 
 /// Start-order inversions of a serial queue's start log: a start whose `seq`
