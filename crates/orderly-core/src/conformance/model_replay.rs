@@ -66,7 +66,9 @@ fn waiting_or(state: JobState) -> JobState {
 /// time past leases, and maintenance, applied to the store and the [`Model`]
 /// alike. Every claim must start the same jobs in the same order, after
 /// every operation every job must have the same state, attempt, `run_at`
-/// and `position` (waiting jobs ahead, counted from the model), and at the end the start log must hold exactly the claims' starts, in order.
+/// `position` (waiting jobs ahead, counted from the model) and
+/// `key_position` (unfinished jobs of its key ahead), and at the end the
+/// start log must hold exactly the claims' starts, in order.
 pub async fn interleaving_matches_model<S: Store>(store: &S, seed: u64, ops: usize) {
     let s: &dyn Store = store;
     const Q: &str = "random";
@@ -377,6 +379,9 @@ async fn compare_with_model(
     // Waiting jobs of the model listed so far: the position of the next
     // waiting one (section 4.1: the waiting jobs of its queue ahead of it).
     let mut ahead = 0u64;
+    // Per key, its unfinished jobs listed so far: the key position of the
+    // next waiting one (its line: the unfinished jobs of its key ahead).
+    let mut key_ahead: HashMap<&str, u64> = HashMap::new();
     for job in &listed {
         let Some(&mseq) = by_store.get(&job.seq) else {
             run.fail(format!("store lists unknown seq {} ({})", job.seq, job.id));
@@ -401,6 +406,24 @@ async fn compare_with_model(
         if m.state.is_waiting() {
             ahead += 1;
         }
+        if let Some(key) = m.key.as_deref() {
+            let line = key_ahead.entry(key).or_default();
+            let want = m.state.is_waiting().then_some(*line);
+            if job.key_position != want {
+                run.fail(format!(
+                    "seq {mseq} ({}, key {key}): store key position {:?}, model {want:?}",
+                    job.state, job.key_position
+                ));
+            }
+            if !m.state.is_finished() {
+                *line += 1;
+            }
+        } else if job.key_position.is_some() {
+            run.fail(format!(
+                "seq {mseq}: a keyless job shows key position {:?}",
+                job.key_position
+            ));
+        }
         if job.state.is_waiting() && job.run_at != m.run_at {
             run.fail(format!(
                 "seq {mseq}: store run_at T+{}, model T+{}",
@@ -422,12 +445,12 @@ async fn compare_with_model(
     // does, and must agree with the page.
     if let Some(last) = listed.iter().rev().find(|j| j.state.is_waiting()) {
         match s.job_get(&last.id).await {
-            Ok(Some(j)) if j.position == last.position => {}
+            Ok(Some(j)) if j.position == last.position && j.key_position == last.key_position => {}
             other => run.fail(format!(
                 "job_get of the last waiting job {} gives {:?}, its page {:?}",
                 last.id,
-                other.map(|o| o.map(|j| j.position)),
-                last.position
+                other.map(|o| o.map(|j| (j.position, j.key_position))),
+                (last.position, last.key_position)
             )),
         }
     }
