@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use orderly_client::Client;
 use orderly_server::ServerConfig;
 use orderly_worker::{
@@ -238,6 +239,11 @@ struct Live {
 
 impl Live {
     async fn start() -> Self {
+        Self::start_with(|r| r).await
+    }
+
+    /// With the router changed by `wrap` (to play an older server).
+    async fn start_with(wrap: impl FnOnce(axum::Router) -> axum::Router) -> Self {
         let config = ServerConfig::default();
         let timeouts = config.connection_timeouts();
         let app = TestApp::with_config(config);
@@ -248,7 +254,7 @@ impl Live {
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(orderly_server::serve::serve(
             listener,
-            orderly_server::router(app.state.clone()),
+            wrap(orderly_server::router(app.state.clone())),
             timeouts,
             async move {
                 let _ = rx.await;
@@ -425,4 +431,81 @@ async fn openapi_documents_claim_next_in_a_batch() {
     assert_eq!(wait["minimum"], 0, "{wait}");
     let leases = &schemas["ReportResult"]["properties"]["leases"];
     assert!(leases.to_string().contains("LeaseView"), "{leases}");
+}
+
+/// A server that refuses the batch call as a whole, as one older than
+/// `claim_next` in its items would (`400 invalid_request`, nothing applied):
+/// `HttpSource` reports one call per job from then on, and the drain
+/// completes with every job run once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_refusing_batches_gets_single_reports() {
+    const N: usize = 200;
+    let refused = Arc::new(AtomicU64::new(0));
+    let seen = refused.clone();
+    let live = Live::start_with(move |r| {
+        r.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let seen = seen.clone();
+                async move {
+                    if req.uri().path() == "/v1/reports" {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        let body = json!({"error": {"code": "invalid_request", "message": "unknown field `claim_next`"}});
+                        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+                    }
+                    next.run(req).await
+                }
+            },
+        ))
+    })
+    .await;
+    live.app.configure("wide", json!({"concurrency": 16})).await;
+    fill(&live.app, "wide", N).await;
+    let (batches, _) = drain(&live.base, "wide", N as u64).await;
+    ran_once(&live.app, "wide", N).await;
+    let refused = refused.load(Ordering::SeqCst);
+    assert!(batches >= 1, "no batch was tried");
+    assert_eq!(refused, 1, "asked once, then one call per report");
+}
+
+/// `HttpSource::report_many` maps each item on its own: a stale token is a
+/// lost lease for that report only; the other's `claim_next` brings its lease.
+#[tokio::test]
+async fn http_source_maps_each_item() {
+    let live = Live::start().await;
+    live.app.configure("q", json!({"concurrency": 2})).await;
+    fill(&live.app, "q", 4).await;
+    let source = HttpSource::new(Client::new(&live.base, None));
+    let params = |wait: u64| ClaimParams {
+        worker: "w".into(),
+        max: 2,
+        wait: Duration::from_millis(wait),
+        lease_ms: None,
+    };
+    let leases = source.claim("q", &params(0)).await.expect("claim");
+    assert_eq!(leases.len(), 2);
+    let mut stale = leases[0].clone();
+    stale.token = "not-the-token".into();
+    let reports = [
+        Report {
+            lease: stale,
+            outcome: Outcome::Succeeded(json!(1)),
+            claim_next: Some(params(0)),
+        },
+        Report {
+            lease: leases[1].clone(),
+            outcome: Outcome::Failed(Failure::message("no")),
+            claim_next: Some(params(0)),
+        },
+    ];
+    let answers = source.report_many(&reports).await.expect("one request");
+    assert!(
+        matches!(&answers[0], Err(SourceError::LeaseLost(e)) if e.contains("stale_lease")),
+        "{answers:?}"
+    );
+    let next = answers[1].as_ref().expect("taken");
+    assert_eq!(next.len(), 1, "one place was freed: {next:?}");
+    assert_eq!(next[0].job.seq, 3);
+    let failed = live.app.job(&leases[1].job.id).await;
+    assert_eq!(failed["error"], json!({"message": "no"}), "{failed}");
+    assert_eq!(failed["state"], "scheduled", "retried with backoff: {failed}");
 }

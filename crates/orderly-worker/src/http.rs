@@ -98,9 +98,11 @@ fn map_error(e: ClientError, lease_codes: bool) -> SourceError {
 fn map_item_error(e: &ErrorDetail) -> SourceError {
     let text = format!("{}: {}", e.code, e.message);
     match e.code {
-        ErrorCode::JobNotFound | ErrorCode::StaleLease | ErrorCode::InvalidState => {
-            SourceError::LeaseLost(text)
-        }
+        ErrorCode::JobNotFound
+        | ErrorCode::QueueNotFound
+        | ErrorCode::StaleLease
+        | ErrorCode::InvalidState
+        | ErrorCode::IdConflict => SourceError::LeaseLost(text),
         ErrorCode::StorageFull
         | ErrorCode::StorageFailed
         | ErrorCode::StorageUnavailable
