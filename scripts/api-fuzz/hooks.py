@@ -62,6 +62,11 @@ def before_call(context: Any, case: Any, kwargs: Any) -> None:
         _fit_bytes(body, "key")
         _fit_bytes(body, "worker")
         _fit_bytes(body.get("claim_next"), "worker")
+        reports = body.get("reports")
+        if isinstance(reports, list):
+            for item in reports:
+                if isinstance(item, dict):
+                    _fit_bytes(item.get("claim_next"), "worker")
     if isinstance(body, dict) and case.method.upper() == "PUT":
         if "executor" in body:
             body["executor"] = None

@@ -420,6 +420,7 @@ async fn a_subscriber_that_never_reads_is_dropped_and_slows_no_one() {
                 error: None,
                 retry: None,
                 retry_after_ms: None,
+                claim_next: None,
             })
             .collect::<Vec<_>>();
         done += reports.len();

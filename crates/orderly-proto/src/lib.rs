@@ -497,13 +497,46 @@ pub struct ReportItem {
         deserialize_with = "whole::opt_u64"
     )]
     pub retry_after_ms: Option<u64>,
+    /// Also claim the next jobs of the reported job's queue, in the same
+    /// commit; they come back in this item's `leases`. Claimed only if the
+    /// report is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_next: Option<BatchClaimNext>,
+}
+
+/// `claim_next` of one item of `POST /v1/reports`: a claim as on `complete`
+/// and `fail`, except that it cannot wait (`wait_ms` is 0 or absent; a
+/// batch answers at once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchClaimNext {
+    /// Worker name (1 to 200 bytes of UTF-8; shown on the job).
+    #[schema(min_length = 1, max_length = 200)]
+    pub worker: String,
+    /// Most leases to take (default 1).
+    #[serde(default = "one", deserialize_with = "whole::u32")]
+    #[schema(minimum = 1, maximum = 1000, default = 1)]
+    pub max: u32,
+    /// Must be 0 (the default): a batch does not long-poll.
+    #[serde(default, deserialize_with = "whole::u64")]
+    #[schema(minimum = 0, maximum = 0, default = 0)]
+    pub wait_ms: u64,
+    /// Lease length (default: the queue's `lease_ms`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_u64"
+    )]
+    #[schema(minimum = 100, maximum = 86400000)]
+    pub lease_ms: Option<u64>,
 }
 
 /// `POST /v1/reports` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportsRequest {
-    /// Outcomes, applied independently and in order.
+    /// Outcomes, applied independently and in order (each commits or is
+    /// refused on its own; they are written together).
     #[schema(max_items = 10000)]
     pub reports: Vec<ReportItem>,
 }
@@ -517,6 +550,10 @@ pub struct ReportResult {
     /// Why it was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
+    /// The leases the item's `claim_next` took, in `seq` order (possibly
+    /// empty); absent without `claim_next` or when the report was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leases: Option<Vec<LeaseView>>,
 }
 
 /// `POST /v1/reports` answer.

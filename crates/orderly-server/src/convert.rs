@@ -7,9 +7,9 @@ use orderly_core::{
     StartRecord, StoreError, ValidationError, WaitingOn,
 };
 use orderly_proto::{
-    AttemptOutcome, AttemptView, BackoffView, ClaimRequest, CountsView, EnqueueRequest, EtaView,
-    JobView, LeaseView, QueueConfigRequest, QueueView, ReportItem, ReportOutcome, StartView,
-    WaitingOnView,
+    AttemptOutcome, AttemptView, BackoffView, BatchClaimNext, ClaimRequest, CountsView,
+    EnqueueRequest, EtaView, JobView, LeaseView, QueueConfigRequest, QueueView, ReportItem,
+    ReportOutcome, StartView, WaitingOnView,
 };
 
 use crate::service;
@@ -212,6 +212,16 @@ pub fn claim_request(req: ClaimRequest) -> service::ClaimRequest {
     }
 }
 
+/// A report item's `claim_next` as the service takes it.
+pub fn batch_claim_request(req: BatchClaimNext) -> service::ClaimRequest {
+    service::ClaimRequest {
+        worker: req.worker,
+        max: req.max,
+        wait_ms: req.wait_ms,
+        lease_ms: req.lease_ms,
+    }
+}
+
 /// Item `index` of `POST /v1/reports`, or why it cannot be read.
 pub fn report_request(
     index: usize,
@@ -237,6 +247,7 @@ pub fn report_request(
         id: item.id,
         token: item.token,
         outcome,
+        claim_next: item.claim_next.map(batch_claim_request),
     })
 }
 

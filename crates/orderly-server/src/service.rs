@@ -82,7 +82,14 @@ pub struct ReportRequest {
     pub token: String,
     /// How the attempt ended.
     pub outcome: Outcome,
+    /// Also claim the next jobs of the reported job's queue (its `wait_ms`
+    /// must be 0: a batch does not long-poll).
+    pub claim_next: Option<ClaimRequest>,
 }
+
+/// What one accepted report of [`Service::report_many`] gives back: the job,
+/// and the leases its `claim_next` took (`None` without one).
+pub type ReportedItem = (Job, Option<Vec<Lease>>);
 
 /// The operations of the API, independent of HTTP.
 pub struct Service {
@@ -541,14 +548,55 @@ impl Service {
         }
     }
 
+    /// Checks item `index`'s `claim_next` as a whole-request rule of
+    /// `POST /v1/reports`: the fields in range (named
+    /// `reports[i].claim_next.FIELD`) and no long poll.
+    pub fn check_batch_claim(index: usize, req: &ClaimRequest) -> Result<(), ValidationError> {
+        let field = |f: &str| format!("reports[{index}].claim_next.{f}");
+        if req.worker.is_empty() || req.worker.len() > validate::MAX_WORKER_BYTES {
+            return Err(ValidationError::value(
+                &field("worker"),
+                format!("must be 1 to {} bytes", validate::MAX_WORKER_BYTES),
+            ));
+        }
+        validate::range(&field("max"), req.max, 1, validate::MAX_CLAIM)?;
+        if req.wait_ms != 0 {
+            return Err(ValidationError::value(
+                &field("wait_ms"),
+                format!(
+                    "is {}: a batch of reports does not wait, it must be 0 (or absent)",
+                    req.wait_ms
+                ),
+            ));
+        }
+        if let Some(l) = req.lease_ms {
+            validate::range(
+                &field("lease_ms"),
+                l,
+                validate::MIN_LEASE_MS,
+                validate::MAX_LEASE_MS,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Applies many reports; one result per item, in order. Items the
     /// caller could not read are passed as their error and answered in their
     /// slot; each report commits or fails on its own, and the waiters of
-    /// every committed one are woken.
+    /// every committed one are woken. An item with `claim_next` also claims
+    /// on its job's queue, in its report's transaction (as [`Self::report`]
+    /// does): a refused report claims nothing.
+    ///
+    /// The items' store calls are issued together, in order (one future
+    /// each, polled in item order), so a store that group-commits concurrent
+    /// writes (the SQLite writer) commits the batch in one transaction or
+    /// very few, while each item keeps its own savepoint and its own answer.
+    /// A `claim_next` out of range or with a `wait_ms` is an error of the
+    /// whole request, before anything is written.
     pub async fn report_many(
         &self,
         items: Vec<Result<ReportRequest, ValidationError>>,
-    ) -> Result<Vec<Result<Job, ServiceError>>, ServiceError> {
+    ) -> Result<Vec<Result<ReportedItem, ServiceError>>, ServiceError> {
         if items.len() > validate::MAX_BATCH_JOBS {
             return Err(ValidationError::value(
                 "reports",
@@ -560,8 +608,45 @@ impl Service {
             )
             .into());
         }
+        let mut claims = false;
+        for (index, item) in items.iter().enumerate() {
+            if let Ok(ReportRequest {
+                claim_next: Some(c),
+                ..
+            }) = item
+            {
+                Self::check_batch_claim(index, c)?;
+                claims = true;
+            }
+        }
         let now = self.now();
-        let mut slots: Vec<Option<Result<Job, ServiceError>>> = Vec::with_capacity(items.len());
+        if !claims {
+            return Ok(self.reports_only(items, now).await);
+        }
+        let calls = items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| self.report_item(index, item, now));
+        let results: Vec<Result<ReportedItem, ServiceError>> =
+            futures::future::join_all(calls).await;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            out.push(match r {
+                Ok((job, leases)) => Ok((self.explained(job, now).await, leases)),
+                Err(e) => Err(e),
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`Self::report_many`] without any `claim_next`: one store call.
+    async fn reports_only(
+        &self,
+        items: Vec<Result<ReportRequest, ValidationError>>,
+        now: Millis,
+    ) -> Vec<Result<ReportedItem, ServiceError>> {
+        let mut slots: Vec<Option<Result<ReportedItem, ServiceError>>> =
+            Vec::with_capacity(items.len());
         let mut params = Vec::new();
         for item in items {
             let index = slots.len();
@@ -591,13 +676,50 @@ impl Service {
                 None => match results.next().unwrap_or(Err(StoreError::Closed)) {
                     Ok(done) => {
                         let job = self.woken(done);
-                        Ok(self.explained(job, now).await)
+                        Ok((self.explained(job, now).await, None))
                     }
                     Err(e) => Err(e.into()),
                 },
             });
         }
-        Ok(out)
+        out
+    }
+
+    /// Item `index` of [`Self::report_many`]: checked, then one store call.
+    async fn report_item(
+        &self,
+        index: usize,
+        item: Result<ReportRequest, ValidationError>,
+        now: Millis,
+    ) -> Result<ReportedItem, ServiceError> {
+        let r = item?;
+        validate::job_id(&r.id)?;
+        validate::outcome(&r.outcome, &format!("reports[{index}].retry_after_ms"))?;
+        let report = ReportParams {
+            id: r.id,
+            token: r.token,
+            outcome: r.outcome,
+            now,
+            jitter: rand::random(),
+        };
+        let Some(next) = r.claim_next else {
+            let mut results = self.store.job_report_many(vec![report]).await;
+            let out = results.pop().unwrap_or(Err(StoreError::Closed))?;
+            return Ok((self.woken(out), None));
+        };
+        let params = ClaimParams {
+            // The store claims on the reported job's queue.
+            queue: String::new(),
+            worker: next.worker,
+            max: next.max,
+            lease_ms: next.lease_ms,
+            now,
+            jitter: report.jitter,
+        };
+        let out = self.store.job_report_and_claim(report, params).await?;
+        let (job, leases) = self.woken(out);
+        self.pace.claimed(&job.queue, now);
+        Ok((job, Some(leases)))
     }
 
     /// One job.

@@ -3,29 +3,46 @@
 //!
 //! Status codes are mapped to [`SourceError`] here and nowhere else: `404`
 //! and `409` on a heartbeat or report mean the lease is lost, any other 4xx
-//! is final, a 5xx or a transport error may be retried.
+//! is final, a 5xx or a transport error may be retried. An item of
+//! `POST /v1/reports` is mapped the same way from its error code.
+//!
+//! [`JobSource::report_many`] sends one `POST /v1/reports` (a single report
+//! goes as `complete`/`fail`, exactly as [`JobSource::report`]). A server
+//! that does not know the batch call or its `claim_next` refuses the whole
+//! request (`404`, or `400 invalid_request`) before applying anything: the
+//! source then reports one call per job from then on.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use orderly_client::proto::{
-    ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest, JobView, LeaseView,
+    BatchClaimNext, ClaimRequest, CompleteRequest, ErrorCode, ErrorDetail, FailRequest,
+    HeartbeatRequest, JobView, LeaseView, ReportItem, ReportOutcome, ReportsRequest,
 };
 use orderly_client::{Client, ClientError};
 use serde_json::Value;
 
 use crate::handler::Job;
-use crate::source::{Beat, ClaimParams, JobSource, Lease, Outcome, SourceError};
+use crate::source::{
+    report_each, Beat, ClaimParams, JobSource, Lease, Outcome, Report, ReportAnswer, SourceError,
+};
 
 /// A [`JobSource`] that talks to an Orderly server over HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpSource {
     client: Client,
+    /// Set once the server refused a batch call: report one by one.
+    no_batch: Arc<AtomicBool>,
 }
 
 impl HttpSource {
     /// A source over `client`.
     pub fn new(client: Client) -> Self {
-        HttpSource { client }
+        HttpSource {
+            client,
+            no_batch: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// The client it uses.
@@ -72,6 +89,59 @@ fn map_error(e: ClientError, lease_codes: bool) -> SourceError {
         Some(404 | 409) if lease_codes => SourceError::LeaseLost(e.to_string()),
         Some(s) if (400..500).contains(&s) => SourceError::Refused(e.to_string()),
         _ => SourceError::Unavailable(e.to_string()),
+    }
+}
+
+/// Maps the error of one item of `POST /v1/reports`, as [`map_error`] maps a
+/// status: the codes of `404`/`409` on a report mean the lease is lost, the
+/// server's own failures may be retried, any other refusal is final.
+fn map_item_error(e: &ErrorDetail) -> SourceError {
+    let text = format!("{}: {}", e.code, e.message);
+    match e.code {
+        ErrorCode::JobNotFound
+        | ErrorCode::QueueNotFound
+        | ErrorCode::StaleLease
+        | ErrorCode::InvalidState
+        | ErrorCode::IdConflict => SourceError::LeaseLost(text),
+        ErrorCode::StorageFull
+        | ErrorCode::StorageFailed
+        | ErrorCode::StorageUnavailable
+        | ErrorCode::CorruptData
+        | ErrorCode::ShuttingDown
+        | ErrorCode::Internal
+        | ErrorCode::Unknown => SourceError::Unavailable(text),
+        _ => SourceError::Refused(text),
+    }
+}
+
+/// A report as an item of `POST /v1/reports`.
+fn report_item(r: &Report) -> ReportItem {
+    let (outcome, result, error, retry, retry_after_ms) = match &r.outcome {
+        Outcome::Succeeded(v) => (ReportOutcome::Succeeded, Some(v.clone()), None, None, None),
+        Outcome::Failed(f) => (
+            ReportOutcome::Failed,
+            None,
+            Some(f.error.clone()),
+            // `None` lets the queue's policy decide.
+            (!f.retry).then_some(false),
+            f.retry_after
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        ),
+    };
+    ReportItem {
+        id: r.lease.job.id.clone(),
+        token: r.lease.token.clone(),
+        outcome,
+        result,
+        error,
+        retry,
+        retry_after_ms,
+        claim_next: r.claim_next.as_ref().map(|p| BatchClaimNext {
+            worker: p.worker.clone(),
+            max: p.max,
+            wait_ms: 0,
+            lease_ms: p.lease_ms,
+        }),
     }
 }
 
@@ -154,5 +224,56 @@ impl JobSource for HttpSource {
             Ok(Err(e)) => Err(map_error(e, true)),
             Err(_) => Err(SourceError::Unavailable("report timed out".into())),
         }
+    }
+
+    async fn report_many(&self, reports: &[Report]) -> Result<Vec<ReportAnswer>, SourceError> {
+        let waits = reports
+            .iter()
+            .any(|r| r.claim_next.as_ref().is_some_and(|c| !c.wait.is_zero()));
+        if reports.len() <= 1 || waits || self.no_batch.load(Ordering::Relaxed) {
+            return Ok(report_each(self, reports).await);
+        }
+        let req = ReportsRequest {
+            reports: reports.iter().map(report_item).collect(),
+        };
+        let answer = match tokio::time::timeout(limit(Duration::ZERO), self.client.reports(&req))
+            .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.status() == Some(404) || e.code() == Some("invalid_request") => {
+                // Refused before anything was applied: a server without the
+                // batch call (404) or without its `claim_next` (400).
+                tracing::warn!("the server refused a batch of reports ({e}); reporting one by one");
+                self.no_batch.store(true, Ordering::Relaxed);
+                return Ok(report_each(self, reports).await);
+            }
+            Ok(Err(e)) => return Err(map_error(e, false)),
+            Err(_) => return Err(SourceError::Unavailable("reports timed out".into())),
+        };
+        if answer.results.len() != reports.len() {
+            return Err(SourceError::Unavailable(format!(
+                "{} results for {} reports",
+                answer.results.len(),
+                reports.len()
+            )));
+        }
+        Ok(answer
+            .results
+            .into_iter()
+            .zip(reports)
+            .map(|(r, sent)| match (r.error, r.job) {
+                (Some(e), _) => Err(map_item_error(&e)),
+                (None, Some(_)) => Ok(r
+                    .leases
+                    .filter(|_| sent.claim_next.is_some())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(lease_of)
+                    .collect()),
+                (None, None) => Err(SourceError::Unavailable(
+                    "a result with neither job nor error".into(),
+                )),
+            })
+            .collect())
     }
 }

@@ -11,12 +11,15 @@
 //!   [`Job`], the [`JobContext`] (cancellation signal, progress reporter) and
 //!   the [`Failure`] a handler returns. No HTTP types.
 //! - [`source`]: where jobs come from — the [`JobSource`] trait (claim with a
-//!   long poll, heartbeat, report with `claim_next`) and its types.
+//!   long poll, heartbeat, report with `claim_next`, many reports at once)
+//!   and its types.
 //! - [`http`]: [`HttpSource`], a [`JobSource`] over `orderly_client::Client`.
 //! - [`runner`]: [`Runner`], which drives a handler against a source with N
 //!   slots: heartbeats every third of the lease's `lease_ms` (the server's
 //!   figure, never a local clock reading), cancel on request, drop on lease
-//!   loss, report with `claim_next`, resend on transient errors, graceful stop.
+//!   loss, report with `claim_next` (the slots' reports coalesced into
+//!   batches while one is in flight), resend on transient errors, graceful
+//!   stop.
 //! - [`command`]: [`CommandHandler`], which runs a child process per job in
 //!   its own process group.
 //! - [`webhook`]: [`WebhookHandler`], which POSTs each job to a URL (signed
@@ -25,6 +28,7 @@
 pub mod command;
 pub mod handler;
 pub mod http;
+mod reporter;
 pub mod runner;
 pub mod source;
 pub mod webhook;
@@ -33,5 +37,7 @@ pub use command::CommandHandler;
 pub use handler::{CancelReason, Failure, Handler, Job, JobContext};
 pub use http::HttpSource;
 pub use runner::{heartbeat_interval, Runner, RunnerConfig, RunnerError, Summary};
-pub use source::{Beat, ClaimParams, JobSource, Lease, Outcome, SourceError};
+pub use source::{
+    report_each, Beat, ClaimParams, JobSource, Lease, Outcome, Report, ReportAnswer, SourceError,
+};
 pub use webhook::{WebhookError, WebhookHandler};

@@ -4,6 +4,16 @@
 //! heartbeats every third of the lease's `lease_ms` while it runs, and
 //! reports the outcome, claiming its next job in the same round trip.
 //!
+//! With several slots (and [`RunnerConfig::batch_reports`], the default),
+//! the slots do not send their reports themselves: they hand them, each
+//! with its `claim_next` under the slot's own worker name `name/i`, to one
+//! coalescing reporter (`crate::reporter`) and await their own answer. The
+//! reporter sends at once when idle; reports that finish while a request is
+//! in flight go together in the next one ([`JobSource::report_many`]: one
+//! `POST /v1/reports` over HTTP, committed together by the server). No
+//! timer: a lone report is sent as soon as it is handed over. One slot
+//! alone sends its own reports, as `complete`/`fail` with `claim_next`.
+//!
 //! Invariants:
 //! - Heartbeat pacing comes only from the `lease_ms` the source granted (at
 //!   claim time, then on every heartbeat), never from `expires_at` read
@@ -13,7 +23,14 @@
 //!   handler and is dropped without a report; a cancel request cancels the
 //!   handler and its failure is reported without retry.
 //! - A report that may not have arrived is sent again with backoff; one the
-//!   source refused is final.
+//!   source refused is final. In a batch this holds per report: a report
+//!   refused for good (or whose lease is lost) is final for that report
+//!   only, a transport error resends the whole remaining batch, and a
+//!   report is given up after `report_tries` sends either way.
+//! - A slot awaits its own report's answer before it runs its next job, so
+//!   a serial queue's jobs start in order however the reports are batched:
+//!   a job's successor is claimed (by its `claim_next` or a fresh claim)
+//!   only once the server has the report.
 //! - With `max_jobs`, a slot reserves its share before it claims, so the
 //!   runner never takes more jobs than it may run.
 //! - The stop token stops claiming; jobs in hand run to the end and are
@@ -29,7 +46,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{CancelReason, Failure, Handler, JobContext};
-use crate::source::{ClaimParams, JobSource, Lease, Outcome, SourceError};
+use crate::reporter::{Reporter, Resend};
+use crate::source::{ClaimParams, JobSource, Lease, Outcome, Report, SourceError};
 
 /// Lease length assumed when a source does not say (`lease_ms` 0: an older
 /// server): the contract's default lease.
@@ -68,11 +86,14 @@ pub struct RunnerConfig {
     pub retry_initial: Duration,
     /// Longest pause before a claim or report is sent again.
     pub retry_max: Duration,
+    /// With several slots, coalesce their reports through one reporter
+    /// (see the module docs). `false`: each slot sends its own.
+    pub batch_reports: bool,
 }
 
 impl RunnerConfig {
     /// One slot on `queue` as `worker`, 25 s long polls, no job limit, six
-    /// report tries with backoff from 200 ms to 5 s.
+    /// report tries with backoff from 200 ms to 5 s, reports batched.
     pub fn new(queue: impl Into<String>, worker: impl Into<String>) -> Self {
         RunnerConfig {
             queue: queue.into(),
@@ -84,6 +105,7 @@ impl RunnerConfig {
             report_tries: 6,
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
+            batch_reports: true,
         }
     }
 }
@@ -198,6 +220,18 @@ impl<S: JobSource, H: Handler> Runner<S, H> {
                 "report_tries must be at least 1".into(),
             ));
         }
+        // Ends once every slot dropped its handle and its reports are answered.
+        let (reporter, reporter_task) = if c.slots > 1 && c.batch_reports {
+            let resend = Resend {
+                tries: c.report_tries,
+                initial: c.retry_initial,
+                max: c.retry_max,
+            };
+            let (r, task) = Reporter::spawn(self.shared.source.clone(), resend);
+            (Some(r), Some(task))
+        } else {
+            (None, None)
+        };
         let mut slots = tokio::task::JoinSet::new();
         for i in 0..c.slots {
             let worker = if c.slots > 1 {
@@ -205,8 +239,9 @@ impl<S: JobSource, H: Handler> Runner<S, H> {
             } else {
                 c.worker.clone()
             };
-            slots.spawn(self.shared.clone().slot(worker));
+            slots.spawn(self.shared.clone().slot(worker, reporter.clone()));
         }
+        drop(reporter);
         let mut first_error = None;
         while let Some(r) = slots.join_next().await {
             let e = match r {
@@ -216,6 +251,11 @@ impl<S: JobSource, H: Handler> Runner<S, H> {
             };
             self.shared.stop.cancel();
             first_error.get_or_insert(e);
+        }
+        if let Some(task) = reporter_task {
+            if let Err(e) = task.await {
+                first_error.get_or_insert(RunnerError::Slot(format!("the reporter failed: {e}")));
+            }
         }
         match first_error {
             Some(e) => Err(e),
@@ -237,7 +277,11 @@ impl<S: JobSource, H: Handler> Shared<S, H> {
     }
 
     /// One slot: claim, run, report (with the next claim), until told to stop.
-    async fn slot(self: Arc<Self>, worker: String) -> Result<(), RunnerError> {
+    async fn slot(
+        self: Arc<Self>,
+        worker: String,
+        reporter: Option<Reporter>,
+    ) -> Result<(), RunnerError> {
         let mut next: Vec<Lease> = Vec::new();
         let mut backoff = self.config.retry_initial;
         loop {
@@ -295,7 +339,17 @@ impl<S: JobSource, H: Handler> Shared<S, H> {
             };
             let want_next = next.is_empty() && !self.stop.is_cancelled() && self.quota.reserve();
             let claim_next = want_next.then(|| self.params(&worker, Duration::ZERO));
-            let mut got = self.report(&lease, &outcome, claim_next.as_ref()).await;
+            let mut got = match &reporter {
+                Some(r) => {
+                    r.report(Report {
+                        lease,
+                        outcome,
+                        claim_next,
+                    })
+                    .await
+                }
+                None => self.report(&lease, &outcome, claim_next.as_ref()).await,
+            };
             if want_next && got.is_empty() {
                 self.quota.release();
             }
@@ -431,7 +485,7 @@ mod tests {
 
     use super::*;
     use crate::handler::Job;
-    use crate::source::Beat;
+    use crate::source::{Beat, Report};
 
     /// A scripted in-memory source.
     #[derive(Default)]
@@ -447,6 +501,15 @@ mod tests {
         beat_at: Vec<Instant>,
         reported: Vec<(String, Outcome, bool)>,
         claims: u32,
+        /// Whole-request answers of `report_many`, in turn (default `Ok`:
+        /// then each item is answered as `report` would).
+        whole: VecDeque<Result<(), SourceError>>,
+        /// The job ids of each `report_many` call.
+        batches: Vec<Vec<String>>,
+        /// The worker names of the `claim_next`s reported.
+        next_workers: Vec<String>,
+        /// How long a `report_many` call is in flight.
+        batch_delay: Duration,
     }
 
     fn lease(i: i64, lease_ms: u64) -> Lease {
@@ -509,8 +572,44 @@ mod tests {
             let mut s = self.st();
             s.reported
                 .push((l.job.id.clone(), o.clone(), next.is_some()));
+            if let Some(n) = next {
+                s.next_workers.push(n.worker.clone());
+            }
             s.reports.pop_front().unwrap_or(Ok(()))?;
             Ok(next.and_then(|_| s.ready.pop_front()).into_iter().collect())
+        }
+        async fn report_many(
+            &self,
+            reports: &[Report],
+        ) -> Result<Vec<crate::source::ReportAnswer>, SourceError> {
+            let delay = {
+                let mut s = self.st();
+                s.batches
+                    .push(reports.iter().map(|r| r.lease.job.id.clone()).collect());
+                s.batch_delay
+            };
+            tokio::time::sleep(delay).await;
+            self.st().whole.pop_front().unwrap_or(Ok(()))?;
+            let mut out = Vec::new();
+            for r in reports {
+                out.push(
+                    self.report(&r.lease, &r.outcome, r.claim_next.as_ref())
+                        .await,
+                );
+            }
+            Ok(out)
+        }
+    }
+
+    /// Sleeps ten times the job's `i`, then succeeds.
+    struct Staggered;
+
+    #[async_trait::async_trait]
+    impl Handler for Staggered {
+        async fn handle(&self, job: Job, _: JobContext) -> Result<Value, Failure> {
+            let i = job.payload["i"].as_u64().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(10 * i)).await;
+            Ok(job.payload)
         }
     }
 
@@ -681,6 +780,101 @@ mod tests {
             .unwrap();
         let ids: Vec<String> = src.st().reported.iter().map(|r| r.0.clone()).collect();
         assert_eq!(ids, ["j1", "j1", "j1", "j2"]);
+        assert!(src.st().batches.is_empty(), "one slot reports on its own");
+    }
+
+    /// Several slots hand their reports to one reporter: what finishes while
+    /// a request is in flight goes in the next one, each with its slot's own
+    /// `claim_next`; every job is reported once and its next job runs.
+    #[tokio::test(start_paused = true)]
+    async fn reports_of_several_slots_are_batched() {
+        let src = Fake::with((1..=12).map(|i| lease(i, 30_000)).collect());
+        src.st().batch_delay = Duration::from_millis(100);
+        let mut c = config(12);
+        c.slots = 4;
+        let s = Runner::new(src.clone(), Arc::new(Staggered), c)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(s.handled, 12);
+        let st = src.st();
+        let mut ids: Vec<&str> = st.reported.iter().map(|r| r.0.as_str()).collect();
+        ids.sort_by_key(|id| id[1..].parse::<u32>().unwrap());
+        let want: Vec<String> = (1..=12).map(|i| format!("j{i}")).collect();
+        assert_eq!(ids, want, "each job reported once");
+        assert_eq!(st.batches.iter().map(Vec::len).sum::<usize>(), 12);
+        assert!(st.batches.iter().any(|b| b.len() > 1), "{:?}", st.batches);
+        // The first report went alone, at once: nothing to wait for.
+        assert_eq!(st.batches[0], ["j1"]);
+        for w in &st.next_workers {
+            assert!(["w/0", "w/1", "w/2", "w/3"].contains(&w.as_str()), "{w}");
+        }
+        assert!(st.ready.is_empty());
+    }
+
+    /// In a batch, a transport error resends every report; an item that may
+    /// not have arrived is resent alone; an item refused is final for it only.
+    #[tokio::test(start_paused = true)]
+    async fn batch_resends_per_report() {
+        let src = Fake::with((1..=3).map(|i| lease(i, 30_000)).collect());
+        {
+            let mut s = src.st();
+            s.batch_delay = Duration::from_millis(100);
+            // [j1] · [j2, j3] lost · [j2, j3]: j2 refused, j3 not delivered · [j3]
+            s.whole = VecDeque::from([
+                Ok(()),
+                Err(SourceError::Unavailable("reset".into())),
+                Ok(()),
+                Ok(()),
+            ]);
+            s.reports = VecDeque::from([
+                Ok(()),
+                Err(SourceError::Refused("400".into())),
+                Err(SourceError::Unavailable("503".into())),
+                Ok(()),
+            ]);
+        }
+        let mut c = config(3);
+        c.slots = 3;
+        let s = Runner::new(src.clone(), Arc::new(Staggered), c)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(s.handled, 3);
+        let st = src.st();
+        assert_eq!(
+            st.batches,
+            [vec!["j1"], vec!["j2", "j3"], vec!["j2", "j3"], vec!["j3"]]
+        );
+        let ids: Vec<&str> = st.reported.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(ids, ["j1", "j2", "j3", "j3"]);
+    }
+
+    /// A report given up after `report_tries` sends is answered with nothing
+    /// and its slot goes on.
+    #[tokio::test(start_paused = true)]
+    async fn batch_gives_a_report_up_after_its_tries() {
+        let src = Fake::with((1..=2).map(|i| lease(i, 30_000)).collect());
+        src.st().whole = (0..10)
+            .map(|_| Err(SourceError::Unavailable("down".into())))
+            .collect();
+        let mut c = config(2);
+        c.slots = 2;
+        c.report_tries = 3;
+        let s = Runner::new(src.clone(), Arc::new(Staggered), c)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(s.handled, 2);
+        let st = src.st();
+        let sends = |id: &str| {
+            st.batches
+                .iter()
+                .filter(|b| b.iter().any(|x| x == id))
+                .count()
+        };
+        assert_eq!((sends("j1"), sends("j2")), (3, 3), "{:?}", st.batches);
+        assert!(st.reported.is_empty());
     }
 
     /// Each report claims the next job; `max_jobs` is never exceeded and the

@@ -5,6 +5,15 @@
 //! round trip. [`crate::HttpSource`] speaks the HTTP worker protocol; an
 //! in-process source (the server's service layer, the embedded library) can
 //! implement the same trait, so nothing here names HTTP.
+//!
+//! [`JobSource::report_many`] takes many reports at once (the runner's
+//! coalescing reporter hands it every outcome that finished while the
+//! previous request was in flight). Its answer is one result per report, in
+//! order, or one error for the whole request (nothing of it may have been
+//! applied, or all of it: sending it again is safe, a report is idempotent).
+//! Its default calls [`JobSource::report`] for each report, concurrently
+//! (as separate slots would), so a source without a batch call keeps
+//! working unchanged.
 
 use std::time::Duration;
 
@@ -71,6 +80,37 @@ pub enum SourceError {
     Unavailable(String),
 }
 
+/// One report of [`JobSource::report_many`]: how `lease`'s run ended, and
+/// the claim to make with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The lease the run held.
+    pub lease: Lease,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Claim the next leases of the job's queue with it (its `wait` should
+    /// be zero: a batch answers at once).
+    pub claim_next: Option<ClaimParams>,
+}
+
+/// One report's answer in [`JobSource::report_many`]: the leases its
+/// `claim_next` brought (empty without one), or why it was not taken.
+pub type ReportAnswer = Result<Vec<Lease>, SourceError>;
+
+/// [`JobSource::report_many`] done with [`JobSource::report`], one call per
+/// report, all issued at once; answers in order.
+pub async fn report_each<S: JobSource + ?Sized>(
+    source: &S,
+    reports: &[Report],
+) -> Vec<ReportAnswer> {
+    futures::future::join_all(
+        reports
+            .iter()
+            .map(|r| source.report(&r.lease, &r.outcome, r.claim_next.as_ref())),
+    )
+    .await
+}
+
 /// A place that hands out jobs under leases.
 #[async_trait::async_trait]
 pub trait JobSource: Send + Sync + 'static {
@@ -89,4 +129,12 @@ pub trait JobSource: Send + Sync + 'static {
         outcome: &Outcome,
         claim_next: Option<&ClaimParams>,
     ) -> Result<Vec<Lease>, SourceError>;
+
+    /// Reports many runs at once; one answer per report, in order, or an
+    /// error of the whole request (`Unavailable`: it may not have arrived,
+    /// send it again; otherwise it was refused as a whole). The default
+    /// sends each with [`Self::report`] ([`report_each`]).
+    async fn report_many(&self, reports: &[Report]) -> Result<Vec<ReportAnswer>, SourceError> {
+        Ok(report_each(self, reports).await)
+    }
 }

@@ -8,9 +8,12 @@ use orderly_proto::{
     HeartbeatResponse, ReportResponse, ReportResult, ReportsRequest, ReportsResponse,
 };
 
-use crate::convert::{claim_request, job_view, lease_view, report_request, rfc3339};
+use crate::convert::{
+    batch_claim_request, claim_request, job_view, lease_view, report_request, rfc3339,
+};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
+use crate::service::Service;
 use crate::AppState;
 
 /// `POST /v1/queues/{queue}/claim`: leases in `seq` order, long-polling up to `wait_ms`.
@@ -141,7 +144,8 @@ async fn report(
     }))
 }
 
-/// `POST /v1/reports`: one result per item, in order.
+/// `POST /v1/reports`: one result per item, in order; an item with
+/// `claim_next` also claims on its job's queue, in its report's commit.
 #[utoipa::path(
     post,
     path = "/v1/reports",
@@ -149,14 +153,20 @@ async fn report(
     tag = "workers",
     request_body = ReportsRequest,
     responses(
-        (status = 200, description = "One result per report, in order: the job, or why that report was refused.", body = ReportsResponse),
-        (status = 400, description = "The body is malformed or has too many reports.", body = ErrorBody),
+        (status = 200, description = "One result per report, in order: the job (and, with `claim_next`, the leases it took, in `seq` order), or why that report was refused (a refused report claims nothing).", body = ReportsResponse),
+        (status = 400, description = "The body is malformed, has too many reports, or a `claim_next` is out of range or waits (`reports[i].claim_next.wait_ms` must be 0).", body = ErrorBody),
     )
 )]
 pub async fn reports(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ReportsRequest>,
 ) -> Result<Json<ReportsResponse>, ApiError> {
+    // A bad `claim_next` refuses the whole request, whatever else its item says.
+    for (i, item) in req.reports.iter().enumerate() {
+        if let Some(c) = &item.claim_next {
+            Service::check_batch_claim(i, &batch_claim_request(c.clone()))?;
+        }
+    }
     let items = req
         .reports
         .into_iter()
@@ -167,13 +177,15 @@ pub async fn reports(
     let results = results
         .into_iter()
         .map(|r| match r {
-            Ok(job) => ReportResult {
+            Ok((job, leases)) => ReportResult {
                 job: Some(job_view(job)),
                 error: None,
+                leases: leases.map(|l| l.into_iter().map(lease_view).collect()),
             },
             Err(e) => ReportResult {
                 job: None,
                 error: Some(ApiError::from(e).detail()),
+                leases: None,
             },
         })
         .collect();
