@@ -317,7 +317,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let (floors, results) = outcome?;
     let against = against::against_floors(&floors, &results, plan.durability, plan.clients);
     report::print_report(&plan, &target, &results, &peers);
-    against::print(&floors, &against);
+    against::print(&floors, &against, plan.store);
     if let Some(path) = &o.json {
         export::write_json(
             path,

@@ -62,7 +62,7 @@ fn in_process(plan: &Plan, r: &Results) {
     if !ratios.is_empty() {
         println!();
         println!(
-            "In-process drain ÷ HTTP drain, same run and N: {}. In-process: the embedded library's handlers (a no-op `async` handler) claim and report through the store directly, on a fresh data directory per drain with durability `{}`; every job was checked to have succeeded once, and at c = 1 to have started in `seq` order.",
+            "In-process drain ÷ HTTP drain, same run and N: {}. In-process: the embedded library's handlers (a no-op `async` handler) claim and report through its own SQLite store directly (whatever store the server has), on a fresh data directory per drain with durability `{}`; every job was checked to have succeeded once, and at c = 1 to have started in `seq` order.",
             ratios.join("; "),
             plan.durability.flag()
         );

@@ -507,5 +507,8 @@ async fn http_source_maps_each_item() {
     assert_eq!(next[0].job.seq, 3);
     let failed = live.app.job(&leases[1].job.id).await;
     assert_eq!(failed["error"], json!({"message": "no"}), "{failed}");
-    assert_eq!(failed["state"], "scheduled", "retried with backoff: {failed}");
+    assert_eq!(
+        failed["state"], "scheduled",
+        "retried with backoff: {failed}"
+    );
 }
