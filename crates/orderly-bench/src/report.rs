@@ -180,11 +180,11 @@ pub(crate) fn print_report(plan: &Plan, target: &Target, r: &Results, peers: &Pe
     }
 
     println!();
-    println!("### Against the fastest peer (bench/peers.md, same workloads)");
+    println!("### Against the fastest peer (same workloads)");
     println!();
     println!("Peers' figures: {}", peers.source);
     println!();
-    println!("| figure | Orderly | fastest peer | Orderly ÷ peer | target (peers.md) | met |");
+    println!("| figure | Orderly | fastest peer | Orderly ÷ peer | target | met |");
     println!("|---|---|---|---|---|---|");
     for rf in &peers.figures {
         let ours = measured(&rf.id, r);
