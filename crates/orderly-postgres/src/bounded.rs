@@ -33,8 +33,11 @@ impl PostgresStore {
         &self,
         params: EnqueueParams,
     ) -> Res<Committed<Vec<Enqueued>>> {
+        let mine = self
+            .hub
+            .local_ids(params.jobs.iter().map(|j| j.id.clone()).collect());
         let created = in_tx!(self, op => op.insert_unnumbered(&params).await?).value;
-        let mut changes = self.number().await?;
+        let mut changes = self.hub.number_after(&mine).await?;
         let jobs = in_read!(self, tx => {
             let mut jobs = Vec::with_capacity(params.jobs.len());
             for new in &params.jobs {

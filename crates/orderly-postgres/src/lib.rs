@@ -39,6 +39,7 @@ mod plans;
 pub use schema::{valid_schema_name, SCHEMA_VERSION};
 pub use txenqueue::{enqueue_in, SQL_MAX_PAYLOAD_BYTES};
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,6 +180,46 @@ struct Hub {
     notifier: Arc<notify::Notifier>,
     /// A fresh id per opened store: the `from` of its notifications.
     instance: String,
+    /// This node's enqueues share numbering passes ([`Hub::number_after`]).
+    numbering: NumberingGate,
+}
+
+/// Coalesces the numbering passes of this node's concurrent enqueues, as a
+/// group commit does: an enqueue needs a pass that *started* after its rows
+/// committed, so it waits for the pass in flight and then either finds that
+/// a later one already ran (it numbered its rows) or runs one itself, for
+/// everyone who waited behind it.
+#[derive(Default)]
+struct NumberingGate {
+    /// Passes started through the gate (the generation of the newest).
+    started: std::sync::atomic::AtomicU64,
+    /// Held while a pass runs; holds the generation of the last one that
+    /// completed.
+    done: tokio::sync::Mutex<u64>,
+    /// Ids this node's enqueues are inserting and numbering, counted (one id
+    /// may be in two requests at once): their jobs are theirs to report, not
+    /// the pass's runner's.
+    local: Mutex<HashMap<String, usize>>,
+}
+
+/// Keeps ids in [`NumberingGate::local`] while its enqueue runs.
+struct LocalIds<'a> {
+    gate: &'a NumberingGate,
+    ids: Vec<String>,
+}
+
+impl Drop for LocalIds<'_> {
+    fn drop(&mut self) {
+        let mut local = self.gate.local.lock().unwrap_or_else(|e| e.into_inner());
+        for id in &self.ids {
+            if let Some(n) = local.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    local.remove(id);
+                }
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -193,6 +234,41 @@ impl Hub {
         if !w.is_empty() {
             self.notifier.send(w);
         }
+    }
+
+    /// Marks `ids` as an enqueue of this node in progress, until the guard
+    /// drops. Call before the rows are inserted.
+    fn local_ids(&self, ids: Vec<String>) -> LocalIds<'_> {
+        let gate = &self.numbering;
+        let mut local = gate.local.lock().unwrap_or_else(|e| e.into_inner());
+        for id in &ids {
+            *local.entry(id.clone()).or_insert(0) += 1;
+        }
+        LocalIds { gate, ids }
+    }
+
+    /// Numbers the rows of an enqueue that just committed (`mine`, marked
+    /// with [`Hub::local_ids`]) through the gate ([`NumberingGate`]). The
+    /// changes returned leave out the jobs of this node's other enqueues
+    /// that the pass numbered: each of them reports its own.
+    async fn number_after(&self, mine: &LocalIds<'_>) -> Res<orderly_core::Changes> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let gate = &self.numbering;
+        // Any pass that starts from here on reads rows committed by now.
+        let want = gate.started.load(SeqCst) + 1;
+        let mut done = gate.done.lock().await;
+        if *done >= want {
+            return Ok(orderly_core::Changes::default());
+        }
+        let generation = gate.started.fetch_add(1, SeqCst) + 1;
+        let mut changes = self.number().await?;
+        *done = generation;
+        drop(done);
+        let local = gate.local.lock().unwrap_or_else(|e| e.into_inner());
+        changes
+            .jobs
+            .retain(|c| mine.ids.contains(&c.id) || !local.contains_key(&c.id));
+        Ok(changes)
     }
 
     /// Numbers committed unnumbered rows (see `write::number`): pass after
@@ -322,6 +398,7 @@ impl PostgresStore {
                 pool,
                 notifier,
                 instance,
+                numbering: NumberingGate::default(),
             }),
             schema,
             op_timeout: options.op_timeout,
@@ -348,6 +425,16 @@ impl PostgresStore {
     /// Numbers what the enqueue just committed ([`Hub::number`]).
     async fn number(&self) -> Res<orderly_core::Changes> {
         self.hub.number().await
+    }
+
+    /// Numbering passes this store's enqueues ran through their gate (a
+    /// burst of concurrent enqueues shares passes: fewer than enqueues).
+    #[doc(hidden)]
+    pub fn numbering_passes(&self) -> u64 {
+        self.hub
+            .numbering
+            .started
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// This store's instance id: the `from` of its notifications.
@@ -561,8 +648,21 @@ impl Store for PostgresStore {
         now: Millis,
         jitter: f64,
     ) -> Result<Committed<MaintenanceReport>, StoreError> {
-        // Rows an enqueue committed but did not get to number (its node died).
-        let mut changes = self.number().await?;
+        // Rows an enqueue committed but did not get to number (its node
+        // died). Looked for first: a pass locks the sequencer and flushes
+        // the WAL even when it finds nothing, which would stall every
+        // enqueue's own pass behind it.
+        let pending = in_read!(self, tx => tx
+            .0
+            .query_one("SELECT EXISTS (SELECT 1 FROM jobs WHERE seq IS NULL)", &[])
+            .await
+            .map_err(map_err)?
+            .get::<_, bool>(0));
+        let mut changes = if pending {
+            self.number().await?
+        } else {
+            orderly_core::Changes::default()
+        };
         let queues = in_read!(self, tx => Op::new(tx.0).queues_with_work(now).await?);
         // One transaction per queue, each under its queue's lock only.
         for queue in queues {

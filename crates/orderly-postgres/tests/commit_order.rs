@@ -249,3 +249,65 @@ async fn an_enqueue_numbered_by_another_nodes_pass_reports_its_job() {
         "from-a committed first"
     );
 }
+
+/// 64 enqueues at once on one store (16 tasks × 4) share numbering passes
+/// (the count is printed: timing decides it) and still each answers its
+/// own job numbered, in commit order within each enqueuer, and reports its
+/// own job among its changes: across all answers every job is reported
+/// once, none twice (a pass numbers its followers' jobs too; they report
+/// them, not the pass's runner).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enqueues_share_numbering_passes_and_report_their_own_jobs() {
+    let schemas = Schemas::default();
+    let store = std::sync::Arc::new(schemas.open().await);
+    let before = store.numbering_passes();
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..4 {
+                let id = format!("t{t}-{i}");
+                let done = store
+                    .job_enqueue_many(EnqueueParams {
+                        queue: "q".into(),
+                        jobs: vec![job(&id)],
+                        now: T0,
+                    })
+                    .await
+                    .expect("enqueue");
+                let seq = done.value[0].job.seq;
+                assert!(seq > 0, "{id} answered unnumbered");
+                let reported: Vec<String> =
+                    done.changes.jobs.iter().map(|c| c.id.clone()).collect();
+                out.push((id, seq, reported));
+            }
+            out
+        }));
+    }
+    let mut reported = std::collections::HashMap::<String, usize>::new();
+    let mut total = 0;
+    for t in tasks {
+        let mine = t.await.expect("task");
+        assert!(
+            mine.windows(2).all(|w| w[0].1 < w[1].1),
+            "one enqueuer's jobs out of seq order: {mine:?}"
+        );
+        for (id, _, changes) in mine {
+            total += 1;
+            assert!(
+                changes.contains(&id),
+                "{id} is not among its own changes {changes:?}"
+            );
+            for c in changes {
+                *reported.entry(c).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(total, 64);
+    let twice: Vec<_> = reported.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "jobs reported by two enqueues: {twice:?}");
+    assert_eq!(reported.len(), 64, "every job reported once");
+    let passes = store.numbering_passes() - before;
+    println!("64 concurrent enqueues (16 tasks × 4): {passes} numbering passes");
+}
