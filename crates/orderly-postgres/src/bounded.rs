@@ -39,11 +39,10 @@ impl PostgresStore {
         let created = in_tx!(self, op => op.insert_unnumbered(&params).await?).value;
         let mut changes = self.hub.number_after(&mine).await?;
         let jobs = in_read!(self, tx => {
-            let ids: Vec<&str> = params.jobs.iter().map(|j| j.id.as_str()).collect();
-            let mut jobs = Vec::with_capacity(ids.len());
-            for (job, id) in read::jobs_by_ids(tx, &ids).await?.into_iter().zip(&ids) {
-                jobs.push(job.ok_or_else(|| {
-                    StoreError::Backend(format!("job {id:?} was committed but is not numbered"))
+            let mut jobs = Vec::with_capacity(params.jobs.len());
+            for new in &params.jobs {
+                jobs.push(read::job_by_id(tx, &new.id).await?.ok_or_else(|| {
+                    StoreError::Backend(format!("job {:?} was committed but is not numbered", new.id))
                 })?);
             }
             waits::fill_enqueue_waits(tx, &mut jobs, &created).await?;

@@ -138,24 +138,6 @@ pub(crate) async fn job_by_id(tx: Db<'_, '_>, id: &str) -> Res<Option<Job>> {
     .transpose()
 }
 
-/// Numbered jobs by id, in one query, in the order of `ids` (`None` for
-/// an id not stored or not numbered yet).
-pub(crate) async fn jobs_by_ids(tx: Db<'_, '_>, ids: &[&str]) -> Res<Vec<Option<Job>>> {
-    let rows = tx
-        .query(
-            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1) AND seq IS NOT NULL"),
-            &[&ids],
-        )
-        .await
-        .map_err(map_err)?;
-    let mut found = std::collections::HashMap::with_capacity(rows.len());
-    for r in &rows {
-        let job = job_from_row(r)?;
-        found.insert(job.id.clone(), job);
-    }
-    Ok(ids.iter().map(|id| found.remove(*id)).collect())
-}
-
 /// One job with its position and what it waits on.
 pub(crate) async fn job_get(tx: Db<'_, '_>, id: &str) -> Res<Option<Job>> {
     let Some(job) = job_by_id(tx, id).await? else {

@@ -94,15 +94,6 @@ impl Op<'_, '_> {
         }
         let queues: Vec<String> = rows.iter().map(|r| r.get("queue")).collect();
         self.lock_queues(&queues).await?;
-        // Head flags: a keyed row heads its key if no unfinished job of the
-        // key exists, asked once per key; a later row of the same key in
-        // this pass never heads it (the earlier one is unfinished).
-        let mut seen_keys = std::collections::HashSet::new();
-        let (mut ids, mut seqs, mut heads) = (
-            Vec::with_capacity(rows.len()),
-            Vec::with_capacity(rows.len()),
-            Vec::with_capacity(rows.len()),
-        );
         for row in &rows {
             let id: String = row.get("id");
             let queue: String = row.get("queue");
@@ -112,16 +103,17 @@ impl Op<'_, '_> {
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown job state {state:?}")))?;
             let head = match &key {
                 None => true,
-                Some(k) => {
-                    seen_keys.insert((queue.clone(), k.clone()))
-                        && !self.has_unfinished_of_key(&queue, k).await?
-                }
+                Some(k) => !self.has_unfinished_of_key(&queue, k).await?,
             };
             let seq = next;
             next += 1;
-            ids.push(id.clone());
-            seqs.push(seq);
-            heads.push(head);
+            self.tx
+                .execute(
+                    "UPDATE jobs SET seq = $2, head = $3 WHERE id = $1",
+                    &[&id, &seq, &head],
+                )
+                .await
+                .map_err(map_err)?;
             self.moved(orderly_core::StateChange {
                 id,
                 queue,
@@ -135,16 +127,6 @@ impl Op<'_, '_> {
                 lease_lost: false,
             });
         }
-        // One statement for the pass, applied in `seq` order.
-        self.tx
-            .execute(
-                "UPDATE jobs SET seq = u.seq, head = u.head
-                 FROM unnest($1::text[], $2::int8[], $3::bool[]) AS u (id, seq, head)
-                 WHERE jobs.id = u.id",
-                &[&ids, &seqs, &heads],
-            )
-            .await
-            .map_err(map_err)?;
         self.set_next_seq(next).await?;
         Ok(rows.len() as u64)
     }
