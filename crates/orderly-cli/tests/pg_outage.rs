@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::nodes::{all_starts, inversions, start_nodes};
+use support::nodes::{all_starts, inversions, serve_fails_at_start, start_nodes};
 use support::pg_cluster::{PgCluster, PgClusterOptions};
 use support::proto::{AttemptOutcome, CompleteRequest, JobState, QueueConfigRequest};
-use support::{claim_req, job_req, orderly, run_bounded, show, ClientError, TestServer};
+use support::{claim_req, job_req, ClientError, TestServer};
 
 /// The longest any single request may take while the database is away: the
 /// store's own bound (`op_timeout`, 10 s) plus room for a loaded machine.
@@ -302,33 +302,12 @@ async fn serve_with_a_wrong_password_fails_at_start_saying_so() {
         password: Some("right-horse".into()),
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = orderly();
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--database-url",
-            &cluster.url_with_password(Some("wrong-battery")),
-        ]);
-    let out = run_bounded(cmd, Duration::from_secs(30)).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "serve did not fail: {}", show(&out));
-    assert!(
-        stderr.contains("cannot open the PostgreSQL store")
-            && stderr.contains("password authentication failed"),
-        "the error does not say the password was refused: {}",
-        show(&out)
-    );
-    assert!(
-        !stderr.contains("wrong-battery"),
-        "the password is shown: {}",
-        show(&out)
-    );
-    assert!(
-        !stderr.contains("listening on"),
-        "it listened: {}",
-        show(&out)
-    );
+    serve_fails_at_start(
+        &cluster.url_with_password(Some("wrong-battery")),
+        "password authentication failed",
+        "wrong-battery",
+    )
+    .await;
     // The right password works on the same cluster.
     let srv = TestServer::start_with_args(None, &["--database-url", &cluster.url()]).await;
     let h = srv.client().health().await.expect("healthz");

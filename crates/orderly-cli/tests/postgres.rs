@@ -10,15 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::nodes::{database_url, Schema};
+use support::nodes::{database_url, serve_fails_at_start, Schema};
 use support::proto::{CompleteRequest, QueueConfigRequest};
-use support::{claim_req, job_req, orderly, run_bounded, show, TestServer};
+use support::{claim_req, job_req, TestServer};
 
 /// An unreachable host, or a database that does not exist, stops
 /// `orderly serve` at start with an error naming it, before it listens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_an_unreachable_database_fails_at_start_saying_so() {
-    let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     for (url, says) in [
         (
@@ -30,28 +29,7 @@ async fn serve_with_an_unreachable_database_fails_at_start_saying_so() {
             "does not exist".to_string(),
         ),
     ] {
-        let mut cmd = orderly();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--database-url", &url]);
-        let out = run_bounded(cmd, Duration::from_secs(30)).await;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "serve did not fail: {}", show(&out));
-        assert!(
-            stderr.contains("cannot open the PostgreSQL store") && stderr.contains(&says),
-            "the error does not say {says:?}: {}",
-            show(&out)
-        );
-        assert!(
-            !stderr.contains("secret"),
-            "the password is shown: {}",
-            show(&out)
-        );
-        assert!(
-            !stderr.contains("listening on"),
-            "it listened: {}",
-            show(&out)
-        );
+        serve_fails_at_start(&url, &says, "secret").await;
     }
 }
 

@@ -104,3 +104,25 @@ pub async fn complete_and_claim(
         .await?;
     Ok(r.leases.unwrap_or_default())
 }
+
+/// Runs `orderly serve --database-url url` (a fresh data dir) and checks
+/// that it stops at start before it listens, with an error that says
+/// "cannot open the PostgreSQL store" and `says`, and without `secret`
+/// (the URL's password) anywhere in its output.
+pub async fn serve_fails_at_start(url: &str, says: &str, secret: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = super::orderly();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--database-url", url]);
+    let out = super::run_bounded(cmd, std::time::Duration::from_secs(30)).await;
+    let show = super::show(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve did not fail: {show}");
+    assert!(
+        stderr.contains("cannot open the PostgreSQL store") && stderr.contains(says),
+        "the error does not say {says:?}: {show}"
+    );
+    assert!(!show.contains(secret), "the password is shown: {show}");
+    assert!(!stderr.contains("listening on"), "it listened: {show}");
+}
