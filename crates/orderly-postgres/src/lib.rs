@@ -264,10 +264,11 @@ impl Hub {
         let mut changes = self.number().await?;
         *done = generation;
         drop(done);
+        let own: std::collections::HashSet<&str> = mine.ids.iter().map(String::as_str).collect();
         let local = gate.local.lock().unwrap_or_else(|e| e.into_inner());
         changes
             .jobs
-            .retain(|c| mine.ids.contains(&c.id) || !local.contains_key(&c.id));
+            .retain(|c| own.contains(c.id.as_str()) || !local.contains_key(&c.id));
         Ok(changes)
     }
 
