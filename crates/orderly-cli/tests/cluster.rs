@@ -325,6 +325,10 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_jobs_rerun_in_place() {
     let t0 = Instant::now();
     let killed = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
+    // Set once the server shows every job finished: a worker's own count
+    // cannot tell, as a report node 2 committed just before it was killed
+    // is never answered.
+    let all_done = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut tasks = Vec::new();
     // Enqueuer e owns the keys k % 3 == e; job i goes through node
@@ -354,6 +358,7 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_jobs_rerun_in_place() {
     for (n, node) in nodes.iter().enumerate() {
         for w in 0..2 {
             let (node, done, killed) = (node.clone(), done.clone(), killed.clone());
+            let all_done = all_done.clone();
             tasks.push(tokio::spawn(async move {
                 let c = node.client();
                 let name = format!("n{n}w{w}");
@@ -363,7 +368,7 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_jobs_rerun_in_place() {
                         Err(_) if n == 2 && killed.load(Ordering::SeqCst) => return,
                         Err(e) => node.fail(format!("{name}: claim: {e}")),
                     };
-                    if done.load(Ordering::SeqCst) >= TOTAL {
+                    if all_done.load(Ordering::SeqCst) {
                         return;
                     }
                     for l in leases {
@@ -415,8 +420,9 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_jobs_rerun_in_place() {
     );
     killed.store(true, Ordering::SeqCst);
     kill_node(&victim);
+    let workers = tasks.split_off(3);
     for t in tasks {
-        t.await.expect("task");
+        t.await.expect("enqueuer");
     }
     let a = nodes[0].clone();
     let acked = acked.lock().unwrap().clone();
@@ -429,6 +435,10 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_jobs_rerun_in_place() {
     let jobs = a
         .wait_all_finished(Q, acked.len(), Duration::from_secs(90))
         .await;
+    all_done.store(true, Ordering::SeqCst);
+    for t in workers {
+        t.await.expect("worker");
+    }
     let listed: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let lost: Vec<_> = acked
         .iter()
