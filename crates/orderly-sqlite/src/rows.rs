@@ -36,15 +36,62 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// The columns [`job_from_row`] reads.
-pub(crate) const JOB_COLUMNS: &str =
-    "seq, id, queue, key, state, payload, attempt, max_attempts, timeout_ms, \
-     enqueued_at, run_at, started_at, finished_at, progress, result, error, cancel_requested, \
-     lease_expires_at, lease_worker, start_no";
+/// The column list of [`JOB_COLUMNS`], as a macro so statements can be
+/// built with `concat!` at compile time (no `format!` per call).
+macro_rules! job_columns {
+    () => {
+        "seq, id, queue, key, state, payload, attempt, max_attempts, timeout_ms, \
+         enqueued_at, run_at, started_at, finished_at, progress, result, error, cancel_requested, \
+         lease_expires_at, lease_worker, start_no"
+    };
+}
+pub(crate) use job_columns;
 
-fn corrupt(row: &Row<'_>, column: &str, what: String) -> rusqlite::Error {
-    let idx = row.as_ref().column_index(column).unwrap_or(0);
+/// The columns [`job_from_row`] reads, in this order, first in every row it
+/// decodes (a query may add more after them).
+pub(crate) const JOB_COLUMNS: &str = job_columns!();
+
+/// Where each of [`JOB_COLUMNS`] is in a row (checked against the list by a test).
+mod col {
+    pub const SEQ: usize = 0;
+    pub const ID: usize = 1;
+    pub const QUEUE: usize = 2;
+    pub const KEY: usize = 3;
+    pub const STATE: usize = 4;
+    pub const PAYLOAD: usize = 5;
+    pub const ATTEMPT: usize = 6;
+    pub const MAX_ATTEMPTS: usize = 7;
+    pub const TIMEOUT_MS: usize = 8;
+    pub const ENQUEUED_AT: usize = 9;
+    pub const RUN_AT: usize = 10;
+    pub const STARTED_AT: usize = 11;
+    pub const FINISHED_AT: usize = 12;
+    pub const PROGRESS: usize = 13;
+    pub const RESULT: usize = 14;
+    pub const ERROR: usize = 15;
+    pub const CANCEL_REQUESTED: usize = 16;
+    pub const LEASE_EXPIRES_AT: usize = 17;
+    pub const LEASE_WORKER: usize = 18;
+    pub const START_NO: usize = 19;
+    /// How many there are: the first column a query adds after them.
+    pub const COUNT: usize = 20;
+}
+
+fn corrupt(idx: usize, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, what.into())
+}
+
+/// A JSON column at `idx` named `name`: `None` for SQL NULL, an error for
+/// text that is not JSON.
+fn json_at(row: &Row<'_>, idx: usize, name: &str) -> rusqlite::Result<Option<Value>> {
+    let text: Option<&str> = match row.get_ref(idx)? {
+        rusqlite::types::ValueRef::Null => None,
+        v => Some(v.as_str()?),
+    };
+    text.map(|t| {
+        serde_json::from_str(t).map_err(|e| corrupt(idx, format!("column {name} is not JSON: {e}")))
+    })
+    .transpose()
 }
 
 /// A row's columns by name, looked up once per row (asking SQLite for each
@@ -77,45 +124,42 @@ impl<'r, 's> Cols<'r, 's> {
 
     /// A JSON column: `None` for SQL NULL, an error for text that is not JSON.
     pub fn json(&self, name: &str) -> rusqlite::Result<Option<Value>> {
-        let text: Option<String> = self.get(name)?;
-        text.map(|t| {
-            serde_json::from_str(&t)
-                .map_err(|e| corrupt(self.row, name, format!("column {name} is not JSON: {e}")))
-        })
-        .transpose()
+        json_at(self.row, self.index(name)?, name)
     }
 }
 
-/// Decodes a row holding [`JOB_COLUMNS`] (by name, so a query may add more).
+/// Decodes a row whose first columns are [`JOB_COLUMNS`], by position: the
+/// writer decodes one per transition, and finding 20 columns by name cost
+/// more than reading them (docs/performance.md).
 pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
-    let c = Cols::of(row);
-    let state: String = c.get("state")?;
-    let state = JobState::parse(&state)
-        .ok_or_else(|| corrupt(row, "state", format!("unknown job state {state:?}")))?;
+    let state = row.get_ref(col::STATE)?.as_str()?;
+    let state = JobState::parse(state)
+        .ok_or_else(|| corrupt(col::STATE, format!("unknown job state {state:?}")))?;
     Ok(Job {
-        seq: c.get("seq")?,
-        id: c.get("id")?,
-        queue: c.get("queue")?,
-        key: c.get("key")?,
+        seq: row.get(col::SEQ)?,
+        id: row.get(col::ID)?,
+        queue: row.get(col::QUEUE)?,
+        key: row.get(col::KEY)?,
         state,
         position: None,
-        payload: c
-            .json("payload")?
-            .ok_or_else(|| corrupt(row, "payload", "payload is NULL".into()))?,
-        attempt: c.get("attempt")?,
-        max_attempts: c.get("max_attempts")?,
-        timeout_ms: c.get::<Option<i64>>("timeout_ms")?.map(|v| v as u64),
-        enqueued_at: c.get("enqueued_at")?,
-        run_at: c.get("run_at")?,
-        started_at: c.get("started_at")?,
-        finished_at: c.get("finished_at")?,
-        progress: c.json("progress")?,
-        result: c.json("result")?,
-        error: c.json("error")?,
-        cancel_requested: c.get::<i64>("cancel_requested")? != 0,
-        lease_expires_at: c.get("lease_expires_at")?,
-        worker: c.get("lease_worker")?,
-        start_no: c.get("start_no")?,
+        payload: json_at(row, col::PAYLOAD, "payload")?
+            .ok_or_else(|| corrupt(col::PAYLOAD, "payload is NULL".into()))?,
+        attempt: row.get(col::ATTEMPT)?,
+        max_attempts: row.get(col::MAX_ATTEMPTS)?,
+        timeout_ms: row
+            .get::<_, Option<i64>>(col::TIMEOUT_MS)?
+            .map(|v| v as u64),
+        enqueued_at: row.get(col::ENQUEUED_AT)?,
+        run_at: row.get(col::RUN_AT)?,
+        started_at: row.get(col::STARTED_AT)?,
+        finished_at: row.get(col::FINISHED_AT)?,
+        progress: json_at(row, col::PROGRESS, "progress")?,
+        result: json_at(row, col::RESULT, "result")?,
+        error: json_at(row, col::ERROR, "error")?,
+        cancel_requested: row.get::<_, i64>(col::CANCEL_REQUESTED)? != 0,
+        lease_expires_at: row.get(col::LEASE_EXPIRES_AT)?,
+        worker: row.get(col::LEASE_WORKER)?,
+        start_no: row.get(col::START_NO)?,
         key_position: None,
         wait_facts: None,
         waiting_on: None,
@@ -142,16 +186,24 @@ pub(crate) struct Private {
 
 /// One job by id.
 pub(crate) fn job_by_id(conn: &Connection, id: &str) -> Res<Option<Job>> {
-    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
-        .and_then(|mut s| s.query_row([id], job_from_row).optional())
-        .map_err(map_err)
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE id = ?1"
+    ))
+    .and_then(|mut s| s.query_row([id], job_from_row).optional())
+    .map_err(map_err)
 }
 
 /// One job by `seq`; it must exist.
 pub(crate) fn job_by_seq(conn: &Connection, seq: i64) -> Res<Job> {
-    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?1"))
-        .and_then(|mut s| s.query_row([seq], job_from_row))
-        .map_err(map_err)
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE seq = ?1"
+    ))
+    .and_then(|mut s| s.query_row([seq], job_from_row))
+    .map_err(map_err)
 }
 
 /// Which job to read.
@@ -164,24 +216,73 @@ pub(crate) enum By<'a> {
 
 /// A job and its private fields, in one read.
 pub(crate) fn job_with_private(conn: &Connection, by: By<'_>) -> Res<Option<(Job, Private)>> {
-    let (column, value): (&str, rusqlite::types::Value) = match by {
-        By::Id(id) => ("id", id.to_string().into()),
-        By::Seq(seq) => ("seq", seq.into()),
+    let (query, value): (&str, rusqlite::types::Value) = match by {
+        By::Id(id) => (
+            concat!(
+                "SELECT ",
+                job_columns!(),
+                ", head, lease_token, lease_ms, deadline_at FROM jobs WHERE id = ?1"
+            ),
+            id.to_string().into(),
+        ),
+        By::Seq(seq) => (
+            concat!(
+                "SELECT ",
+                job_columns!(),
+                ", head, lease_token, lease_ms, deadline_at FROM jobs WHERE seq = ?1"
+            ),
+            seq.into(),
+        ),
     };
-    conn.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS}, head, lease_token, lease_ms, deadline_at FROM jobs WHERE {column} = ?1"
-    ))
-    .and_then(|mut s| {
-        s.query_row([value], |r| {
-            let private = Private {
-                head: r.get::<_, i64>("head")? != 0,
-                lease_token: r.get("lease_token")?,
-                lease_ms: r.get("lease_ms")?,
-                deadline_at: r.get("deadline_at")?,
-            };
-            Ok((job_from_row(r)?, private))
+    conn.prepare_cached(query)
+        .and_then(|mut s| {
+            s.query_row([value], |r| {
+                let private = Private {
+                    head: r.get::<_, i64>(col::COUNT)? != 0,
+                    lease_token: r.get(col::COUNT + 1)?,
+                    lease_ms: r.get(col::COUNT + 2)?,
+                    deadline_at: r.get(col::COUNT + 3)?,
+                };
+                Ok((job_from_row(r)?, private))
+            })
+            .optional()
         })
-        .optional()
-    })
-    .map_err(map_err)
+        .map_err(map_err)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The positions `job_from_row` reads are where `JOB_COLUMNS` puts each column.
+    #[test]
+    fn column_positions_match_the_column_list() {
+        let names: Vec<&str> = super::JOB_COLUMNS.split(',').map(str::trim).collect();
+        use super::col::*;
+        let at = [
+            (SEQ, "seq"),
+            (ID, "id"),
+            (QUEUE, "queue"),
+            (KEY, "key"),
+            (STATE, "state"),
+            (PAYLOAD, "payload"),
+            (ATTEMPT, "attempt"),
+            (MAX_ATTEMPTS, "max_attempts"),
+            (TIMEOUT_MS, "timeout_ms"),
+            (ENQUEUED_AT, "enqueued_at"),
+            (RUN_AT, "run_at"),
+            (STARTED_AT, "started_at"),
+            (FINISHED_AT, "finished_at"),
+            (PROGRESS, "progress"),
+            (RESULT, "result"),
+            (ERROR, "error"),
+            (CANCEL_REQUESTED, "cancel_requested"),
+            (LEASE_EXPIRES_AT, "lease_expires_at"),
+            (LEASE_WORKER, "lease_worker"),
+            (START_NO, "start_no"),
+        ];
+        assert_eq!(names.len(), COUNT);
+        assert_eq!(at.len(), COUNT);
+        for (idx, name) in at {
+            assert_eq!(names[idx], name, "column {idx}");
+        }
+    }
 }

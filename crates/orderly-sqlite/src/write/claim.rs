@@ -9,7 +9,8 @@ use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
 use crate::read::running_count;
-use crate::rows::{job_from_row, job_with_private, map_err, By, Res, JOB_COLUMNS};
+use crate::rows::job_columns;
+use crate::rows::{job_from_row, job_with_private, map_err, By, Res};
 use crate::sql;
 
 impl WriteCtx {
@@ -173,11 +174,12 @@ impl WriteCtx {
         let expires_at = rules::lease_expiry(p.now, lease_ms, deadline);
         let job = self
             .conn
-            .prepare_cached(&format!(
+            .prepare_cached(concat!(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?2,
                     lease_token = ?3, lease_worker = ?4, lease_ms = ?5,
                     deadline_at = ?6, lease_expires_at = ?7, start_no = ?8, last_start_no = ?8
-                 WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
+                 WHERE seq = ?1 RETURNING ",
+                job_columns!()
             ))
             .and_then(|mut stmt| {
                 stmt.query_row(

@@ -17,7 +17,8 @@ use orderly_core::{Job, JobState, Millis, StateChange};
 use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
-use crate::rows::{job_from_row, map_err, to_text, Res, JOB_COLUMNS};
+use crate::rows::job_columns;
+use crate::rows::{job_from_row, map_err, to_text, Res};
 
 impl WriteCtx {
     /// Applies what follows the end of `job`'s running attempt: back in line
@@ -54,10 +55,11 @@ impl WriteCtx {
             } => {
                 let after = self
                     .conn
-                    .prepare_cached(&format!(
+                    .prepare_cached(concat!(
                         "UPDATE jobs SET state = ?2, run_at = ?3, error = ?4,
                             lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL
-                         WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
+                         WHERE seq = ?1 RETURNING ",
+                        job_columns!()
                     ))
                     .and_then(|mut s| {
                         s.query_row(
@@ -78,11 +80,12 @@ impl WriteCtx {
             } => {
                 let after = self
                     .conn
-                    .prepare_cached(&format!(
+                    .prepare_cached(concat!(
                         "UPDATE jobs SET state = ?2, head = 0, finished_at = ?3,
                             result = ?4, error = ?5,
                             lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL
-                         WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
+                         WHERE seq = ?1 RETURNING ",
+                        job_columns!()
                     ))
                     .and_then(|mut s| {
                         s.query_row(
