@@ -19,6 +19,7 @@ use rusqlite::{params, Connection};
 use crate::read::queue_row;
 use crate::rows::{map_err, to_text, Res};
 use crate::sql;
+use crate::tally::{Counted, Tally};
 use crate::Durability;
 
 /// Values reserved at a time where reservations are needed.
@@ -44,6 +45,9 @@ pub(crate) struct WriteCtx {
     due_floor: HashMap<String, Millis>,
     /// What the request being run changed (taken by the writer after each request).
     pub changes: Changes,
+    /// The request's changes to the counter tables, written before it is
+    /// released (see `tally`).
+    pub tally: Tally,
 }
 
 /// Counters to restore when an operation rolls back.
@@ -88,6 +92,7 @@ impl WriteCtx {
             configs: HashMap::new(),
             due_floor: HashMap::new(),
             changes: Changes::default(),
+            tally: Tally::default(),
         })
     }
 
@@ -103,6 +108,7 @@ impl WriteCtx {
         self.configs.clear();
         self.due_floor.clear();
         self.changes = Changes::default();
+        self.tally.clear();
     }
 
     /// True (once) when the transaction just committed raised a reservation
@@ -180,6 +186,37 @@ impl WriteCtx {
         self.counters.reserved_seq = c.next_seq;
         self.counters.reserved_start_no = c.next_start_no;
         Ok(())
+    }
+
+    /// Records that a job row of `queue` went from `old` to `new` (its
+    /// state and `seq`; `None` when it did not or no longer exists), for the
+    /// counter tables. Every write of a job row's state or `seq` calls it.
+    pub fn counted(
+        &mut self,
+        queue: &str,
+        key: Option<&str>,
+        old: Option<Counted>,
+        new: Option<Counted>,
+    ) {
+        self.tally.row(queue, key, old, new);
+    }
+
+    /// Writes the counter changes pending: before any read of a counter
+    /// table in the writer, and at the end of each request.
+    pub fn flush_tally(&mut self) -> Res<()> {
+        self.tally.flush(&self.conn)
+    }
+
+    /// Waiting jobs of `queue`, with every change so far counted.
+    pub fn waiting_count(&mut self, queue: &str) -> Res<u64> {
+        self.flush_tally()?;
+        crate::read::waiting_count(&self.conn, queue)
+    }
+
+    /// Running jobs of `queue`, with every change so far counted.
+    pub fn running_count(&mut self, queue: &str) -> Res<u64> {
+        self.flush_tally()?;
+        crate::read::running_count(&self.conn, queue)
     }
 
     /// Records a job's move for [`Changes`].

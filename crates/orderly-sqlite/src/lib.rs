@@ -22,6 +22,7 @@ mod read;
 mod rows;
 mod schema;
 mod sql;
+mod tally;
 mod write;
 mod writer;
 

@@ -14,17 +14,19 @@
 //! - `jobs_queue_seq`: a queue's jobs of every state in `seq` order, for a
 //!   page of its list.
 //!
-//! `queue_counts` is kept by triggers, so counts and the running total that
-//! a claim needs are one row read; `waiting_blocks` (v5) likewise, so a
-//! waiting job's `position` is a bounded read at any backlog, and
-//! `key_blocks` (v6) so its `key_position` is one at any key length.
+//! `queue_counts` holds each queue's count per state, so counts and the
+//! running total that a claim needs are one row read; `waiting_blocks` (v5)
+//! makes a waiting job's `position` a bounded read at any backlog, and
+//! `key_blocks` (v6) its `key_position` one at any key length. Triggers kept
+//! all three up to v6; since v7 the writer does (`crate::tally`).
 
 use rusqlite::Connection;
 
 mod v6;
+mod v7;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// v5: position at any backlog (docs/ordering.md, "Position at any
 /// backlog"). `waiting_blocks` counts a queue's waiting (`scheduled` or
@@ -224,13 +226,23 @@ END;
 /// Brings the database at `conn` up to [`SCHEMA_VERSION`].
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        // Its writes would go uncounted, or worse: never guess at a newer layout.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "the data directory holds schema version {version}, written by a newer Orderly; \
+                 this build knows versions up to {SCHEMA_VERSION}"
+            )),
+        ));
+    }
     if version < 1 {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(V1)?;
         tx.pragma_update(None, "user_version", 1)?;
         tx.commit()?;
     }
-    for (to, sql) in [(2, V2), (3, V3), (4, V4), (5, V5), (6, v6::V6)] {
+    for (to, sql) in [(2, V2), (3, V3), (4, V4), (5, V5), (6, v6::V6), (7, v7::V7)] {
         if version < to {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
@@ -355,6 +367,34 @@ mod tests {
             .value;
         assert_eq!(next[0].job.seq, 9, "seq continues above the stored ones");
         store.close().await;
+    }
+
+    /// Data of a newer schema than this build knows is refused at open,
+    /// with an error naming both versions, and left as it was.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_data_directory_of_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        SqliteStore::open(&SqliteOptions::new(dir.path()))
+            .expect("create")
+            .close()
+            .await;
+        let newer = super::SCHEMA_VERSION + 1;
+        let raw = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+        raw.pragma_update(None, "user_version", newer)
+            .expect("version");
+        let err = SqliteStore::open(&SqliteOptions::new(dir.path()))
+            .err()
+            .expect("a newer schema must be refused")
+            .to_string();
+        assert!(
+            err.contains(&format!("schema version {newer}"))
+                && err.contains(&format!("up to {}", super::SCHEMA_VERSION)),
+            "{err}"
+        );
+        let version: i64 = raw
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, newer, "left as it was");
     }
 
     /// Opens a data directory written by schema v3 with `rows`.

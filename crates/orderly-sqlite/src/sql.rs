@@ -128,7 +128,7 @@ pub const START_LATEST: &str =
     FROM starts WHERE queue = ?1 ORDER BY start_no DESC LIMIT +?2";
 /// Finished jobs that retention deletes, with the head of their start chain.
 /// (`jobs_finished`)
-pub const PURGE_CANDIDATES: &str = "SELECT seq, id, last_start_no FROM jobs \
+pub const PURGE_CANDIDATES: &str = "SELECT seq, id, last_start_no, queue, key, state FROM jobs \
     WHERE finished_at < ?1 AND state IN ('succeeded', 'failed', 'cancelled') LIMIT +?2";
 
 #[cfg(test)]

@@ -154,7 +154,10 @@ impl Writer {
         let run: Run = Box::new(move |ctx| {
             let result = ctx.and_then(|ctx| {
                 ctx.changes = Changes::default();
+                ctx.tally.clear();
                 let value = f(ctx)?;
+                // The counters of what it changed, in its own savepoint.
+                ctx.flush_tally()?;
                 Ok(Committed {
                     value,
                     changes: std::mem::take(&mut ctx.changes),

@@ -6,8 +6,9 @@
 //! After every step, every job's `position` (read alone and in pages of
 //! every kind) must equal a brute-force count of the waiting jobs ahead of
 //! it, its `key_position` a brute-force count of the unfinished jobs of its
-//! key ahead of it (three keys), and the block counts of both must equal a
-//! recount of the jobs.
+//! key ahead of it (three keys), and the counts by state and the block
+//! counts of both must equal a recount of the jobs (the writer keeps them,
+//! `tally.rs`).
 
 use std::collections::HashMap;
 
@@ -137,6 +138,21 @@ fn key_blocks(raw: &Connection) -> (Vec<String>, Vec<String>) {
     )
 }
 
+/// The nonzero counts by queue and state as stored, and recounted from the jobs.
+fn state_counts(raw: &Connection) -> (Vec<(String, String, i64)>, Vec<(String, String, i64)>) {
+    let rows = |sql: &str| -> Vec<(String, String, i64)> {
+        let mut stmt = raw.prepare(sql).expect("prepare");
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query");
+        rows.map(|r| r.expect("row")).collect()
+    };
+    (
+        rows("SELECT queue, state, n FROM queue_counts WHERE n <> 0 ORDER BY queue, state"),
+        rows("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state ORDER BY queue, state"),
+    )
+}
+
 /// `(queue, level, block, n)` rows of block counts.
 type Blocks = Vec<(String, i64, i64, i64)>;
 
@@ -196,6 +212,8 @@ async fn check(store: &SqliteStore, raw: &Connection, rng: &mut Rng, what: &str)
     let jobs = all_jobs(raw);
     let want = brute_positions(&jobs);
     let want_key = brute_key_positions(raw);
+    let (stored, recount) = state_counts(raw);
+    assert_eq!(stored, recount, "{what}: counts by state drifted");
     let (stored, recount) = blocks(raw);
     assert_eq!(stored, recount, "{what}: block counts drifted");
     let (stored, recount) = key_blocks(raw);

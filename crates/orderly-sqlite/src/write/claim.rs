@@ -8,7 +8,6 @@ use orderly_core::{ClaimParams, JobState, Lease, Millis, StoreError};
 use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
-use crate::read::running_count;
 use crate::rows::job_columns;
 use crate::rows::{job_from_row, job_with_private, map_err, By, Res};
 use crate::sql;
@@ -50,6 +49,12 @@ impl WriteCtx {
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         };
         for (id, queue, key, seq, enqueued_at) in promoted {
+            self.counted(
+                &queue,
+                key.as_deref(),
+                Some((JobState::Scheduled, seq)),
+                Some((JobState::Queued, seq)),
+            );
             self.moved(orderly_core::StateChange {
                 id,
                 queue,
@@ -134,7 +139,7 @@ impl WriteCtx {
         if config.paused {
             return Ok(Vec::new());
         }
-        let running = running_count(&self.conn, &p.queue)?;
+        let running = self.running_count(&p.queue)?;
         let capacity = rules::claim_capacity(config.concurrency, running, p.max);
         if capacity == 0 {
             return Ok(Vec::new());
@@ -216,6 +221,12 @@ impl WriteCtx {
                 ])
             })
             .map_err(map_err)?;
+        self.counted(
+            &job.queue,
+            job.key.as_deref(),
+            Some((JobState::Queued, seq)),
+            Some((JobState::Running, seq)),
+        );
         self.lower_due_floor(&p.queue, expires_at);
         self.moved(change(
             &job,

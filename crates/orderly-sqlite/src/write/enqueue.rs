@@ -8,7 +8,7 @@ use orderly_core::{rules, validate, EnqueueParams, Enqueued, Job, NewJob, StoreE
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::ctx::{change, WriteCtx};
-use crate::read::{key_line, running_count, waiting_count};
+use crate::read::key_line;
 use crate::rows::{is_unique_violation, job_by_id, map_err, to_text, Res};
 
 impl WriteCtx {
@@ -22,8 +22,8 @@ impl WriteCtx {
         // same holds for its key: the first job of a key in the batch reads the
         // key's unfinished jobs (a bounded read) and the one holding the key;
         // the next ones of that key count up from it.
-        let mut next_position = waiting_count(&self.conn, &p.queue)?;
-        let running = running_count(&self.conn, &p.queue)?;
+        let mut next_position = self.waiting_count(&p.queue)?;
+        let running = self.running_count(&p.queue)?;
         let mut lines: HashMap<&str, KeyLine> = HashMap::new();
         for new in &p.jobs {
             let payload = to_text(&new.payload);
@@ -34,7 +34,11 @@ impl WriteCtx {
                 None => None,
                 Some(k) => Some(match lines.get(k.as_str()) {
                     Some(line) => line.clone(),
-                    None => KeyLine::read(&self.conn, &p.queue, k, seq)?,
+                    None => {
+                        // Its key's counter rows, with this request's changes written.
+                        self.flush_tally()?;
+                        KeyLine::read(&self.conn, &p.queue, k, seq)?
+                    }
                 }),
             };
             let head = line.as_ref().is_none_or(|l| l.ahead == 0);
@@ -76,6 +80,7 @@ impl WriteCtx {
                 });
                 continue;
             }
+            self.counted(&p.queue, new.key.as_deref(), None, Some((state, seq)));
             if state == orderly_core::JobState::Scheduled {
                 self.lower_due_floor(&p.queue, run_at);
             }

@@ -5,7 +5,7 @@ use orderly_core::{Job, JobState, MaintenanceReport, Millis, QueueInfo, QueuePat
 use rusqlite::{params, OptionalExtension};
 
 use crate::ctx::{change, WriteCtx};
-use crate::read::{fill_wait, queue_info, running_count, waiting_count};
+use crate::read::{fill_wait, queue_info};
 use crate::rows::{job_by_id, job_by_seq, job_with_private, map_err, By, Res};
 use crate::sql;
 
@@ -20,6 +20,12 @@ impl WriteCtx {
                     .prepare_cached("UPDATE jobs SET state = 'cancelled', head = 0, finished_at = ?2 WHERE seq = ?1")
                     .and_then(|mut s| s.execute(params![job.seq, now]))
                     .map_err(map_err)?;
+                self.counted(
+                    &job.queue,
+                    job.key.as_deref(),
+                    Some((job.state, job.seq)),
+                    Some((JobState::Cancelled, job.seq)),
+                );
                 if let (true, Some(key)) = (private.head, &job.key) {
                     self.advance_key(&job.queue, key)?;
                 }
@@ -67,11 +73,17 @@ impl WriteCtx {
             )
             .and_then(|mut s| s.execute(params![job.seq, seq, head, now]))
             .map_err(map_err)?;
+        self.counted(
+            &job.queue,
+            job.key.as_deref(),
+            Some((job.state, job.seq)),
+            Some((JobState::Queued, seq)),
+        );
         // The highest seq of its queue: every other waiting job is ahead of it.
         let mut after = job_by_seq(&self.conn, seq)?;
-        after.position = Some(waiting_count(&self.conn, &after.queue)?.saturating_sub(1));
+        after.position = Some(self.waiting_count(&after.queue)?.saturating_sub(1));
         let config = self.config(&after.queue)?.unwrap_or_default();
-        let running = running_count(&self.conn, &after.queue)?;
+        let running = self.running_count(&after.queue)?;
         fill_wait(&self.conn, &mut after, &config, running)?;
         self.moved(change(&after, Some(job.state), JobState::Queued, now));
         Ok(after)
@@ -93,6 +105,7 @@ impl WriteCtx {
             .and_then(|mut s| s.execute(params![name, text, now]))
             .map_err(map_err)?;
         self.remember_config(name, config);
+        self.flush_tally()?;
         queue_info(&self.conn, name)
     }
 
@@ -111,19 +124,30 @@ impl WriteCtx {
     /// start records (see `Store::retention_purge`).
     pub(crate) fn retention_purge(&mut self, before: Millis, limit: u32) -> Res<u64> {
         self.persist_counters()?;
-        let doomed: Vec<(i64, String, Option<i64>)> = {
+        let doomed: Vec<(i64, String, Option<i64>, String, Option<String>, String)> = {
             let mut stmt = self
                 .conn
                 .prepare_cached(sql::PURGE_CANDIDATES)
                 .map_err(map_err)?;
             let rows = stmt
                 .query_map(params![before, limit], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         };
-        for (seq, id, last_start_no) in &doomed {
+        for (seq, id, last_start_no, queue, key, state) in &doomed {
+            let state = JobState::parse(state).ok_or_else(|| {
+                StoreError::Corrupt(format!("job {id:?}: unknown job state {state:?}"))
+            })?;
+            self.counted(queue, key.as_deref(), Some((state, *seq)), None);
             self.delete_start_chain(id, *last_start_no)?;
             self.conn
                 .prepare_cached("DELETE FROM jobs WHERE seq = ?1")

@@ -106,6 +106,12 @@ impl WriteCtx {
                 after
             }
         };
+        self.counted(
+            &job.queue,
+            job.key.as_deref(),
+            Some((job.state, job.seq)),
+            Some((after.state, after.seq)),
+        );
         self.moved(StateChange {
             // The attempt that ended, whatever the row keeps now.
             started_at: job.started_at,

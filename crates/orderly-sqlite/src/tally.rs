@@ -1,0 +1,219 @@
+//! The counter tables (`queue_counts`, `waiting_blocks`, `key_blocks`), kept
+//! by the writer in step with the jobs table.
+//!
+//! Up to schema v6 triggers kept them: five trigger programs ran for every
+//! update of a job row's state, each a sub-program frame SQLite allocated
+//! and zeroed before testing its `WHEN` (about 42,000 instructions per
+//! claim + complete, docs/performance.md), and a batch of 1,000 jobs ran
+//! 3,000 counter upserts. Since v7 every write of a job row that changes its
+//! state or `seq` (or inserts or deletes it) records the change here, in
+//! the same function that writes the row, and [`Tally::flush`] writes the
+//! sum of a request's changes once per touched counter row, before the
+//! request's savepoint is released. So the counters commit (or roll back)
+//! with the rows they count, as they did with triggers.
+//!
+//! Nothing in the writer reads a counter table with changes still pending:
+//! its count reads (`WriteCtx::running_count` and the others) flush first.
+//! The rules are the triggers' rules, in one place ([`Tally::row`]); the
+//! tests recount every table from the jobs after each kind of write.
+
+use std::collections::BTreeMap;
+
+use orderly_core::JobState;
+use rusqlite::{params, Connection};
+
+use crate::rows::{map_err, Res};
+use crate::sql::BLOCK_BITS;
+
+/// Bits of `seq` a level-1 block spans (level 0 spans [`BLOCK_BITS`]).
+const LEVEL1_BITS: u32 = 2 * BLOCK_BITS;
+
+/// A job row as the counters see it: its state and its `seq`.
+pub(crate) type Counted = (JobState, i64);
+
+/// Changes to the counter rows not yet written.
+#[derive(Default)]
+pub(crate) struct Tally {
+    /// `queue_counts`: (queue, state) → change.
+    states: BTreeMap<(String, &'static str), i64>,
+    /// `waiting_blocks`: (queue, level, block) → change.
+    waiting: BTreeMap<(String, i64, i64), i64>,
+    /// `key_blocks`: (queue, key, level, block) → change.
+    keys: BTreeMap<(String, String, i64, i64), i64>,
+}
+
+fn waiting(state: JobState) -> bool {
+    matches!(state, JobState::Scheduled | JobState::Queued)
+}
+
+fn unfinished(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Scheduled | JobState::Queued | JobState::Running
+    )
+}
+
+/// The level-0 and level-1 blocks of `seq`.
+fn blocks(seq: i64) -> [(i64, i64); 2] {
+    [(0, seq >> BLOCK_BITS), (1, seq >> LEVEL1_BITS)]
+}
+
+impl Tally {
+    /// Records that a job row of `queue` (with `key`) went from `old` to
+    /// `new` (`None`: the row did not exist, or no longer does). A job's
+    /// queue and key never change.
+    pub fn row(
+        &mut self,
+        queue: &str,
+        key: Option<&str>,
+        old: Option<Counted>,
+        new: Option<Counted>,
+    ) {
+        let state = |c: Option<Counted>| c.map(|(s, _)| s);
+        if state(old) != state(new) {
+            if let Some((s, _)) = old {
+                *self.states.entry((queue.into(), s.as_str())).or_default() -= 1;
+            }
+            if let Some((s, _)) = new {
+                *self.states.entry((queue.into(), s.as_str())).or_default() += 1;
+            }
+        }
+        // A row counts in a block while it is in the block's states at its
+        // `seq`; a move is a leave from the old place and an entry at the new.
+        let place = |c: Option<Counted>, counts: fn(JobState) -> bool| {
+            c.filter(|(s, _)| counts(*s)).map(|(_, seq)| seq)
+        };
+        let (left, entered) = (place(old, waiting), place(new, waiting));
+        if left != entered {
+            for (seq, d) in [(left, -1), (entered, 1)] {
+                for (level, block) in seq.into_iter().flat_map(blocks) {
+                    *self
+                        .waiting
+                        .entry((queue.into(), level, block))
+                        .or_default() += d;
+                }
+            }
+        }
+        let Some(key) = key else { return };
+        let (left, entered) = (place(old, unfinished), place(new, unfinished));
+        if left != entered {
+            for (seq, d) in [(left, -1), (entered, 1)] {
+                for (level, block) in seq.into_iter().flat_map(blocks) {
+                    *self
+                        .keys
+                        .entry((queue.into(), key.into(), level, block))
+                        .or_default() += d;
+                }
+            }
+        }
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty() && self.waiting.is_empty() && self.keys.is_empty()
+    }
+
+    /// Forgets what is pending (its request rolled back).
+    pub fn clear(&mut self) {
+        *self = Tally::default();
+    }
+
+    /// Writes what is pending, one statement per counter row that changed
+    /// (a `key_blocks` row that falls to zero is deleted, as keys come and
+    /// go; other rows stay), and forgets it.
+    pub fn flush(&mut self, conn: &Connection) -> Res<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let Tally {
+            states,
+            waiting,
+            keys,
+        } = std::mem::take(self);
+        let run = || -> rusqlite::Result<()> {
+            let mut add = conn.prepare_cached(
+                "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
+            )?;
+            for ((queue, state), d) in &states {
+                if *d != 0 {
+                    add.execute(params![queue, state, d])?;
+                }
+            }
+            let mut add = conn.prepare_cached(
+                "INSERT INTO waiting_blocks (queue, level, block, n) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (queue, level, block) DO UPDATE SET n = n + excluded.n",
+            )?;
+            for ((queue, level, block), d) in &waiting {
+                if *d != 0 {
+                    add.execute(params![queue, level, block, d])?;
+                }
+            }
+            let mut add = conn.prepare_cached(
+                "INSERT INTO key_blocks (queue, key, level, block, n) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (queue, key, level, block) DO UPDATE SET n = n + excluded.n
+                 RETURNING n",
+            )?;
+            let mut drop_empty = conn.prepare_cached(
+                "DELETE FROM key_blocks WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4",
+            )?;
+            for ((queue, key, level, block), d) in &keys {
+                if *d != 0 {
+                    let n: i64 =
+                        add.query_row(params![queue, key, level, block, d], |r| r.get(0))?;
+                    if n == 0 {
+                        drop_empty.execute(params![queue, key, level, block])?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        run().map_err(map_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobState::*;
+
+    fn states(t: &Tally) -> Vec<(&str, i64)> {
+        t.states.iter().map(|((_, s), d)| (*s, *d)).collect()
+    }
+
+    /// Each kind of move changes exactly the rows the v6 triggers changed.
+    #[test]
+    fn moves_change_the_rows_the_triggers_did() {
+        // An insert counts its state, its waiting blocks and its key's blocks.
+        let mut t = Tally::default();
+        t.row("q", Some("k"), None, Some((Queued, 5)));
+        assert_eq!(states(&t), [("queued", 1)]);
+        assert_eq!(t.waiting.len(), 2);
+        assert_eq!(t.keys.len(), 2);
+        // A claim moves the state; it stays unfinished in place, so no block changes.
+        let mut t = Tally::default();
+        t.row("q", Some("k"), Some((Queued, 5)), Some((Running, 5)));
+        assert_eq!(states(&t), [("queued", -1), ("running", 1)]);
+        assert!(t.keys.is_empty());
+        assert!(t.waiting.values().all(|d| *d == -1));
+        // Scheduled to queued: only the state counts move.
+        let mut t = Tally::default();
+        t.row("q", Some("k"), Some((Scheduled, 5)), Some((Queued, 5)));
+        assert!(t.waiting.is_empty() && t.keys.is_empty());
+        // A retry with a new seq leaves no block and enters the new one.
+        let mut t = Tally::default();
+        t.row("q", Some("k"), Some((Failed, 5)), Some((Queued, 2_000_000)));
+        assert!(t.waiting.values().all(|d| *d == 1) && t.waiting.len() == 2);
+        assert!(t.keys.keys().all(|(_, _, _, b)| *b >= 1));
+        // A delete of a finished job takes only its state count.
+        let mut t = Tally::default();
+        t.row("q", None, Some((Succeeded, 5)), None);
+        assert_eq!(states(&t), [("succeeded", -1)]);
+        assert!(t.waiting.is_empty() && t.keys.is_empty());
+        // Changes that cancel out net to zero and write nothing.
+        let mut t = Tally::default();
+        t.row("q", None, None, Some((Queued, 7)));
+        t.row("q", None, Some((Queued, 7)), None);
+        assert!(t.states.values().chain(t.waiting.values()).all(|d| *d == 0));
+    }
+}
