@@ -101,7 +101,7 @@ impl WriteCtx {
             let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
             let facts = rules::AttemptFacts::of(&job);
             let next = rules::after_lease_lost(&facts, timed_out, &backoff, now, jitter);
-            self.end_attempt(&job, &next, !timed_out, now)?;
+            self.end_attempt(&job, &next, !timed_out, None, now)?;
         }
         Ok(())
     }
@@ -125,7 +125,7 @@ impl WriteCtx {
             let (job, _) = job_with_private(&self.conn, By::Seq(seq))?
                 .ok_or_else(|| StoreError::Backend(format!("job seq {seq} vanished")))?;
             let next = rules::after_interrupt(&rules::AttemptFacts::of(&job), now);
-            self.end_attempt(&job, &next, true, now)?;
+            self.end_attempt(&job, &next, true, None, now)?;
         }
         Ok(seqs.len() as u64)
     }

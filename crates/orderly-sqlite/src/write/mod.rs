@@ -25,11 +25,16 @@ impl WriteCtx {
     /// in its place, or finished (passing its key on). Records the attempt's
     /// end in its start record, the attempt history. `lease_lost` says the
     /// attempt ended without a report (see `StateChange::lease_lost`).
+    /// `reported` is the report that ended it, as remembered
+    /// (`rules::remembered_report`), written in the same `UPDATE` of the
+    /// row, with no leases issued yet; `None` (a lease lost or released)
+    /// leaves the last report remembered as it was.
     pub(crate) fn end_attempt(
         &mut self,
         job: &Job,
         next: &Next,
         lease_lost: bool,
+        reported: Option<&str>,
         now: Millis,
     ) -> Res<Job> {
         if let Some(start_no) = job.start_no {
@@ -57,13 +62,15 @@ impl WriteCtx {
                     .conn
                     .prepare_cached(concat!(
                         "UPDATE jobs SET state = ?2, run_at = ?3, error = ?4,
-                            lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL
+                            lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL,
+                            reported_token = coalesce(?5, reported_token),
+                            reported_leases = CASE WHEN ?5 IS NULL THEN reported_leases END
                          WHERE seq = ?1 RETURNING ",
                         job_columns!()
                     ))
                     .and_then(|mut s| {
                         s.query_row(
-                            params![job.seq, state.as_str(), run_at, to_text(error)],
+                            params![job.seq, state.as_str(), run_at, to_text(error), reported],
                             job_from_row,
                         )
                     })
@@ -83,7 +90,9 @@ impl WriteCtx {
                     .prepare_cached(concat!(
                         "UPDATE jobs SET state = ?2, head = 0, finished_at = ?3,
                             result = ?4, error = ?5,
-                            lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL
+                            lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL,
+                            reported_token = coalesce(?6, reported_token),
+                            reported_leases = CASE WHEN ?6 IS NULL THEN reported_leases END
                          WHERE seq = ?1 RETURNING ",
                         job_columns!()
                     ))
@@ -94,7 +103,8 @@ impl WriteCtx {
                                 state.as_str(),
                                 now,
                                 result.as_ref().map(to_text),
-                                error.as_ref().map(to_text)
+                                error.as_ref().map(to_text),
+                                reported
                             ],
                             job_from_row,
                         )

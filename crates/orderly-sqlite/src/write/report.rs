@@ -74,42 +74,27 @@ impl WriteCtx {
 
     /// Applies one report, or recognises it as a repeat.
     pub(crate) fn job_report(&mut self, p: &ReportParams) -> Res<Reported> {
-        let reported = self.apply_report(p)?;
-        if let Reported::Applied(job) = &reported {
-            self.remember_report(job.seq, p, None)?;
-        }
-        Ok(reported)
+        self.apply_report(p)
     }
 
-    /// Remembers the report that ended `seq`'s attempt and, when it also
-    /// claimed, the leases its commit issued (in one write of the job's row).
-    fn remember_report(&self, seq: i64, p: &ReportParams, issued: Option<&[Lease]>) -> Res<()> {
-        let issued = issued
-            .map(|leases| {
-                let pairs: Vec<(i64, &str)> = leases
-                    .iter()
-                    .map(|l| (l.job.seq, l.token.as_str()))
-                    .collect();
-                serde_json::to_string(&pairs).map_err(|e| StoreError::Backend(e.to_string()))
-            })
-            .transpose()?;
+    /// Remembers the leases that the commit of the report that ended
+    /// `seq`'s attempt issued (the report itself is remembered by
+    /// `end_attempt`, in the row's `UPDATE`).
+    fn remember_issued(&self, seq: i64, issued: &[Lease]) -> Res<()> {
+        let pairs: Vec<(i64, &str)> = issued
+            .iter()
+            .map(|l| (l.job.seq, l.token.as_str()))
+            .collect();
+        let text = serde_json::to_string(&pairs).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.conn
-            .prepare_cached(
-                "UPDATE jobs SET reported_token = ?2, reported_leases = ?3 WHERE seq = ?1",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    seq,
-                    rules::remembered_report(&p.token, &p.outcome),
-                    issued
-                ])
-            })
+            .prepare_cached("UPDATE jobs SET reported_leases = ?2 WHERE seq = ?1")
+            .and_then(|mut s| s.execute(params![seq, text]))
             .map_err(map_err)?;
         Ok(())
     }
 
-    /// Ends the attempt a report is about, or recognises the report as a
-    /// repeat; does not remember it (see `remember_report`).
+    /// Ends the attempt a report is about, remembering the report in the
+    /// same write of the row, or recognises the report as a repeat.
     fn apply_report(&mut self, p: &ReportParams) -> Res<Reported> {
         let remembered = rules::remembered_report(&p.token, &p.outcome);
         let job = match self.current_lease(&p.id, &p.token, p.now) {
@@ -147,7 +132,7 @@ impl WriteCtx {
         let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
         let facts = rules::AttemptFacts::of(&job);
         let next = rules::after_report(&facts, &p.outcome, &backoff, p.now, p.jitter);
-        let after = self.end_attempt(&job, &next, false, p.now)?;
+        let after = self.end_attempt(&job, &next, false, Some(&remembered), p.now)?;
         // A job back in line gets its position after the commit (see `read::fill_positions`).
         Ok(Reported::Applied(after))
     }
@@ -177,9 +162,13 @@ impl WriteCtx {
             ..claim.clone()
         };
         let leases = self.job_claim(&claim)?;
-        // A repeat that claims anew records what it issued too: its answer
-        // may be lost as well.
-        self.remember_report(job.seq, report, Some(&leases))?;
+        // What it issued, so a repeat gets the same leases back. A repeat
+        // that claims anew records what it issued too: its answer may be lost
+        // as well. (Nothing issued needs no write: a repeat then claims anew,
+        // as it would from an empty list.)
+        if !leases.is_empty() {
+            self.remember_issued(job.seq, &leases)?;
+        }
         Ok((job, leases))
     }
 
