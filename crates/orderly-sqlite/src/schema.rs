@@ -5,8 +5,9 @@
 //!   key's head (its lowest unfinished job) or a keyless job has `head = 1`,
 //!   so a long line of jobs behind one busy key is never looked at.
 //! - `jobs_key_line`: the unfinished jobs of a key, to find the next head.
-//! - `jobs_due` / `jobs_leases`: scheduled jobs by `run_at` and running jobs
-//!   by lease expiry, for the scheduler and the lease reaper.
+//! - `jobs_due` / `jobs_leases_all`: scheduled jobs by `run_at` and running
+//!   jobs by lease expiry, for the scheduler and the lease reaper (v1 also
+//!   had `jobs_leases`, per queue; v7 drops it, see `v7`).
 //!
 //! - `starts_queue`: a queue's start log in `start_no` order, so a page of
 //!   it reads the page, not the whole log nor other queues' starts.

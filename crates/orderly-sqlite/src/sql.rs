@@ -23,7 +23,8 @@ pub const ADVANCE_KEY: &str = "UPDATE jobs SET head = 1 WHERE seq = (
 pub const PROMOTE_DUE_IN_QUEUE: &str = "UPDATE jobs SET state = 'queued' WHERE queue = ?1 AND state = 'scheduled' AND run_at <= ?2 RETURNING id, queue, key, seq, enqueued_at";
 /// Due scheduled jobs of every queue become queued. (`jobs_due_all`)
 pub const PROMOTE_DUE_ALL: &str = "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= ?1 RETURNING id, queue, key, seq, enqueued_at";
-/// Expired leases of a queue. (`jobs_leases`)
+/// Expired leases of a queue. (`jobs_by_state`: the queue's running jobs, in
+/// `seq` order, bounded by what runs)
 pub const EXPIRED_IN_QUEUE: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'running' AND lease_expires_at <= ?2 ORDER BY seq";
 /// Expired leases of every queue, in no particular order (sorted by the caller:
 /// asking SQLite for `ORDER BY seq` made it walk the whole table in `seq` order).
@@ -39,7 +40,8 @@ pub const NEXT_DUE: &str = "SELECT min(t) FROM (
     SELECT min(run_at) AS t FROM jobs WHERE state = 'scheduled'
     UNION ALL
     SELECT min(lease_expires_at) AS t FROM jobs WHERE state = 'running')";
-/// The next time a queue has a due job or an expiring lease. (`jobs_due`, `jobs_leases`)
+/// The next time a queue has a due job or an expiring lease. (`jobs_due`;
+/// `jobs_by_state` for the queue's running jobs, bounded by what runs)
 pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
     SELECT min(run_at) AS t FROM jobs WHERE queue = ?1 AND state = 'scheduled'
     UNION ALL
@@ -200,13 +202,13 @@ mod tests {
             (super::KEY_HAS_UNFINISHED, "jobs_key_line", false),
             (super::ADVANCE_KEY, "jobs_key_line", false),
             (super::PROMOTE_DUE_IN_QUEUE, "jobs_due", true),
-            (super::EXPIRED_IN_QUEUE, "jobs_leases", true),
+            (super::EXPIRED_IN_QUEUE, "jobs_by_state", false),
             (super::PROMOTE_DUE_ALL, "jobs_due_all", false),
             (super::EXPIRED_ALL, "jobs_leases_all", false),
             (super::NEXT_DUE, "jobs_due_all", false),
             (super::NEXT_DUE, "jobs_leases_all", false),
             (super::NEXT_DUE_IN_QUEUE, "jobs_due", false),
-            (super::NEXT_DUE_IN_QUEUE, "jobs_leases", false),
+            (super::NEXT_DUE_IN_QUEUE, "jobs_by_state", false),
             (super::PURGE_CANDIDATES, "jobs_finished", false),
             (super::OLDEST_QUEUED, "jobs_by_state", false),
             (super::KEY_HEAD, "jobs_key_line", false),

@@ -7,6 +7,12 @@
 //! the request's own savepoint (`crate::tally`). A build older than v7
 //! would write job rows without counting them, so it refuses data of a
 //! newer schema (see `migrate`).
+//!
+//! `jobs_leases` (a queue's running jobs by lease expiry) goes too: every
+//! claim and every end of an attempt changed it, for the rare catch-up of
+//! one queue, which now reads the queue's running jobs from
+//! `jobs_by_state` (bounded by what runs). `jobs_leases_all` still serves
+//! the maintenance pass across queues.
 
 /// The migration from v6.
 pub(super) const V7: &str = r#"
@@ -21,4 +27,5 @@ DROP TRIGGER jobs_key_insert;
 DROP TRIGGER jobs_key_leave;
 DROP TRIGGER jobs_key_enter;
 DROP TRIGGER jobs_key_delete;
+DROP INDEX jobs_leases;
 "#;
