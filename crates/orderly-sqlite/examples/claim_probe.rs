@@ -2,10 +2,11 @@
 //! on a small queue and on one with a backlog, in the same data directory:
 //! the probe docs/performance.md runs under `valgrind --tool=callgrind`.
 //!
-//! `claim_probe DIR BACKLOG [fsync|none] [both|empty|full]`: the first run
-//! on `DIR` fills queue `empty` with 2,000 jobs and queue `full` with
-//! `BACKLOG` + 2,000; every run then claims and completes 300 jobs of each
-//! queue asked for and prints p50 / p90 / min in microseconds.
+//! `claim_probe DIR BACKLOG [fsync|none] [both|empty|full|enqueue]`: the
+//! first run on `DIR` fills queue `empty` with 2,000 jobs and queue `full`
+//! with `BACKLOG` + 2,000; every run then claims and completes 300 jobs of
+//! each queue asked for (or, with `enqueue`, enqueues 300 jobs one at a time
+//! on queue `full`) and prints p50 / p90 / min in microseconds.
 
 use std::time::Instant;
 
@@ -88,6 +89,26 @@ async fn main() {
                 i += m;
             }
         }
+    }
+    if which == "enqueue" {
+        let mut t = Vec::with_capacity(CYCLES);
+        for k in 0..CYCLES {
+            let t0 = Instant::now();
+            let params = EnqueueParams {
+                queue: "full".into(),
+                jobs: vec![job(format!("probe-{}-{k}", std::process::id()))],
+                now: 1_500,
+            };
+            store.job_enqueue_many(params).await.expect("enqueue");
+            t.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        t.sort_by(f64::total_cmp);
+        println!(
+            "enqueue: p50 {:.0} us, p90 {:.0} us, min {:.0} us",
+            t[t.len() / 2],
+            t[t.len() * 9 / 10],
+            t[0]
+        );
     }
     for queue in ["empty", "full"] {
         if which == "both" || which == queue {
