@@ -165,9 +165,7 @@ mod tests {
 
     /// How many ephemeral tables a statement builds when it runs.
     fn ephemeral_tables(conn: &Connection, query: &str) -> usize {
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN {query}"))
-            .expect("explain");
+        let mut stmt = conn.prepare(&format!("EXPLAIN {query}")).expect("explain");
         let n = stmt.parameter_count();
         let args: Vec<rusqlite::types::Value> =
             (0..n).map(|_| rusqlite::types::Value::Integer(1)).collect();
