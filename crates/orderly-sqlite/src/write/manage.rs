@@ -124,34 +124,34 @@ impl WriteCtx {
     /// start records (see `Store::retention_purge`).
     pub(crate) fn retention_purge(&mut self, before: Millis, limit: u32) -> Res<u64> {
         self.persist_counters()?;
-        let doomed: Vec<(i64, String, Option<i64>, String, Option<String>, String)> = {
+        let doomed: Vec<Doomed> = {
             let mut stmt = self
                 .conn
                 .prepare_cached(sql::PURGE_CANDIDATES)
                 .map_err(map_err)?;
             let rows = stmt
                 .query_map(params![before, limit], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
+                    Ok(Doomed {
+                        seq: r.get(0)?,
+                        id: r.get(1)?,
+                        last_start_no: r.get(2)?,
+                        queue: r.get(3)?,
+                        key: r.get(4)?,
+                        state: r.get(5)?,
+                    })
                 })
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         };
-        for (seq, id, last_start_no, queue, key, state) in &doomed {
-            let state = JobState::parse(state).ok_or_else(|| {
-                StoreError::Corrupt(format!("job {id:?}: unknown job state {state:?}"))
+        for d in &doomed {
+            let state = JobState::parse(&d.state).ok_or_else(|| {
+                StoreError::Corrupt(format!("job {:?}: unknown job state {:?}", d.id, d.state))
             })?;
-            self.counted(queue, key.as_deref(), Some((state, *seq)), None);
-            self.delete_start_chain(id, *last_start_no)?;
+            self.counted(&d.queue, d.key.as_deref(), Some((state, d.seq)), None);
+            self.delete_start_chain(&d.id, d.last_start_no)?;
             self.conn
                 .prepare_cached("DELETE FROM jobs WHERE seq = ?1")
-                .and_then(|mut s| s.execute([seq]))
+                .and_then(|mut s| s.execute([d.seq]))
                 .map_err(map_err)?;
         }
         Ok(doomed.len() as u64)
@@ -177,4 +177,15 @@ impl WriteCtx {
         }
         Ok(())
     }
+}
+
+/// A finished job retention deletes (`sql::PURGE_CANDIDATES`).
+struct Doomed {
+    seq: i64,
+    id: String,
+    /// The head of its start chain.
+    last_start_no: Option<i64>,
+    queue: String,
+    key: Option<String>,
+    state: String,
 }
