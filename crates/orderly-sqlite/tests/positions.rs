@@ -138,9 +138,12 @@ fn key_blocks(raw: &Connection) -> (Vec<String>, Vec<String>) {
     )
 }
 
+/// `(queue, state, n)` rows of counts by state.
+type StateCounts = Vec<(String, String, i64)>;
+
 /// The nonzero counts by queue and state as stored, and recounted from the jobs.
-fn state_counts(raw: &Connection) -> (Vec<(String, String, i64)>, Vec<(String, String, i64)>) {
-    let rows = |sql: &str| -> Vec<(String, String, i64)> {
+fn state_counts(raw: &Connection) -> (StateCounts, StateCounts) {
+    let rows = |sql: &str| -> StateCounts {
         let mut stmt = raw.prepare(sql).expect("prepare");
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
