@@ -157,6 +157,13 @@ impl SqliteStore {
             .map_err(map_err)?;
         conn.pragma_update(None, "cache_size", -32_000)
             .map_err(map_err)?;
+        // The savepoint journal of a group commit (each request of a group
+        // runs in its own savepoint) stays in memory: past 64 KiB SQLite
+        // spilled it to a temporary file, created, written and deleted per
+        // group, a quarter of the writer's CPU at 16 workers
+        // (docs/performance.md). Nothing in it outlives its transaction.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(map_err)?;
         schema::migrate(&mut conn).map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         let ctx = WriteCtx::new(conn, options.durability)?;
