@@ -419,3 +419,81 @@ async fn positions_stay_exact_under_random_operations() {
         run(seed).await;
     }
 }
+
+/// A request refused halfway through, in a group with others, counts
+/// nothing: batches whose last job reuses a stored id with another payload
+/// are refused after their first jobs were inserted and counted (keyed ones
+/// with the counters written mid-request), and their savepoints roll the
+/// counters back with the rows. The writer's counts then still equal a
+/// recount, and the accepted batches are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_in_a_group_counts_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(open(dir.path()));
+    let raw = Connection::open(dir.path().join(DB_FILE)).expect("open raw");
+    let job = |id: String, key: Option<&str>, n: u64| NewJob {
+        id,
+        key: key.map(str::to_string),
+        payload: serde_json::json!({ "n": n }),
+        run_at: None,
+        max_attempts: None,
+        timeout_ms: None,
+    };
+    store
+        .job_enqueue_many(EnqueueParams {
+            queue: "a".into(),
+            jobs: vec![job("taken".into(), None, 0)],
+            now: T0,
+        })
+        .await
+        .expect("the first job");
+    let before = store.writer_stats().expect("figures");
+    let mut calls = Vec::new();
+    for i in 0..64u64 {
+        let store = store.clone();
+        let key = ["k1", "k2", "k3"][(i % 3) as usize];
+        let mut jobs = vec![
+            job(format!("b{i}-keyed"), Some(key), i),
+            job(format!("b{i}-plain"), None, i),
+        ];
+        let refused = i % 4 == 1;
+        if refused {
+            jobs.push(job("taken".into(), None, i + 1));
+        }
+        calls.push(tokio::spawn(async move {
+            let out = store
+                .job_enqueue_many(EnqueueParams {
+                    queue: "a".into(),
+                    jobs,
+                    now: T0,
+                })
+                .await;
+            (refused, out.is_ok())
+        }));
+    }
+    for call in calls {
+        let (refused, ok) = call.await.expect("task");
+        assert_eq!(ok, !refused, "only the batches reusing `taken` are refused");
+    }
+    let after = store.writer_stats().expect("figures");
+    let (requests, groups) = (
+        after.group_sizes.sum - before.group_sizes.sum,
+        after.commits - before.commits,
+    );
+    assert_eq!(requests, 64.0);
+    assert!(
+        (groups as f64) < requests,
+        "64 concurrent requests shared no group ({groups} commits): nothing was tested"
+    );
+    assert_eq!(
+        all_jobs(&raw).len(),
+        1 + 48 * 2,
+        "the accepted batches only"
+    );
+    let (stored, recount) = state_counts(&raw);
+    assert_eq!(stored, recount, "counts by state");
+    let (stored, recount) = blocks(&raw);
+    assert_eq!(stored, recount, "block counts");
+    let (stored, recount) = key_blocks(&raw);
+    assert_eq!(stored, recount, "key block counts");
+}
