@@ -1,6 +1,9 @@
 //! The operation timeout around every store call made for a request, and
 //! the enqueue it wraps (too long to sit in the trait impl).
 
+use std::collections::HashSet;
+
+use futures::future::try_join_all;
 use orderly_core::{Committed, EnqueueParams, Enqueued, StoreError};
 use tokio_postgres::IsolationLevel;
 
@@ -39,20 +42,22 @@ impl PostgresStore {
         let created = in_tx!(self, op => op.insert_unnumbered(&params).await?).value;
         let mut changes = self.hub.number_after(&mine).await?;
         let jobs = in_read!(self, tx => {
-            let mut jobs = Vec::with_capacity(params.jobs.len());
-            for new in &params.jobs {
-                jobs.push(read::job_by_id(tx, &new.id).await?.ok_or_else(|| {
+            // One lookup by id per job, pipelined.
+            let mut jobs = try_join_all(params.jobs.iter().map(|new| async move {
+                read::job_by_id(tx, &new.id).await?.ok_or_else(|| {
                     StoreError::Backend(format!("job {:?} was committed but is not numbered", new.id))
-                })?);
-            }
+                })
+            }))
+            .await?;
             waits::fill_enqueue_waits(tx, &mut jobs, &created).await?;
             jobs
         });
         // Another node's pass may have numbered this enqueue's jobs: they are
         // still this write's changes (its wake-ups and events), as they were
         // created, and so are any other rows its own passes numbered.
+        let recorded: HashSet<String> = changes.jobs.iter().map(|c| c.id.clone()).collect();
         for ((job, new), created) in jobs.iter().zip(&params.jobs).zip(&created) {
-            if *created && !changes.jobs.iter().any(|c| c.id == job.id) {
+            if *created && !recorded.contains(&job.id) {
                 let run_at = new.run_at.unwrap_or(params.now).max(params.now);
                 let state = orderly_core::rules::waiting_state(run_at, params.now);
                 changes

@@ -4,6 +4,7 @@
 //! already stored is an idempotent replay when queue, key and payload are
 //! the same, a conflict otherwise (the whole batch is refused).
 
+use futures::future::try_join_all;
 use orderly_core::{rules, validate, EnqueueParams, QueueConfig, StoreError};
 
 use super::Op;
@@ -44,14 +45,17 @@ impl Op<'_, '_> {
             .await
             .map_err(map_err)?
             .get(0);
-        let mut created = Vec::with_capacity(p.jobs.len());
-        for (pos, new) in p.jobs.iter().enumerate() {
+        let config = &config;
+        // One statement per job, pipelined: the whole batch costs about one
+        // round trip, and each statement keeps its plan (an insert and an
+        // index lookup by id) whatever the batch's size.
+        let inserted = try_join_all(p.jobs.iter().enumerate().map(|(pos, new)| async move {
             let payload = to_text(&new.payload);
             let run_at = new.run_at.unwrap_or(p.now).max(p.now);
             let state = rules::waiting_state(run_at, p.now);
             let max_attempts = i64::from(new.max_attempts.unwrap_or(config.max_attempts));
             let timeout_ms = new.timeout_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
-            let inserted = self
+            let row = self
                 .tx
                 .query_opt(
                     "INSERT INTO jobs (id, batch, batch_pos, queue, key, state, payload,
@@ -74,10 +78,12 @@ impl Op<'_, '_> {
                 )
                 .await
                 .map_err(map_err)?;
-            if inserted.is_some() {
-                created.push(true);
-                continue;
-            }
+            Ok::<_, StoreError>((row.is_some(), payload))
+        }))
+        .await?;
+        // An id already stored is a replay only if it is this very job.
+        let replays = p.jobs.iter().zip(&inserted).filter(|(_, (new, _))| !new);
+        let stored = try_join_all(replays.map(|(new, (_, payload))| async move {
             let row = self
                 .tx
                 .query_one(
@@ -89,13 +95,15 @@ impl Op<'_, '_> {
             let (q, k, pl): (String, Option<String>, String) = (row.get(0), row.get(1), row.get(2));
             // Compared as JSON: a job the SQL function stored holds its
             // payload as PostgreSQL writes jsonb (`{"n": 1}`).
-            let same_payload = pl == payload
+            let same_payload = pl == *payload
                 || serde_json::from_str::<serde_json::Value>(&pl).is_ok_and(|v| v == new.payload);
             if q != p.queue || k != new.key || !same_payload {
                 return Err(StoreError::IdConflict { id: new.id.clone() });
             }
-            created.push(false);
-        }
+            Ok(())
+        }));
+        stored.await?;
+        let created = inserted.into_iter().map(|(new, _)| new).collect();
         Ok(created)
     }
 }

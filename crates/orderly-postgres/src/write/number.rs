@@ -22,10 +22,37 @@
 //! numbers its rows. A transaction that enqueues and stays open long holds
 //! only its own rows: everyone else's enqueues go on.
 
+use std::collections::HashSet;
+
+use futures::future::try_join_all;
 use orderly_core::{JobState, StoreError};
+use tokio_postgres::Row;
 
 use super::Op;
 use crate::rows::{map_err, Res};
+
+/// A committed unnumbered row, as a pass reads it.
+struct Pending {
+    id: String,
+    queue: String,
+    key: Option<String>,
+    state: JobState,
+    enqueued_at: i64,
+}
+
+impl Pending {
+    fn from_row(row: &Row) -> Res<Pending> {
+        let state: String = row.get("state");
+        Ok(Pending {
+            id: row.get("id"),
+            queue: row.get("queue"),
+            key: row.get("key"),
+            state: JobState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown job state {state:?}")))?,
+            enqueued_at: row.get("enqueued_at"),
+        })
+    }
+}
 
 /// The most rows one pass starts with (the rest wait for the next pass);
 /// it also takes the rest of the batch it stops in.
@@ -94,35 +121,73 @@ impl Op<'_, '_> {
         }
         let queues: Vec<String> = rows.iter().map(|r| r.get("queue")).collect();
         self.lock_queues(&queues).await?;
-        for row in &rows {
-            let id: String = row.get("id");
-            let queue: String = row.get("queue");
-            let key: Option<String> = row.get("key");
-            let state: String = row.get("state");
-            let state = JobState::parse(&state)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown job state {state:?}")))?;
-            let head = match &key {
-                None => true,
-                Some(k) => !self.has_unfinished_of_key(&queue, k).await?,
-            };
-            let seq = next;
-            next += 1;
-            self.tx
-                .execute(
-                    "UPDATE jobs SET seq = $2, head = $3 WHERE id = $1",
-                    &[&id, &seq, &head],
-                )
-                .await
-                .map_err(map_err)?;
+        let rows = rows
+            .iter()
+            .map(Pending::from_row)
+            .collect::<Res<Vec<Pending>>>()?;
+        // Key heads: a keyed row heads its key if no numbered unfinished job
+        // of the key exists, asked once per key (none of this pass's rows is
+        // numbered yet); a later row of the same key never heads it (the
+        // earlier one is unfinished). The questions go out pipelined: one
+        // round trip for the pass, not one per row.
+        let mut first_of_key = HashSet::new();
+        let asked: Vec<&Pending> = rows
+            .iter()
+            .filter(|r| {
+                r.key
+                    .as_ref()
+                    .is_some_and(|k| first_of_key.insert((r.queue.as_str(), k.as_str())))
+            })
+            .collect();
+        let answers =
+            try_join_all(asked.iter().map(|r| {
+                self.has_unfinished_of_key(&r.queue, r.key.as_deref().unwrap_or_default())
+            }))
+            .await?;
+        let free_keys: HashSet<(&str, &str)> = asked
+            .iter()
+            .zip(answers)
+            .filter(|(_, unfinished)| !unfinished)
+            .map(|(r, _)| (r.queue.as_str(), r.key.as_deref().unwrap_or_default()))
+            .collect();
+        let mut headed = HashSet::new();
+        let numbered: Vec<(&Pending, i64, bool)> = rows
+            .iter()
+            .map(|r| {
+                let head = match &r.key {
+                    None => true,
+                    Some(k) => {
+                        let key = (r.queue.as_str(), k.as_str());
+                        free_keys.contains(&key) && headed.insert(key)
+                    }
+                };
+                let seq = next;
+                next += 1;
+                (r, seq, head)
+            })
+            .collect();
+        // The same statement per row as ever (its plan is an index lookup
+        // by id), pipelined.
+        let tx = self.tx;
+        try_join_all(numbered.iter().map(|(r, seq, head)| async move {
+            tx.execute(
+                "UPDATE jobs SET seq = $2, head = $3 WHERE id = $1",
+                &[&r.id, seq, head],
+            )
+            .await
+            .map_err(map_err)
+        }))
+        .await?;
+        for (r, seq, _) in numbered {
             self.moved(orderly_core::StateChange {
-                id,
-                queue,
-                key,
+                id: r.id.clone(),
+                queue: r.queue.clone(),
+                key: r.key.clone(),
                 seq,
                 from: None,
-                to: state,
-                at: row.get("enqueued_at"),
-                enqueued_at: row.get("enqueued_at"),
+                to: r.state,
+                at: r.enqueued_at,
+                enqueued_at: r.enqueued_at,
                 started_at: None,
                 lease_lost: false,
             });
