@@ -5,9 +5,10 @@
 //!   key's head (its lowest unfinished job) or a keyless job has `head = 1`,
 //!   so a long line of jobs behind one busy key is never looked at.
 //! - `jobs_key_line`: the unfinished jobs of a key, to find the next head.
-//! - `jobs_due` / `jobs_leases_all`: scheduled jobs by `run_at` and running
-//!   jobs by lease expiry, for the scheduler and the lease reaper (v1 also
-//!   had `jobs_leases`, per queue; v7 drops it, see `v7`).
+//! - `jobs_due` / `jobs_due_all`: scheduled jobs by `run_at`, for the
+//!   scheduler. Expired leases are found among a queue's running jobs in
+//!   `jobs_by_state` (v1 also had `jobs_leases` and `jobs_leases_all`, by
+//!   lease expiry: v7 and v8 drop them, see `v7` and `v8`).
 //!
 //! - `starts_queue`: a queue's start log in `start_no` order, so a page of
 //!   it reads the page, not the whole log nor other queues' starts.
@@ -25,9 +26,10 @@ use rusqlite::Connection;
 
 mod v6;
 mod v7;
+mod v8;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// v5: position at any backlog (docs/ordering.md, "Position at any
 /// backlog"). `waiting_blocks` counts a queue's waiting (`scheduled` or
@@ -243,7 +245,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", 1)?;
         tx.commit()?;
     }
-    for (to, sql) in [(2, V2), (3, V3), (4, V4), (5, V5), (6, v6::V6), (7, v7::V7)] {
+    for (to, sql) in [
+        (2, V2),
+        (3, V3),
+        (4, V4),
+        (5, V5),
+        (6, v6::V6),
+        (7, v7::V7),
+        (8, v8::V8),
+    ] {
         if version < to {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;

@@ -31,20 +31,23 @@ pub const PROMOTE_DUE_ALL: &str = "UPDATE jobs SET state = 'queued' WHERE state 
 /// Expired leases of a queue. (`jobs_by_state`: the queue's running jobs, in
 /// `seq` order, bounded by what runs)
 pub const EXPIRED_IN_QUEUE: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'running' AND lease_expires_at <= ?2 ORDER BY seq";
-/// Expired leases of every queue, in no particular order (sorted by the caller:
-/// asking SQLite for `ORDER BY seq` made it walk the whole table in `seq` order).
-/// (`jobs_leases_all`)
-pub const EXPIRED_ALL: &str =
-    "SELECT seq FROM jobs WHERE state = 'running' AND lease_expires_at <= ?1";
+/// Expired leases of every queue, in no particular order (sorted by the
+/// caller). (`queues`, then each queue's running jobs in `jobs_by_state`:
+/// bounded by what runs)
+pub const EXPIRED_ALL: &str = "SELECT j.seq FROM queues q CROSS JOIN jobs j \
+    WHERE j.queue = q.name AND j.state = 'running' AND j.lease_expires_at <= ?1";
 /// Running jobs held by workers whose name starts with ?1 (of length ?2).
-/// (`jobs_leases_all`: bounded by the running jobs)
-pub const RUNNING_HELD_BY: &str = "SELECT seq FROM jobs INDEXED BY jobs_leases_all \
-    WHERE state = 'running' AND substr(lease_worker, 1, ?2) = ?1";
-/// The next time a maintenance pass has work. (`jobs_due_all`, `jobs_leases_all`)
+/// (`queues`, then each queue's running jobs in `jobs_by_state`: bounded by
+/// the running jobs)
+pub const RUNNING_HELD_BY: &str = "SELECT j.seq FROM queues q CROSS JOIN jobs j \
+    WHERE j.queue = q.name AND j.state = 'running' AND substr(j.lease_worker, 1, ?2) = ?1";
+/// The next time a maintenance pass has work. (`jobs_due_all`; `queues`,
+/// then each queue's running jobs in `jobs_by_state`)
 pub const NEXT_DUE: &str = "SELECT min(t) FROM (
     SELECT min(run_at) AS t FROM jobs WHERE state = 'scheduled'
     UNION ALL
-    SELECT min(lease_expires_at) AS t FROM jobs WHERE state = 'running')";
+    SELECT min(j.lease_expires_at) AS t FROM queues q CROSS JOIN jobs j
+        WHERE j.queue = q.name AND j.state = 'running')";
 /// The next time a queue has a due job or an expiring lease. (`jobs_due`;
 /// `jobs_by_state` for the queue's running jobs, bounded by what runs)
 pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
@@ -251,9 +254,10 @@ mod tests {
             (super::PROMOTE_DUE_IN_QUEUE, "jobs_due", true),
             (super::EXPIRED_IN_QUEUE, "jobs_by_state", false),
             (super::PROMOTE_DUE_ALL, "jobs_due_all", false),
-            (super::EXPIRED_ALL, "jobs_leases_all", false),
+            (super::EXPIRED_ALL, "jobs_by_state", false),
+            (super::RUNNING_HELD_BY, "jobs_by_state", false),
             (super::NEXT_DUE, "jobs_due_all", false),
-            (super::NEXT_DUE, "jobs_leases_all", false),
+            (super::NEXT_DUE, "jobs_by_state", false),
             (super::NEXT_DUE_IN_QUEUE, "jobs_due", false),
             (super::NEXT_DUE_IN_QUEUE, "jobs_by_state", false),
             (super::PURGE_CANDIDATES, "jobs_finished", false),
@@ -352,13 +356,17 @@ mod tests {
                 "{query}\nscans or sorts: {p}"
             );
         }
-        // Releasing a worker's leases reads the running jobs' partial index
-        // whole: bounded by the running jobs, never the waiting ones.
-        let p = plan(&conn, super::RUNNING_HELD_BY);
-        assert!(
-            p.contains("USING INDEX jobs_leases_all") && !p.contains("TEMP B-TREE"),
-            "{}\nplan: {p}",
-            super::RUNNING_HELD_BY
-        );
+        // Across queues, the running jobs are read queue by queue, each
+        // queue's from its running part of `jobs_by_state`: bounded by the
+        // running jobs, never the waiting ones.
+        for query in [super::EXPIRED_ALL, super::RUNNING_HELD_BY, super::NEXT_DUE] {
+            let p = plan(&conn, query);
+            assert!(
+                (p.contains("SCAN q") || p.contains("SEARCH q USING PRIMARY KEY"))
+                    && p.contains("SEARCH j USING INDEX jobs_by_state (queue=? AND state=?)")
+                    && !p.contains("SCAN j"),
+                "{query}\nplan: {p}"
+            );
+        }
     }
 }
