@@ -45,7 +45,6 @@ macro_rules! job_columns {
          lease_expires_at, lease_worker, start_no"
     };
 }
-pub(crate) use job_columns;
 
 /// The columns [`job_from_row`] reads, in this order, first in every row it
 /// decodes (a query may add more after them).

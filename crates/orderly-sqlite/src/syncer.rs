@@ -376,7 +376,8 @@ mod tests {
     async fn a_write_is_answered_and_shown_only_after_its_fsync() {
         let dir = tempfile::tempdir().expect("tempdir");
         let gate = Gate::default();
-        let (writer, handle) = Writer::start_syncing(ctx(dir.path()), Durability::Fsync, gate.sync());
+        let (writer, handle) =
+            Writer::start_syncing(ctx(dir.path()), Durability::Fsync, gate.sync());
         let write = {
             let writer = writer.clone();
             tokio::spawn(async move { mark(&writer, "a").await })
@@ -407,7 +408,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_fsync_refuses_its_writes_and_stops_the_store() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let fail: SyncWal = Arc::new(|_: &std::fs::File| Err(std::io::Error::other("injected EIO")));
+        let fail: SyncWal =
+            Arc::new(|_: &std::fs::File| Err(std::io::Error::other("injected EIO")));
         let (writer, handle) = Writer::start_syncing(ctx(dir.path()), Durability::Fsync, fail);
         let first = mark(&writer, "a").await;
         assert!(
@@ -416,9 +418,15 @@ mod tests {
         );
         assert!(writer.health.check().is_err(), "the store fails stop");
         let read = writer.visibility.settled().await;
-        assert!(matches!(read, Err(StoreError::StorageFailed(_))), "{read:?}");
+        assert!(
+            matches!(read, Err(StoreError::StorageFailed(_))),
+            "{read:?}"
+        );
         let later = mark(&writer, "b").await;
-        assert!(matches!(later, Err(StoreError::StorageFailed(_))), "{later:?}");
+        assert!(
+            matches!(later, Err(StoreError::StorageFailed(_))),
+            "{later:?}"
+        );
         writer.stop().await;
         drop(writer);
         handle.join().expect("writer thread");

@@ -8,8 +8,7 @@ use orderly_core::{ClaimParams, JobState, Lease, Millis, StoreError};
 use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
-use crate::rows::job_columns;
-use crate::rows::{job_from_row, job_with_private, map_err, By, Res};
+use crate::rows::{job_by_seq, job_with_private, map_err, By, Res};
 use crate::sql;
 
 impl WriteCtx {
@@ -177,31 +176,30 @@ impl WriteCtx {
         let start_no = self.take_start_no()?;
         let deadline = timeout_ms.map(|t| p.now.saturating_add(t));
         let expires_at = rules::lease_expiry(p.now, lease_ms, deadline);
-        let job = self
-            .conn
-            .prepare_cached(concat!(
+        // No `RETURNING`: SQLite gathers its rows in an ephemeral table,
+        // which cost more than the update itself; the row is read back by
+        // its key instead.
+        self.conn
+            .prepare_cached(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?2,
                     lease_token = ?3, lease_worker = ?4, lease_ms = ?5,
                     deadline_at = ?6, lease_expires_at = ?7, start_no = ?8, last_start_no = ?8
-                 WHERE seq = ?1 RETURNING ",
-                job_columns!()
-            ))
+                 WHERE seq = ?1",
+            )
             .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![
-                        seq,
-                        p.now,
-                        token,
-                        p.worker,
-                        lease_ms as i64,
-                        deadline,
-                        expires_at,
-                        start_no
-                    ],
-                    job_from_row,
-                )
+                stmt.execute(params![
+                    seq,
+                    p.now,
+                    token,
+                    p.worker,
+                    lease_ms as i64,
+                    deadline,
+                    expires_at,
+                    start_no
+                ])
             })
             .map_err(map_err)?;
+        let job = job_by_seq(&self.conn, seq)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at, prev_start_no, queue, key)

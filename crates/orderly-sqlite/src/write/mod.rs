@@ -17,8 +17,7 @@ use orderly_core::{Job, JobState, Millis, StateChange};
 use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
-use crate::rows::job_columns;
-use crate::rows::{job_from_row, map_err, to_text, Res};
+use crate::rows::{job_by_seq, map_err, to_text, Res};
 
 impl WriteCtx {
     /// Applies what follows the end of `job`'s running attempt: back in line
@@ -58,23 +57,26 @@ impl WriteCtx {
                 run_at,
                 error,
             } => {
-                let after = self
-                    .conn
-                    .prepare_cached(concat!(
+                // Read back by key, not by `RETURNING` (see `claim::start`).
+                self.conn
+                    .prepare_cached(
                         "UPDATE jobs SET state = ?2, run_at = ?3, error = ?4,
                             lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL,
                             reported_token = coalesce(?5, reported_token),
                             reported_leases = CASE WHEN ?5 IS NULL THEN reported_leases END
-                         WHERE seq = ?1 RETURNING ",
-                        job_columns!()
-                    ))
+                         WHERE seq = ?1",
+                    )
                     .and_then(|mut s| {
-                        s.query_row(
-                            params![job.seq, state.as_str(), run_at, to_text(error), reported],
-                            job_from_row,
-                        )
+                        s.execute(params![
+                            job.seq,
+                            state.as_str(),
+                            run_at,
+                            to_text(error),
+                            reported
+                        ])
                     })
                     .map_err(map_err)?;
+                let after = job_by_seq(&self.conn, job.seq)?;
                 if *state == JobState::Scheduled {
                     self.lower_due_floor(&job.queue, *run_at);
                 }
@@ -85,31 +87,27 @@ impl WriteCtx {
                 result,
                 error,
             } => {
-                let after = self
-                    .conn
-                    .prepare_cached(concat!(
+                self.conn
+                    .prepare_cached(
                         "UPDATE jobs SET state = ?2, head = 0, finished_at = ?3,
                             result = ?4, error = ?5,
                             lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL,
                             reported_token = coalesce(?6, reported_token),
                             reported_leases = CASE WHEN ?6 IS NULL THEN reported_leases END
-                         WHERE seq = ?1 RETURNING ",
-                        job_columns!()
-                    ))
+                         WHERE seq = ?1",
+                    )
                     .and_then(|mut s| {
-                        s.query_row(
-                            params![
-                                job.seq,
-                                state.as_str(),
-                                now,
-                                result.as_ref().map(to_text),
-                                error.as_ref().map(to_text),
-                                reported
-                            ],
-                            job_from_row,
-                        )
+                        s.execute(params![
+                            job.seq,
+                            state.as_str(),
+                            now,
+                            result.as_ref().map(to_text),
+                            error.as_ref().map(to_text),
+                            reported
+                        ])
                     })
                     .map_err(map_err)?;
+                let after = job_by_seq(&self.conn, job.seq)?;
                 if let Some(key) = &job.key {
                     self.advance_key(&job.queue, key)?;
                 }
