@@ -22,7 +22,6 @@ mod read;
 mod rows;
 mod schema;
 mod sql;
-mod syncer;
 mod tally;
 mod write;
 mod writer;
@@ -198,7 +197,7 @@ impl SqliteStore {
             .map_err(|_| StoreError::Closed)?;
         let pool = self.readers.clone();
         let path = self.path.clone();
-        let value = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let conn = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let conn = match conn {
@@ -231,10 +230,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))??;
-        // Never show what a machine crash could still take back.
-        self.writer.visibility.settled().await?;
-        Ok(value)
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 
     /// Fills `position`, `key_position` and `wait_facts` on waiting jobs that

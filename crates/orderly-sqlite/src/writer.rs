@@ -32,14 +32,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ctx::WriteCtx;
 use crate::rows::map_err;
-use crate::syncer::{Syncer, Visibility};
 use crate::Durability;
 
 /// Most requests committed in one transaction.
 pub const MAX_GROUP: usize = 4096;
 
-/// Tells a request's caller how its commit ended.
-pub(crate) type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Runs against the transaction; returns its error if it failed (so its
 /// savepoint is rolled back) and the answer to send once the commit's outcome
 /// is known.
@@ -104,13 +102,7 @@ impl Health {
         }
     }
 
-    /// Counts an fsync of the WAL made after its commit (see `syncer`).
-    pub(crate) fn fsynced(&self, took: Duration) {
-        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        s.fsync_seconds.observe(took.as_secs_f64());
-    }
-
-    pub(crate) fn fail(&self, reason: String) {
+    fn fail(&self, reason: String) {
         tracing::error!(%reason, "storage failed: the writer stops accepting writes");
         *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
     }
@@ -122,60 +114,20 @@ pub(crate) struct Writer {
     tx: mpsc::Sender<Message>,
     /// The writer's health.
     pub health: Arc<Health>,
-    /// How far its commits are durable, for the readers.
-    pub visibility: Arc<Visibility>,
 }
 
 impl Writer {
     /// Starts the writer thread on `ctx`; it stops when every handle is dropped,
     /// after finishing the requests already sent.
     pub fn start(ctx: WriteCtx, durability: Durability) -> (Writer, std::thread::JoinHandle<()>) {
-        Self::start_syncing(ctx, durability, crate::syncer::fdatasync())
-    }
-
-    /// [`Self::start`], making the WAL durable with `sync` (tests hold it
-    /// back or fail it).
-    pub(crate) fn start_syncing(
-        mut ctx: WriteCtx,
-        durability: Durability,
-        sync: crate::syncer::SyncWal,
-    ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Message>(MAX_GROUP * 4);
         let health = Arc::new(Health::default());
-        // Under `Fsync`, the WAL is fsynced after each commit, off the
-        // writer's path (`syncer`); if its file cannot be opened for that,
-        // SQLite fsyncs inside each commit as before.
-        let syncer = (durability == Durability::Fsync)
-            .then(|| start_syncer(&mut ctx, sync, &health))
-            .flatten();
-        let visibility = match &syncer {
-            Some((_, v)) => v.clone(),
-            None => Arc::new(Visibility::new(false)),
-        };
-        let syncer = syncer.map(|(s, _)| s);
         let thread_health = health.clone();
-        let thread_visibility = visibility.clone();
         let handle = std::thread::Builder::new()
             .name("orderly-sqlite-writer".into())
-            .spawn(move || {
-                run(
-                    ctx,
-                    rx,
-                    &thread_health,
-                    durability,
-                    syncer,
-                    &thread_visibility,
-                )
-            })
+            .spawn(move || run(ctx, rx, &thread_health, durability))
             .expect("spawn the SQLite writer thread");
-        (
-            Writer {
-                tx,
-                health,
-                visibility,
-            },
-            handle,
-        )
+        (Writer { tx, health }, handle)
     }
 
     /// Asks the thread to stop once it has committed every write sent
@@ -225,45 +177,15 @@ impl Writer {
     }
 }
 
-/// Switches the writer's connection to `synchronous = NORMAL` and starts
-/// the syncer that fsyncs the WAL after its commits; `None` (the connection
-/// left as it was, with a warning) if either cannot be done.
-fn start_syncer(
-    ctx: &mut WriteCtx,
-    sync: crate::syncer::SyncWal,
-    health: &Arc<Health>,
-) -> Option<(Syncer, Arc<Visibility>)> {
-    let Some(db) = ctx.conn.path().map(std::path::PathBuf::from) else {
-        tracing::warn!("the database has no file: SQLite fsyncs inside each commit");
-        return None;
-    };
-    let visibility = Arc::new(Visibility::new(true));
-    let syncer = match Syncer::start(&db, sync, health.clone(), visibility.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot open the write-ahead log to fsync it: SQLite fsyncs inside each commit");
-            return None;
-        }
-    };
-    if let Err(e) = ctx.conn.pragma_update(None, "synchronous", "NORMAL") {
-        tracing::warn!(error = %e, "cannot set synchronous = NORMAL: SQLite fsyncs inside each commit");
-        return None;
-    }
-    Some((syncer, visibility))
-}
-
 fn run(
     mut ctx: WriteCtx,
     mut rx: mpsc::Receiver<Message>,
     health: &Health,
     durability: Durability,
-    syncer: Option<Syncer>,
-    visibility: &Visibility,
 ) {
     let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
-    // The connection starts in the mode `SqliteStore::open` set for `durability`
-    // (or `NORMAL`, with the syncer fsyncing after each commit).
-    let mut syncing = durability == Durability::Fsync && syncer.is_none();
+    // The connection starts in the mode `SqliteStore::open` set for `durability`.
+    let mut syncing = durability == Durability::Fsync;
     let mut stopping = false;
     while !stopping {
         match rx.blocking_recv() {
@@ -287,7 +209,6 @@ fn run(
             continue;
         }
         let want_sync = match durability {
-            _ if syncer.is_some() => false,
             Durability::Fsync => true,
             Durability::None => false,
             Durability::Accepted => group.iter().any(|r| r.kind == CommitKind::Accepting),
@@ -306,34 +227,8 @@ fn run(
                 }
             }
         }
-        let synced_after = syncer.is_some();
-        let Some(done) = commit_group(
-            &mut ctx,
-            &mut group,
-            health,
-            syncing || synced_after,
-            visibility,
-        ) else {
-            continue;
-        };
-        match &syncer {
-            Some(s) => {
-                if !done.answers.is_empty() {
-                    health.committed(done.answers.len(), None);
-                }
-                // Nobody waits for the writer: it fsyncs itself (no thread hop).
-                let inline = rx.is_empty();
-                s.committed(done.group, done.answers, inline);
-            }
-            None if done.answers.is_empty() => {}
-            None => {
-                health.committed(done.answers.len(), done.fsync);
-                done.answers.into_iter().for_each(|a| a(Ok(())));
-            }
-        }
+        commit_group(&mut ctx, &mut group, health, syncing);
     }
-    // Every answer held for an fsync is released before the writer stops.
-    drop(syncer);
     if health.check().is_ok() {
         if let Err(e) = close_cleanly(&mut ctx) {
             tracing::warn!(error = %e, "could not record the counters on close; they are recovered on open");
@@ -404,26 +299,7 @@ fn exec_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// A group whose `COMMIT` ran: its answers, to release once it is durable.
-struct Done {
-    /// Its number (`Visibility::begin_commit`).
-    group: u64,
-    /// Empty if the commit failed (its callers were told already).
-    answers: Vec<Answer>,
-    /// How long the commit took, when SQLite fsynced inside it.
-    fsync: Option<Duration>,
-}
-
-/// Runs `group` in one transaction; `None` if it never reached `COMMIT`
-/// (every request was answered). `syncing`: the commit is made durable,
-/// by SQLite inside it or by the syncer after it.
-fn commit_group(
-    ctx: &mut WriteCtx,
-    group: &mut Vec<Request>,
-    health: &Health,
-    syncing: bool,
-    visibility: &Visibility,
-) -> Option<Done> {
+fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, syncing: bool) {
     let start = ctx.counters();
     if let Err(e) = exec_cached(&ctx.conn, "BEGIN IMMEDIATE").map_err(map_err) {
         if let StoreError::StorageFailed(reason) = &e {
@@ -432,7 +308,7 @@ fn commit_group(
         for r in group.drain(..) {
             (r.run)(Err(e.clone())).1(Err(e.clone()));
         }
-        return None;
+        return;
     }
     // A group of one needs no savepoint: if it fails, the whole transaction
     // is rolled back. (Savepoints are not free: SQLite keeps every page a
@@ -464,7 +340,7 @@ fn commit_group(
                     ctx.clear_needs_sync();
                     answers.push(answer);
                     fail_group(answers, requests, &e);
-                    return None;
+                    return;
                 }
                 if alone {
                     let _ = ctx.conn.execute_batch("ROLLBACK");
@@ -472,7 +348,7 @@ fn commit_group(
                     ctx.clear_needs_sync();
                     // The answer carries the request's own error.
                     answer(Ok(()));
-                    return None;
+                    return;
                 }
                 if let Err(undo) = ctx
                     .conn
@@ -487,7 +363,7 @@ fn commit_group(
                     ctx.clear_needs_sync();
                     answers.push(answer);
                     fail_group(answers, requests, &StoreError::StorageFailed(reason));
-                    return None;
+                    return;
                 }
                 ctx.restore(before);
             }
@@ -500,8 +376,6 @@ fn commit_group(
     }
     let began = Instant::now();
     let mut synced = syncing;
-    // From here on a reader may see the group's writes.
-    let number = visibility.begin_commit();
     let commit = health
         .check()
         .and_then(|()| exec_cached(&ctx.conn, "COMMIT").map_err(map_err))
@@ -516,11 +390,10 @@ fn commit_group(
             }
         });
     match commit {
-        Ok(()) => Some(Done {
-            group: number,
-            answers,
-            fsync: synced.then(|| began.elapsed()),
-        }),
+        Ok(()) => {
+            health.committed(answers.len(), synced.then(|| began.elapsed()));
+            answers.into_iter().for_each(|a| a(Ok(())));
+        }
         Err(e) => {
             if !ctx.conn.is_autocommit() {
                 let _ = ctx.conn.execute_batch("ROLLBACK");
@@ -531,11 +404,6 @@ fn commit_group(
                 health.fail(reason.clone());
             }
             answers.into_iter().for_each(|a| a(Err(e.clone())));
-            Some(Done {
-                group: number,
-                answers: Vec::new(),
-                fsync: None,
-            })
         }
     }
 }
