@@ -120,7 +120,7 @@ impl Tally {
 
     /// Writes what is pending, one statement per counter row that changed
     /// (a `key_blocks` row that falls to zero is deleted, as keys come and
-    /// go; other rows stay), and forgets it.
+    /// go, by a second one; other rows stay), and forgets it.
     pub fn flush(&mut self, conn: &Connection) -> Res<()> {
         if self.is_empty() {
             return Ok(());
@@ -149,19 +149,20 @@ impl Tally {
                     add.execute(params![queue, level, block, d])?;
                 }
             }
+            // No `RETURNING n` (SQLite gathers its rows in an ephemeral
+            // table): a row that went down is deleted if it reached zero.
             let mut add = conn.prepare_cached(
                 "INSERT INTO key_blocks (queue, key, level, block, n) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (queue, key, level, block) DO UPDATE SET n = n + excluded.n
-                 RETURNING n",
+                 ON CONFLICT (queue, key, level, block) DO UPDATE SET n = n + excluded.n",
             )?;
             let mut drop_empty = conn.prepare_cached(
-                "DELETE FROM key_blocks WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4",
+                "DELETE FROM key_blocks
+                 WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4 AND n = 0",
             )?;
             for ((queue, key, level, block), d) in &keys {
                 if *d != 0 {
-                    let n: i64 =
-                        add.query_row(params![queue, key, level, block, d], |r| r.get(0))?;
-                    if n == 0 {
+                    add.execute(params![queue, key, level, block, d])?;
+                    if *d < 0 {
                         drop_empty.execute(params![queue, key, level, block])?;
                     }
                 }
