@@ -16,6 +16,7 @@
 pub mod executor;
 pub mod job;
 pub mod model;
+pub mod park;
 pub mod queue;
 pub mod rules;
 pub mod stats;
@@ -28,6 +29,7 @@ pub mod conformance;
 
 pub use executor::Executor;
 pub use job::{Job, JobState, Millis, NewJob};
+pub use park::ParkTicket;
 pub use queue::{Backoff, QueueConfig, QueueInfo, QueuePatch, StateCounts};
 pub use stats::{Distribution, WriterStats};
 pub use store::{

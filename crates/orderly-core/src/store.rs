@@ -467,6 +467,29 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `max` eligible jobs in `seq` order (see module docs).
     async fn job_claim(&self, params: ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError>;
 
+    /// [`Self::job_claim`], for a caller that will wait for work: a store
+    /// that can hold the claim and finds nothing eligible keeps it, runs it
+    /// again inside each later commit that may have made a job of the
+    /// queue startable (FIFO among parked claims), and answers once it
+    /// took leases (or its catch-up changed something). It drops it unrun
+    /// once `ticket` is withdrawn. The default answers at once, as
+    /// `job_claim` does (holding the ticket taken, so the caller waits for
+    /// the answer instead of dropping a claim that may have taken leases);
+    /// the caller then waits for a wake-up as before.
+    async fn job_claim_parked(
+        &self,
+        params: ClaimParams,
+        ticket: crate::ParkTicket,
+    ) -> Result<Committed<Vec<Lease>>, StoreError> {
+        if !ticket.take() {
+            return Ok(Committed {
+                value: Vec::new(),
+                changes: Changes::default(),
+            });
+        }
+        self.job_claim(params).await
+    }
+
     /// Renews a lease.
     async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError>;
 

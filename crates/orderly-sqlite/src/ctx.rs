@@ -18,6 +18,7 @@ use rusqlite::{params, Connection};
 
 use crate::read::queue_row;
 use crate::rows::{map_err, to_text, Res};
+use crate::parked::Parking;
 use crate::sql;
 use crate::tally::{Counted, Tally};
 use crate::Durability;
@@ -48,6 +49,8 @@ pub(crate) struct WriteCtx {
     /// The request's changes to the counter tables, written before it is
     /// released (see `tally`).
     pub tally: Tally,
+    /// Claims waiting in the writer for work (see `parked`).
+    pub parking: Parking,
 }
 
 /// Counters to restore when an operation rolls back.
@@ -93,6 +96,7 @@ impl WriteCtx {
             due_floor: HashMap::new(),
             changes: Changes::default(),
             tally: Tally::default(),
+            parking: Parking::default(),
         })
     }
 

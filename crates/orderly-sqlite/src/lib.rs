@@ -12,12 +12,14 @@
 //!   whose plans decide what claims and maintenance cost, with the test that
 //!   checks each reads its index; `rows`: decoding rows by column name;
 //!   `read`: the reads; `write`: the writes, one file per family; `ctx`: the
-//!   writer's connection, counters and caches.
+//!   writer's connection, counters and caches; `parked`: long-polling
+//!   claims the writer holds and runs again in the commit that gives them work.
 //!
 //! Everything but [`SqliteStore`] and its options is private: other crates
 //! reach storage only through the `Store` trait.
 
 mod ctx;
+mod parked;
 mod read;
 mod rows;
 mod schema;
@@ -36,8 +38,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use orderly_core::{
     AttemptRecord, ClaimParams, Committed, EnqueueParams, Enqueued, Heartbeat, HeartbeatParams,
-    Job, LatestStart, Lease, ListParams, MaintenanceReport, Millis, QueueInfo, QueuePatch,
-    ReportParams, StartListParams, StartRecord, Store, StoreError,
+    Job, LatestStart, Lease, ListParams, MaintenanceReport, Millis, ParkTicket, QueueInfo,
+    QueuePatch, ReportParams, StartListParams, StartRecord, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -320,6 +322,14 @@ impl Store for SqliteStore {
         self.writer
             .write(CommitKind::Progress, move |ctx| ctx.job_claim(&params))
             .await
+    }
+
+    async fn job_claim_parked(
+        &self,
+        params: ClaimParams,
+        ticket: ParkTicket,
+    ) -> Result<Committed<Vec<Lease>>, StoreError> {
+        self.writer.claim_parked(params, ticket).await
     }
 
     async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError> {

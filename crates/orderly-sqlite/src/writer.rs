@@ -27,21 +27,23 @@ use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
-use orderly_core::{Changes, Committed, StoreError, WriterStats};
+use orderly_core::{ClaimParams, Changes, Committed, Lease, ParkTicket, StoreError, WriterStats};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ctx::WriteCtx;
+use crate::parked::{self, ParkedClaim};
 use crate::rows::map_err;
 use crate::Durability;
 
 /// Most requests committed in one transaction.
 pub const MAX_GROUP: usize = 4096;
 
-type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// Sends a request's answer once the commit's outcome is known.
+pub(crate) type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Runs against the transaction; returns its error if it failed (so its
 /// savepoint is rolled back) and the answer to send once the commit's outcome
 /// is known.
-type Run =
+pub(crate) type Run =
     Box<dyn FnOnce(Result<&mut WriteCtx, StoreError>) -> (Option<StoreError>, Answer) + Send>;
 
 /// Whether a write must reach the disk before it is answered.
@@ -158,6 +160,7 @@ impl Writer {
                 let value = f(ctx)?;
                 // The counters of what it changed, in its own savepoint.
                 ctx.flush_tally()?;
+                ctx.parking.note(&ctx.changes);
                 Ok(Committed {
                     value,
                     changes: std::mem::take(&mut ctx.changes),
@@ -171,6 +174,29 @@ impl Writer {
         });
         self.tx
             .send(Message::Write(Request { kind, run }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Writer {
+    /// A claim that, when it finds nothing, stays parked in the writer
+    /// until a later group makes a job of its queue startable (see
+    /// `parked`); answered once it took leases or changed something.
+    pub async fn claim_parked(
+        &self,
+        params: ClaimParams,
+        ticket: ParkTicket,
+    ) -> Result<Committed<Vec<Lease>>, StoreError> {
+        self.health.check()?;
+        let (reply, answer) = oneshot::channel();
+        let run = parked::first_attempt(ParkedClaim::new(params, ticket, reply));
+        self.tx
+            .send(Message::Write(Request {
+                kind: CommitKind::Progress,
+                run,
+            }))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -295,7 +321,7 @@ fn fail_group(answers: Vec<Answer>, rest: std::vec::Drain<'_, Request>, e: &Stor
 
 /// Runs one statement without rows from the connection's statement cache
 /// (`execute_batch` parses its text on every call; see docs/performance.md).
-fn exec_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+pub(crate) fn exec_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
@@ -373,6 +399,17 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
             }
         }
         answers.push(answer);
+    }
+    // The parked claims this group's writes may have given work to.
+    if let Err(e) = parked::run_parked(ctx, &mut answers) {
+        if let StoreError::StorageFailed(reason) = &e {
+            health.fail(reason.clone());
+        }
+        let _ = ctx.conn.execute_batch("ROLLBACK");
+        ctx.restore(start);
+        ctx.clear_needs_sync();
+        fail_group(answers, requests, &e);
+        return;
     }
     let began = Instant::now();
     let mut synced = syncing;

@@ -4,8 +4,11 @@
 //! store call.
 
 use orderly_core::validate::{self, ValidationError};
+use std::time::Duration;
+
 use orderly_core::{
-    ClaimParams, Heartbeat, HeartbeatParams, Job, Lease, Millis, Outcome, ReportParams, StoreError,
+    ClaimParams, Committed, Heartbeat, HeartbeatParams, Job, Lease, Millis, Outcome, ParkTicket,
+    ReportParams, StoreError,
 };
 use serde_json::Value;
 
@@ -48,27 +51,72 @@ impl Service {
         self.claim_waiting(params, req.wait_ms).await
     }
 
+    /// A long poll for leases. Each attempt is parked in the store
+    /// ([`Store::job_claim_parked`](orderly_core::Store::job_claim_parked)):
+    /// a store that holds it answers from the commit that gives it work.
+    /// A wake-up the store did not see (a queue resumed, a change on another
+    /// node, the periodic recheck) withdraws the parked attempt and makes a
+    /// new one; a store that cannot park answers at once, and the poll waits
+    /// for those wake-ups as before.
     async fn claim_waiting(
         &self,
         params: ClaimParams,
         wait_ms: u64,
     ) -> Result<Vec<Lease>, ServiceError> {
         let queue = params.queue.clone();
-        self.long_poll(&self.queue_waiters, &queue, wait_ms, RECHECK, || {
-            let mut params = params.clone();
-            async move {
-                params.now = self.now();
-                params.jitter = rand::random();
-                let out = self.store.job_claim(params.clone()).await?;
-                // A claim that caught its queue up may have made more jobs
-                // ready than it took, or finished some: tell their waiters.
-                let leases = self.woken(out);
-                self.pace.claimed(&params.queue, params.now);
-                let done = !leases.is_empty();
-                Ok((leases, done))
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        let notify = self.queue_waiters.get(&queue);
+        let result = loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut attempt = params.clone();
+            attempt.now = self.now();
+            attempt.jitter = rand::random();
+            let now = tokio::time::Instant::now();
+            let wake_at = deadline.min(now + RECHECK);
+            let may_wait = now < deadline && !self.shutdown.is_cancelled();
+            let answered = if may_wait {
+                let ticket = ParkTicket::new();
+                let claim = self.store.job_claim_parked(attempt.clone(), ticket.clone());
+                tokio::pin!(claim);
+                let answered = tokio::select! {
+                    biased;
+                    out = &mut claim => Some(out),
+                    _ = notified.as_mut() => None,
+                    _ = tokio::time::sleep_until(wake_at) => None,
+                    _ = self.shutdown.cancelled() => None,
+                };
+                match answered {
+                    Some(out) => Some(out),
+                    None => withdraw(&ticket, claim.as_mut()).await,
+                }
+            } else {
+                Some(self.store.job_claim(attempt.clone()).await)
+            };
+            let Some(out) = answered else {
+                // Withdrawn unrun: look again at once.
+                continue;
+            };
+            // A claim that caught its queue up may have made more jobs
+            // ready than it took, or finished some: tell their waiters.
+            let leases = match out {
+                Ok(out) => self.woken(out),
+                Err(e) => break Err(e.into()),
+            };
+            self.pace.claimed(&attempt.queue, attempt.now);
+            let now = tokio::time::Instant::now();
+            if !leases.is_empty() || now >= deadline || self.shutdown.is_cancelled() {
+                break Ok(leases);
             }
-        })
-        .await
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline.min(now + RECHECK)) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+        };
+        self.queue_waiters.release(&queue, notify);
+        result
     }
 
     /// Renews a lease.
@@ -320,5 +368,26 @@ impl Service {
         let (job, leases) = self.woken(out);
         self.pace.claimed(&job.queue, now);
         Ok((job, Some(leases)))
+    }
+}
+
+/// Takes a parked claim back from the store: `None` once it is withdrawn
+/// unrun, or the store's answer if the store was running it.
+async fn withdraw<F>(
+    ticket: &ParkTicket,
+    mut claim: std::pin::Pin<&mut F>,
+) -> Option<Result<Committed<Vec<Lease>>, StoreError>>
+where
+    F: std::future::Future<Output = Result<Committed<Vec<Lease>>, StoreError>>,
+{
+    loop {
+        if ticket.withdraw() {
+            return None;
+        }
+        // The store is running it now: it answers, or parks it again.
+        tokio::select! {
+            out = claim.as_mut() => return Some(out),
+            _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+        }
     }
 }
