@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use orderly_core::{Changes, JobState, Millis, QueueConfig, StateChange};
 use rusqlite::{params, Connection};
 
+use crate::parked::Parking;
 use crate::read::queue_row;
 use crate::rows::{map_err, to_text, Res};
-use crate::parked::Parking;
 use crate::sql;
 use crate::tally::{Counted, Tally};
 use crate::Durability;
@@ -46,9 +46,15 @@ pub(crate) struct WriteCtx {
     due_floor: HashMap<String, Millis>,
     /// What the request being run changed (taken by the writer after each request).
     pub changes: Changes,
-    /// The request's changes to the counter tables, written before it is
-    /// released (see `tally`).
+    /// The request's changes to the counter tables (see `tally`): merged
+    /// into `group_tally` when it succeeds, forgotten when it rolls back.
     pub tally: Tally,
+    /// The counter changes of the group's requests that succeeded, written
+    /// once before the group commits (or before a read that needs them).
+    group_tally: Tally,
+    /// What of `group_tally` was written inside the current request's
+    /// savepoint: if the request rolls back, it is pending again.
+    flushed_group: Tally,
     /// Claims waiting in the writer for work (see `parked`).
     pub parking: Parking,
 }
@@ -96,6 +102,8 @@ impl WriteCtx {
             due_floor: HashMap::new(),
             changes: Changes::default(),
             tally: Tally::default(),
+            group_tally: Tally::default(),
+            flushed_group: Tally::default(),
             parking: Parking::default(),
         })
     }
@@ -113,6 +121,40 @@ impl WriteCtx {
         self.due_floor.clear();
         self.changes = Changes::default();
         self.tally.clear();
+        self.group_tally.clear();
+        self.flushed_group.clear();
+    }
+
+    /// [`Self::restore`] after one request of a group rolled back to its
+    /// savepoint: the counter changes of the requests before it stay
+    /// pending, including those written inside the undone savepoint.
+    pub fn restore_request(&mut self, c: Counters) {
+        let group = std::mem::take(&mut self.group_tally);
+        let mut undone = std::mem::take(&mut self.flushed_group);
+        self.restore(c);
+        undone.merge(group);
+        self.group_tally = undone;
+    }
+
+    /// Starts a request: nothing of it is changed or counted yet.
+    pub fn begin_request(&mut self) {
+        self.changes = Changes::default();
+        self.tally.clear();
+        self.flushed_group.clear();
+    }
+
+    /// Ends a request that succeeded: its counter changes join the group's.
+    pub fn end_request(&mut self) {
+        let mine = std::mem::take(&mut self.tally);
+        self.group_tally.merge(mine);
+        self.flushed_group.clear();
+    }
+
+    /// Writes the group's pending counter changes, outside any savepoint,
+    /// before the group commits.
+    pub fn flush_group_tally(&mut self) -> Res<()> {
+        self.flushed_group.clear();
+        self.group_tally.flush(&self.conn)
     }
 
     /// True (once) when the transaction just committed raised a reservation
@@ -205,22 +247,38 @@ impl WriteCtx {
         self.tally.row(queue, key, old, new);
     }
 
-    /// Writes the counter changes pending: before any read of a counter
-    /// table in the writer, and at the end of each request.
+    /// Writes every counter change pending (the group's and the request's):
+    /// before a read of `waiting_blocks`, `key_blocks` or a whole queue's
+    /// counts in the writer. (The group's part is remembered: if the request
+    /// rolls back, it is pending again.)
     pub fn flush_tally(&mut self) -> Res<()> {
-        self.tally.flush(&self.conn)
+        if self.group_tally.is_empty() && self.tally.is_empty() {
+            return Ok(());
+        }
+        let mut all = std::mem::take(&mut self.group_tally);
+        self.flushed_group.merge(all.clone());
+        all.merge(std::mem::take(&mut self.tally));
+        all.flush(&self.conn)
     }
 
-    /// Waiting jobs of `queue`, with every change so far counted.
+    /// The pending change of `queue`'s count of `state`, not yet written.
+    fn pending(&self, queue: &str, state: JobState) -> i64 {
+        self.group_tally.state_delta(queue, state) + self.tally.state_delta(queue, state)
+    }
+
+    /// Waiting jobs of `queue`, with every change so far counted (the
+    /// table's row plus what is pending: no write needed).
     pub fn waiting_count(&mut self, queue: &str) -> Res<u64> {
-        self.flush_tally()?;
-        crate::read::waiting_count(&self.conn, queue)
+        let stored = crate::read::waiting_count(&self.conn, queue)? as i64;
+        let pending =
+            self.pending(queue, JobState::Queued) + self.pending(queue, JobState::Scheduled);
+        Ok((stored + pending).max(0) as u64)
     }
 
     /// Running jobs of `queue`, with every change so far counted.
     pub fn running_count(&mut self, queue: &str) -> Res<u64> {
-        self.flush_tally()?;
-        crate::read::running_count(&self.conn, queue)
+        let stored = crate::read::running_count(&self.conn, queue)? as i64;
+        Ok((stored + self.pending(queue, JobState::Running)).max(0) as u64)
     }
 
     /// Records a job's move for [`Changes`].

@@ -110,11 +110,13 @@ fn now_for(params: &ClaimParams) -> Millis {
 }
 
 /// One claim as a request runs it: its own changes and counters.
-fn claim_once(ctx: &mut WriteCtx, params: &ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError> {
-    ctx.changes = Default::default();
-    ctx.tally.clear();
+fn claim_once(
+    ctx: &mut WriteCtx,
+    params: &ClaimParams,
+) -> Result<Committed<Vec<Lease>>, StoreError> {
+    ctx.begin_request();
     let value = ctx.job_claim(params)?;
-    ctx.flush_tally()?;
+    ctx.end_request();
     Ok(Committed {
         value,
         changes: std::mem::take(&mut ctx.changes),
@@ -153,7 +155,12 @@ pub(crate) fn first_attempt(claim: ParkedClaim) -> Run {
             ctx.parking.park(claim);
             return (None, Box::new(|_| {}));
         }
-        ctx.parking.note(result.as_ref().map(|c| &c.changes).unwrap_or(&Default::default()));
+        ctx.parking.note(
+            result
+                .as_ref()
+                .map(|c| &c.changes)
+                .unwrap_or(&Default::default()),
+        );
         (result.as_ref().err().cloned(), answer(claim.reply, result))
     })
 }
@@ -186,7 +193,7 @@ pub(crate) fn run_parked(ctx: &mut WriteCtx, answers: &mut Vec<Answer>) -> Resul
                     .map_err(|undo| {
                         StoreError::StorageFailed(format!("could not undo a failed claim: {undo}"))
                     })?;
-                ctx.restore(before);
+                ctx.restore_request(before);
             } else {
                 exec_cached(&ctx.conn, "RELEASE parked").map_err(map_err)?;
             }

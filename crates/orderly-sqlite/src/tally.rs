@@ -32,7 +32,7 @@ const LEVEL1_BITS: u32 = 2 * BLOCK_BITS;
 pub(crate) type Counted = (JobState, i64);
 
 /// Changes to the counter rows not yet written.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Tally {
     /// `queue_counts`: (queue, state) → change.
     states: BTreeMap<(String, &'static str), i64>,
@@ -106,6 +106,30 @@ impl Tally {
                 }
             }
         }
+    }
+
+    /// Adds `other`'s changes to these.
+    pub fn merge(&mut self, other: Tally) {
+        for (k, d) in other.states {
+            *self.states.entry(k).or_default() += d;
+        }
+        for (k, d) in other.waiting {
+            *self.waiting.entry(k).or_default() += d;
+        }
+        for (k, d) in other.keys {
+            *self.keys.entry(k).or_default() += d;
+        }
+    }
+
+    /// The pending change of `queue`'s count of `state`.
+    pub fn state_delta(&self, queue: &str, state: JobState) -> i64 {
+        if self.states.is_empty() {
+            return 0;
+        }
+        self.states
+            .get(&(queue.to_string(), state.as_str()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// True when nothing is pending.

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
-use orderly_core::{ClaimParams, Changes, Committed, Lease, ParkTicket, StoreError, WriterStats};
+use orderly_core::{ClaimParams, Committed, Lease, ParkTicket, StoreError, WriterStats};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ctx::WriteCtx;
@@ -155,11 +155,10 @@ impl Writer {
         let (reply, answer) = oneshot::channel::<Result<Committed<T>, StoreError>>();
         let run: Run = Box::new(move |ctx| {
             let result = ctx.and_then(|ctx| {
-                ctx.changes = Changes::default();
-                ctx.tally.clear();
+                ctx.begin_request();
                 let value = f(ctx)?;
-                // The counters of what it changed, in its own savepoint.
-                ctx.flush_tally()?;
+                // Its counter changes join the group's (written before the commit).
+                ctx.end_request();
                 ctx.parking.note(&ctx.changes);
                 Ok(Committed {
                     value,
@@ -391,7 +390,7 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
                     fail_group(answers, requests, &StoreError::StorageFailed(reason));
                     return;
                 }
-                ctx.restore(before);
+                ctx.restore_request(before);
             }
             None if alone => {}
             None => {
@@ -400,8 +399,10 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
         }
         answers.push(answer);
     }
-    // The parked claims this group's writes may have given work to.
-    if let Err(e) = parked::run_parked(ctx, &mut answers) {
+    // The parked claims this group's writes may have given work to, then
+    // the counters of everything the group changed.
+    let finished = parked::run_parked(ctx, &mut answers).and_then(|()| ctx.flush_group_tally());
+    if let Err(e) = finished {
         if let StoreError::StorageFailed(reason) = &e {
             health.fail(reason.clone());
         }

@@ -148,7 +148,11 @@ async fn parked_claims_are_served_oldest_first() {
         .pop()
         .expect("one answer")
         .expect("report");
-    assert_eq!(commits(&store), before + 1, "the report's commit started j2");
+    assert_eq!(
+        commits(&store),
+        before + 1,
+        "the report's commit started j2"
+    );
     let got = answer(b).await;
     assert_eq!(got[0].job.id, "j2");
     assert_eq!(got[0].job.worker.as_deref(), Some("b"));
@@ -160,7 +164,10 @@ async fn a_withdrawn_or_abandoned_claim_never_runs() {
     let (_dir, store) = open();
     let ticket = ParkTicket::new();
     let withdrawn = park(&store, "gone", ticket.clone()).await;
-    assert!(ticket.withdraw(), "parked, not running: it can be withdrawn");
+    assert!(
+        ticket.withdraw(),
+        "parked, not running: it can be withdrawn"
+    );
     let abandoned = park(&store, "left", ParkTicket::new()).await;
     abandoned.abort();
     let _ = abandoned.await;

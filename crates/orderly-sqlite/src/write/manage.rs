@@ -84,6 +84,8 @@ impl WriteCtx {
         after.position = Some(self.waiting_count(&after.queue)?.saturating_sub(1));
         let config = self.config(&after.queue)?.unwrap_or_default();
         let running = self.running_count(&after.queue)?;
+        // Its key's line is read from `key_blocks`: with this request's changes written.
+        self.flush_tally()?;
         fill_wait(&self.conn, &mut after, &config, running)?;
         self.moved(change(&after, Some(job.state), JobState::Queued, now));
         Ok(after)
