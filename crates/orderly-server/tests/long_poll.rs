@@ -483,3 +483,72 @@ async fn an_expired_lease_puts_the_job_back_in_its_place() {
     assert_eq!(status, StatusCode::CONFLICT);
     support::assert_error(&err, "stale_lease", "stale worker");
 }
+
+/// A claim parked in the store runs for no caller that stopped waiting:
+/// neither one whose `wait_ms` ended nor one that went away (its request
+/// dropped, as on a disconnect). The job waits for the next claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_stopped_waiting_is_not_run_by_a_later_enqueue() {
+    let app = TestApp::new();
+    app.configure("lp", json!({"concurrency": 4})).await;
+    let (status, out) = app
+        .post(
+            "/v1/queues/lp/claim",
+            json!({"worker": "timed-out", "wait_ms": 200}),
+        )
+        .await;
+    assert_eq!((status, &out), (StatusCode::OK, &json!({"leases": []})));
+    let gone = spawn_request(
+        &app,
+        Method::POST,
+        "/v1/queues/lp/claim",
+        Some(json!({"worker": "gone", "wait_ms": 20000})),
+    );
+    assert_pending(&gone, 300).await;
+    gone.abort();
+    let _ = gone.await;
+    app.enqueue("lp", json!({"id": "j1", "payload": 1})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let job = app.job("j1").await;
+    assert_eq!(job["state"], "queued", "started for nobody: {job}");
+    let leases = app.claim("lp", "here", 1).await;
+    assert_eq!(leases[0]["job"]["id"], "j1");
+    assert_eq!(leases[0]["job"]["worker"], "here");
+}
+
+/// Waiting claims of a queue are served in the order they began to wait
+/// (section 5): the first job goes to the first, the next to the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_claims_are_served_in_the_order_they_began_to_wait() {
+    let app = TestApp::new();
+    app.configure("lp", json!({"concurrency": 2})).await;
+    let first = spawn_request(
+        &app,
+        Method::POST,
+        "/v1/queues/lp/claim",
+        Some(json!({"worker": "first", "wait_ms": 20000})),
+    );
+    assert_pending(&first, 300).await;
+    let second = spawn_request(
+        &app,
+        Method::POST,
+        "/v1/queues/lp/claim",
+        Some(json!({"worker": "second", "wait_ms": 20000})),
+    );
+    assert_pending(&second, 300).await;
+    let since = Instant::now();
+    app.enqueue("lp", json!({"id": "j1", "payload": 1})).await;
+    let (status, out, _) = finish(first, since).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["leases"][0]["job"]["id"], "j1", "{out}");
+    assert_pending(&second, 200).await;
+    app.enqueue("lp", json!({"id": "j2", "payload": 2})).await;
+    let (status, out, took) = finish(second, since).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["leases"][0]["job"]["id"], "j2", "{out}");
+    assert!(
+        took < WOKEN_WITHIN + Duration::from_secs(1),
+        "woken after {took:?}"
+    );
+    assert_eq!(app.job("j2").await["worker"], "second");
+}

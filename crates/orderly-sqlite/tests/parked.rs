@@ -1,7 +1,8 @@
 //! Claims parked in the writer (`Store::job_claim_parked`): a claim that
 //! found nothing is run again in the commit that gives its queue work, so
 //! the job is accepted (or freed) and started by one commit; parked claims
-//! are served oldest first; a withdrawn or abandoned one never runs.
+//! are served oldest first; a withdrawn or abandoned one never runs
+//! (docs/promises.md, section 5).
 
 use std::sync::Arc;
 use std::time::Duration;
