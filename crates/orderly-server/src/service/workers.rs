@@ -104,7 +104,8 @@ impl Service {
                 Ok(out) => self.woken(out),
                 Err(e) => break Err(e.into()),
             };
-            self.pace.claimed(&attempt.queue, attempt.now);
+            // A worker was claiming until now (a parked attempt waited in the store).
+            self.pace.claimed(&attempt.queue, self.now());
             let now = tokio::time::Instant::now();
             if !leases.is_empty() || now >= deadline || self.shutdown.is_cancelled() {
                 break Ok(leases);
