@@ -56,6 +56,9 @@ pub struct WriterStats {
     pub group_sizes: Distribution,
     /// Seconds each fsynced commit took, its fsync included.
     pub fsync_seconds: Distribution,
+    /// Claims that waited in the writer (parked long polls) and took jobs
+    /// inside the commit that gave them work.
+    pub parked_claim_starts: u64,
 }
 
 impl Default for WriterStats {
@@ -64,6 +67,7 @@ impl Default for WriterStats {
             commits: 0,
             group_sizes: Distribution::exponential(1.0, 2.0, 13),
             fsync_seconds: Distribution::exponential(0.000_1, 2.0, 16),
+            parked_claim_starts: 0,
         }
     }
 }

@@ -72,6 +72,14 @@ async fn a_waiting_claim_is_woken_by_an_enqueue() {
     assert_eq!(leases[0]["job"]["state"], "running");
     assert!(took < WOKEN_WITHIN, "woken after {took:?}");
     assert_eq!(app.job("first").await["state"], "running");
+    // The claim waited in the writer and took the job in the enqueue's commit.
+    let (_, metrics) = app.get("/metrics").await;
+    let text = metrics.as_str().expect("metrics are text");
+    assert!(
+        text.lines()
+            .any(|l| l == "orderly_writer_parked_claim_starts_total 1"),
+        "one parked start counted:\n{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

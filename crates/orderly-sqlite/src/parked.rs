@@ -167,10 +167,11 @@ pub(crate) fn first_attempt(claim: ParkedClaim) -> Run {
 
 /// Runs the parked claims of every queue the group's requests may have
 /// made startable, inside the group's transaction; their answers go with
-/// the group's. `Err` when a failed claim's savepoint could not be undone
-/// (the group must not commit).
-pub(crate) fn run_parked(ctx: &mut WriteCtx, answers: &mut Vec<Answer>) -> Result<(), StoreError> {
+/// the group's; returns how many took jobs. `Err` when a failed claim's
+/// savepoint could not be undone (the group must not commit).
+pub(crate) fn run_parked(ctx: &mut WriteCtx, answers: &mut Vec<Answer>) -> Result<u64, StoreError> {
     let startable = std::mem::take(&mut ctx.parking.startable);
+    let mut started = 0;
     for (queue, mut budget) in startable {
         while budget > 0 {
             let Some(claim) = ctx.parking.pop(&queue) else {
@@ -203,9 +204,10 @@ pub(crate) fn run_parked(ctx: &mut WriteCtx, answers: &mut Vec<Answer>) -> Resul
                 break;
             }
             let took = result.as_ref().map(|c| c.value.len()).unwrap_or(0);
+            started += u64::from(took > 0);
             budget = budget.saturating_sub(took.max(1));
             answers.push(answer(claim.reply, result));
         }
     }
-    Ok(())
+    Ok(started)
 }

@@ -93,11 +93,13 @@ impl Health {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Counts a committed group of `size` requests; `fsync` is how long the
-    /// commit took when it was fsynced.
-    fn committed(&self, size: usize, fsync: Option<Duration>) {
+    /// Counts a committed group of `size` requests, `parked_starts` of them
+    /// parked claims that took jobs; `fsync` is how long the commit took
+    /// when it was fsynced.
+    fn committed(&self, size: usize, parked_starts: u64, fsync: Option<Duration>) {
         let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         s.commits += 1;
+        s.parked_claim_starts += parked_starts;
         s.group_sizes.observe(size as f64);
         if let Some(d) = fsync {
             s.fsync_seconds.observe(d.as_secs_f64());
@@ -401,17 +403,21 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
     }
     // The parked claims this group's writes may have given work to, then
     // the counters of everything the group changed.
-    let finished = parked::run_parked(ctx, &mut answers).and_then(|()| ctx.flush_group_tally());
-    if let Err(e) = finished {
-        if let StoreError::StorageFailed(reason) = &e {
-            health.fail(reason.clone());
+    let finished = parked::run_parked(ctx, &mut answers)
+        .and_then(|started| ctx.flush_group_tally().map(|()| started));
+    let parked_starts = match finished {
+        Ok(started) => started,
+        Err(e) => {
+            if let StoreError::StorageFailed(reason) = &e {
+                health.fail(reason.clone());
+            }
+            let _ = ctx.conn.execute_batch("ROLLBACK");
+            ctx.restore(start);
+            ctx.clear_needs_sync();
+            fail_group(answers, requests, &e);
+            return;
         }
-        let _ = ctx.conn.execute_batch("ROLLBACK");
-        ctx.restore(start);
-        ctx.clear_needs_sync();
-        fail_group(answers, requests, &e);
-        return;
-    }
+    };
     let began = Instant::now();
     let mut synced = syncing;
     let commit = health
@@ -429,7 +435,11 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
         });
     match commit {
         Ok(()) => {
-            health.committed(answers.len(), synced.then(|| began.elapsed()));
+            health.committed(
+                answers.len(),
+                parked_starts,
+                synced.then(|| began.elapsed()),
+            );
             answers.into_iter().for_each(|a| a(Ok(())));
         }
         Err(e) => {

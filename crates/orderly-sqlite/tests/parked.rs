@@ -111,6 +111,8 @@ async fn a_parked_claim_starts_the_job_in_the_commit_that_accepted_it() {
         before + 1,
         "one commit accepted the job and started it"
     );
+    let stats = store.writer_stats().expect("figures");
+    assert_eq!(stats.parked_claim_starts, 1, "counted as a parked start");
     assert_eq!(state(&store, "j1").await, JobState::Running);
     let leases = answer(parked).await;
     assert_eq!(leases.len(), 1);

@@ -150,7 +150,15 @@ impl Collector for Snapshot {
             "writer_fsync_seconds",
             "Time of each fsynced commit, its fsync included.",
             &w.fsync_seconds,
-        )
+        )?;
+        encoder
+            .encode_descriptor(
+                "writer_parked_claim_starts",
+                "Long-polling claims that waited in the writer and took jobs inside the commit that gave them work.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&w.parked_claim_starts, None)
     }
 }
 
