@@ -139,6 +139,15 @@ impl Changes {
     /// More than can start is harmless (a woken claimer finds nothing);
     /// fewer would leave work waiting.
     pub fn startable(&self) -> std::collections::BTreeMap<&str, usize> {
+        self.startable_at()
+            .into_iter()
+            .map(|(queue, (n, _))| (queue, n))
+            .collect()
+    }
+
+    /// [`Self::startable`], with the latest time (`at`) of those changes
+    /// per queue: the time a claim they let start runs at.
+    pub fn startable_at(&self) -> std::collections::BTreeMap<&str, (usize, Millis)> {
         let mut out = std::collections::BTreeMap::new();
         for c in &self.jobs {
             let became_ready = c.to == JobState::Queued;
@@ -147,7 +156,9 @@ impl Changes {
                 .is_some_and(|f| (f == JobState::Running || f.is_waiting()) && c.to.is_finished())
                 || (c.from == Some(JobState::Running) && c.to.is_waiting());
             if became_ready || stopped {
-                *out.entry(c.queue.as_str()).or_insert(0) += 1;
+                let entry = out.entry(c.queue.as_str()).or_insert((0, c.at));
+                entry.0 += 1;
+                entry.1 = entry.1.max(c.at);
             }
         }
         out

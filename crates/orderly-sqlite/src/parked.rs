@@ -11,13 +11,14 @@
 //!
 //! A claim runs the same `job_claim` as any other, inside the same
 //! transaction after the writes that made its jobs eligible, so order,
-//! concurrency and key lines hold as for any claim. The [`ParkTicket`]
+//! concurrency and key lines hold as for any claim. It runs at the time of
+//! the latest of those writes (their `now`, never earlier than its own):
+//! the store keeps no clock of its own. The [`ParkTicket`]
 //! decides between the writer running a claim and its caller giving up;
 //! a claim whose caller is gone (its answer's receiver dropped) is dropped
 //! unrun.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use orderly_core::{ClaimParams, Committed, Lease, Millis, ParkTicket, StoreError};
 use tokio::sync::oneshot;
@@ -56,8 +57,9 @@ impl ParkedClaim {
 #[derive(Default)]
 pub(crate) struct Parking {
     by_queue: HashMap<String, VecDeque<ParkedClaim>>,
-    /// Per queue, how many jobs the group's requests may have let start.
-    startable: HashMap<String, usize>,
+    /// Per queue, how many jobs the group's requests may have let start,
+    /// and the latest time of the writes that did (the claims run at it).
+    startable: HashMap<String, (usize, Millis)>,
 }
 
 impl Parking {
@@ -66,9 +68,11 @@ impl Parking {
         if self.by_queue.is_empty() {
             return;
         }
-        for (queue, n) in changes.startable() {
+        for (queue, (n, at)) in changes.startable_at() {
             if self.by_queue.contains_key(queue) {
-                *self.startable.entry(queue.to_string()).or_default() += n;
+                let entry = self.startable.entry(queue.to_string()).or_insert((0, at));
+                entry.0 += n;
+                entry.1 = entry.1.max(at);
             }
         }
     }
@@ -97,16 +101,6 @@ impl Parking {
             .or_default()
             .push_front(claim);
     }
-}
-
-/// The store's clock for a claim run later than its caller asked: never
-/// earlier than the time the caller gave.
-fn now_for(params: &ClaimParams) -> Millis {
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0);
-    params.now.max(wall)
 }
 
 /// One claim as a request runs it: its own changes and counters.
@@ -172,7 +166,7 @@ pub(crate) fn first_attempt(claim: ParkedClaim) -> Run {
 pub(crate) fn run_parked(ctx: &mut WriteCtx, answers: &mut Vec<Answer>) -> Result<u64, StoreError> {
     let startable = std::mem::take(&mut ctx.parking.startable);
     let mut started = 0;
-    for (queue, mut budget) in startable {
+    for (queue, (mut budget, at)) in startable {
         while budget > 0 {
             let Some(claim) = ctx.parking.pop(&queue) else {
                 break;
@@ -185,8 +179,10 @@ pub(crate) fn run_parked(ctx: &mut WriteCtx, answers: &mut Vec<Answer>) -> Resul
                 answers.push(answer(claim.reply, Err(e.clone())));
                 return Err(e);
             }
+            // It runs at the time of the write that gave it work (never
+            // earlier than its caller asked), on the callers' clock.
             let mut params = claim.params.clone();
-            params.now = now_for(&params);
+            params.now = params.now.max(at);
             let result = claim_once(ctx, &params);
             if result.is_err() {
                 ctx.conn

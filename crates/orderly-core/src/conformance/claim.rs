@@ -1,5 +1,6 @@
 //! Claim contract tests: FIFO starts, the concurrency limit, start numbers,
-//! and many claimers at once on a shared store (contract sections 2 and 3).
+//! many claimers at once on a shared store (contract sections 2 and 3), and
+//! claims that wait for work (section 5).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -293,4 +294,65 @@ pub async fn concurrent_claimers<S: Store>(store: S) {
         },
         "all jobs succeeded"
     );
+}
+
+/// Section 5, long polls (`job_claim_parked`): a claim that finds work
+/// answers with it at once; a claim whose ticket was withdrawn takes
+/// nothing; a claim that waits is answered with the job enqueued after it
+/// (a store that parks it), or answered at once with nothing and the job
+/// left waiting (a store that does not): either way no lease is lost and
+/// no job is taken twice.
+pub async fn parked_claims_answer_with_work_and_never_lose_it<S: Store>(store: S) {
+    use crate::park::ParkTicket;
+    let s: &dyn Store = &store;
+    let q = "parked";
+    configure(s, q, conc(4)).await;
+    enqueue(s, q, vec![nj("p1")], T0).await;
+    let out = s
+        .job_claim_parked(claim_params(q, "w", 1, None, T0 + 1), ParkTicket::new())
+        .await
+        .expect("a claim that finds work");
+    assert_eq!(ids(&out.value), ["p1"], "it answers with the job at once");
+
+    enqueue(s, q, vec![nj("p2")], T0 + 2).await;
+    let withdrawn = ParkTicket::new();
+    assert!(withdrawn.withdraw());
+    let out = s
+        .job_claim_parked(claim_params(q, "gone", 1, None, T0 + 3), withdrawn)
+        .await
+        .expect("a withdrawn claim");
+    assert!(out.value.is_empty(), "a withdrawn claim takes nothing");
+    assert_eq!(get(s, "p2").await.state, crate::JobState::Queued);
+    claim_expect(
+        s,
+        q,
+        1,
+        T0 + 4,
+        &["p2"],
+        "the withdrawn claim left p2 waiting",
+    )
+    .await;
+
+    // Nothing left: the claim waits (or answers nothing) while p3 arrives.
+    let ticket = ParkTicket::new();
+    let waiting = s.job_claim_parked(claim_params(q, "waiter", 1, None, T0 + 5), ticket);
+    let arrives = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        enqueue(s, q, vec![nj("p3")], T0 + 6).await;
+    };
+    let (out, ()) = tokio::join!(waiting, arrives);
+    let leases = out.expect("a waiting claim").value;
+    let p3 = get(s, "p3").await;
+    match leases.as_slice() {
+        [lease] => {
+            assert_eq!(lease.job.id, "p3", "the waiting claim got the new job");
+            assert_eq!(p3.state, crate::JobState::Running);
+            assert_eq!(p3.worker.as_deref(), Some("waiter"));
+        }
+        [] => {
+            assert_eq!(p3.state, crate::JobState::Queued, "nobody took p3");
+            claim_expect(s, q, 1, T0 + 7, &["p3"], "p3 waited for the next claim").await;
+        }
+        more => panic!("max 1, got {} leases", more.len()),
+    }
 }

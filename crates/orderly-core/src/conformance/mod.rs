@@ -155,6 +155,7 @@ macro_rules! store_conformance_tests {
             write_answers_explain_waiting_jobs,
             start_latest_reads_the_end_of_the_log,
             concurrent_claimers,
+            parked_claims_answer_with_work_and_never_lose_it,
         ]);
     };
     // `exercise`: every test in sequence, each on a fresh store.
