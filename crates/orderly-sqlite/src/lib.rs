@@ -102,6 +102,16 @@ pub struct SqliteStore {
 
 /// Most read connections in use at once.
 const MAX_READERS: usize = 8;
+/// The writer connection's page cache, in KiB (about 2,000 pages of
+/// 4 KiB). Small on purpose: when a B-tree page splits, SQLite may swap the
+/// new pages' numbers through a page number far past the end of the file,
+/// and the next `COMMIT` then walks the whole page cache to drop pages past
+/// the end. With 32 MiB (8,000 pages) that walk was 7% of the writer's time
+/// in a drain of 40,000 jobs and grows with the cache; at 8 MiB it is 0.4%
+/// (docs/performance.md, stop 20). The writer's hot pages (the ends of the
+/// indexes, the counters) fit many times over; the rest is in the OS's
+/// cache, one `pread` away.
+const WRITER_CACHE_KIB: i64 = 8_000;
 
 /// Name of the lock file in the data directory.
 pub const LOCK_FILE: &str = "orderly.lock";
@@ -157,7 +167,7 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", sync)
             .map_err(map_err)?;
-        conn.pragma_update(None, "cache_size", -32_000)
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(map_err)?;
         // The savepoint journal of a group commit (each request of a group
         // runs in its own savepoint) stays in memory: past 64 KiB SQLite
