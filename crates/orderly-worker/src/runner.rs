@@ -8,11 +8,13 @@
 //! the slots do not send their reports themselves: they hand them, each
 //! with its `claim_next` under the slot's own worker name `name/i`, to one
 //! coalescing reporter (`crate::reporter`) and await their own answer. The
-//! reporter sends at once when idle; reports that finish while a request is
-//! in flight go together in the next one ([`JobSource::report_many`]: one
-//! `POST /v1/reports` over HTTP, committed together by the server). No
-//! timer: a lone report is sent as soon as it is handed over. One slot
-//! alone sends its own reports, as `complete`/`fail` with `claim_next`.
+//! reporter sends at once while fewer than
+//! [`RunnerConfig::reports_in_flight`] requests are out; reports that
+//! finish meanwhile go together in the next one
+//! ([`JobSource::report_many`]: one `POST /v1/reports` over HTTP, committed
+//! together by the server). No timer: a lone report is sent as soon as it
+//! is handed over. One slot alone sends its own reports, as
+//! `complete`/`fail` with `claim_next`.
 //!
 //! Invariants:
 //! - Heartbeat pacing comes only from the `lease_ms` the source granted (at
@@ -89,11 +91,15 @@ pub struct RunnerConfig {
     /// With several slots, coalesce their reports through one reporter
     /// (see the module docs). `false`: each slot sends its own.
     pub batch_reports: bool,
+    /// With batched reports, how many requests of reports may be in flight
+    /// at once (at least 1; see `crate::reporter`).
+    pub reports_in_flight: usize,
 }
 
 impl RunnerConfig {
     /// One slot on `queue` as `worker`, 25 s long polls, no job limit, six
-    /// report tries with backoff from 200 ms to 5 s, reports batched.
+    /// report tries with backoff from 200 ms to 5 s, reports batched with
+    /// up to two requests in flight.
     pub fn new(queue: impl Into<String>, worker: impl Into<String>) -> Self {
         RunnerConfig {
             queue: queue.into(),
@@ -106,6 +112,7 @@ impl RunnerConfig {
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
             batch_reports: true,
+            reports_in_flight: 2,
         }
     }
 }
@@ -227,7 +234,8 @@ impl<S: JobSource, H: Handler> Runner<S, H> {
                 initial: c.retry_initial,
                 max: c.retry_max,
             };
-            let (r, task) = Reporter::spawn(self.shared.source.clone(), resend);
+            let (r, task) =
+                Reporter::spawn(self.shared.source.clone(), resend, c.reports_in_flight);
             (Some(r), Some(task))
         } else {
             (None, None)

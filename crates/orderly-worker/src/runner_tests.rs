@@ -33,6 +33,9 @@ struct FakeState {
     next_workers: Vec<String>,
     /// How long a `report_many` call is in flight.
     batch_delay: Duration,
+    /// `report_many` calls in flight now, and the most at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 fn lease(i: i64, lease_ms: u64) -> Lease {
@@ -109,10 +112,17 @@ impl JobSource for Fake {
             let mut s = self.st();
             s.batches
                 .push(reports.iter().map(|r| r.lease.job.id.clone()).collect());
+            s.in_flight += 1;
+            s.max_in_flight = s.max_in_flight.max(s.in_flight);
             s.batch_delay
         };
         tokio::time::sleep(delay).await;
-        self.st().whole.pop_front().unwrap_or(Ok(()))?;
+        let whole = {
+            let mut s = self.st();
+            s.in_flight -= 1;
+            s.whole.pop_front().unwrap_or(Ok(()))
+        };
+        whole?;
         let mut out = Vec::new();
         for r in reports {
             out.push(
@@ -333,6 +343,42 @@ async fn reports_of_several_slots_are_batched() {
         assert!(["w/0", "w/1", "w/2", "w/3"].contains(&w.as_str()), "{w}");
     }
     assert!(st.ready.is_empty());
+    assert_eq!(st.max_in_flight, 2, "two requests in flight at most");
+}
+
+/// With two requests in flight (the default), a report that finishes while
+/// one is out goes at once in the second; a transport error resends the
+/// reports of its own batch only, first, once the backoff is over, with
+/// what queued meanwhile; every job is reported once.
+#[tokio::test(start_paused = true)]
+async fn two_batches_in_flight_resend_their_own_reports() {
+    let src = Fake::with((1..=6).map(|i| lease(i, 30_000)).collect());
+    {
+        let mut s = src.st();
+        s.batch_delay = Duration::from_millis(100);
+        // The first request to come back ([j1]) is lost; the rest arrive.
+        s.whole = VecDeque::from([Err(SourceError::Unavailable("reset".into()))]);
+    }
+    let mut c = config(6);
+    c.slots = 3;
+    assert_eq!(c.reports_in_flight, 2, "the default");
+    let s = Runner::new(src.clone(), Arc::new(Staggered), c)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(s.handled, 6);
+    let st = src.st();
+    assert_eq!(st.max_in_flight, 2);
+    // j1 (done at 10 ms) and j2 (20 ms) each went at once, alone; j3
+    // (30 ms) waited for a free request; [j1] came back lost at 110 ms and
+    // j1 was sent again after the 200 ms backoff, ahead of j3 and of j4
+    // (j2's next job, done at 160 ms).
+    assert_eq!(st.batches[0], ["j1"]);
+    assert_eq!(st.batches[1], ["j2"]);
+    assert_eq!(st.batches[2], ["j1", "j3", "j4"]);
+    let mut ids: Vec<&str> = st.reported.iter().map(|r| r.0.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["j1", "j2", "j3", "j4", "j5", "j6"], "each once");
 }
 
 /// In a batch, a transport error resends every report; an item that may
@@ -359,6 +405,8 @@ async fn batch_resends_per_report() {
     }
     let mut c = config(3);
     c.slots = 3;
+    // One request at a time: the sequence below is that reporter's.
+    c.reports_in_flight = 1;
     let s = Runner::new(src.clone(), Arc::new(Staggered), c)
         .run()
         .await
