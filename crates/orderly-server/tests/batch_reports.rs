@@ -435,8 +435,9 @@ async fn openapi_documents_claim_next_in_a_batch() {
 
 /// A server that refuses the batch call as a whole, as one older than
 /// `claim_next` in its items would (`400 invalid_request`, nothing applied):
-/// `HttpSource` reports one call per job from then on, and the drain
-/// completes with every job run once.
+/// `HttpSource` reports one call per job from then on (a request already in
+/// flight when the first refusal came back is refused too and falls back
+/// the same way), and the drain completes with every job run once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_refusing_batches_gets_single_reports() {
     const N: usize = 200;
@@ -464,7 +465,12 @@ async fn a_server_refusing_batches_gets_single_reports() {
     ran_once(&live.app, "wide", N).await;
     let refused = refused.load(Ordering::SeqCst);
     assert!(batches >= 1, "no batch was tried");
-    assert_eq!(refused, 1, "asked once, then one call per report");
+    // The runner keeps two requests of reports in flight: both may be
+    // refused before the first refusal is known, never a third.
+    assert!(
+        (1..=2).contains(&refused),
+        "asked at most once per request in flight ({refused} refusals), then one call per report"
+    );
 }
 
 /// `HttpSource::report_many` maps each item on its own: a stale token is a

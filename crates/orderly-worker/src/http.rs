@@ -10,7 +10,9 @@
 //! goes as `complete`/`fail`, exactly as [`JobSource::report`]). A server
 //! that does not know the batch call or its `claim_next` refuses the whole
 //! request (`404`, or `400 invalid_request`) before applying anything: the
-//! source then reports one call per job from then on.
+//! source then reports one call per job from then on (a request already in
+//! flight when the first refusal came back is refused too, and its reports
+//! go one by one the same way).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
