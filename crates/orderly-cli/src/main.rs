@@ -12,6 +12,13 @@ mod worker;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc for every Rust allocation of the binary: glibc's `malloc` and
+/// `free` were a quarter of the instructions an enqueue costs on the
+/// server's runtime threads (docs/performance.md, stop 21). SQLite's own
+/// allocations stay on the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Orderly: a durable background-job server that runs jobs in the order they were accepted.
 #[derive(Debug, Parser)]
 #[command(name = "orderly", version, about, propagate_version = true)]
