@@ -328,9 +328,11 @@ impl Store for SqliteStore {
         })
     }
 
+    // Claims, heartbeats and reports refuse (unknown job, stale lease) before
+    // their first write: they run without a savepoint (`writer::Undo`).
     async fn job_claim(&self, params: ClaimParams) -> Result<Committed<Vec<Lease>>, StoreError> {
         self.writer
-            .write(CommitKind::Progress, move |ctx| ctx.job_claim(&params))
+            .write_checked_first(CommitKind::Progress, move |ctx| ctx.job_claim(&params))
             .await
     }
 
@@ -345,7 +347,7 @@ impl Store for SqliteStore {
     async fn job_heartbeat(&self, params: HeartbeatParams) -> Result<Heartbeat, StoreError> {
         Ok(self
             .writer
-            .write(CommitKind::Progress, move |ctx| ctx.job_heartbeat(&params))
+            .write_checked_first(CommitKind::Progress, move |ctx| ctx.job_heartbeat(&params))
             .await?
             .value)
     }
@@ -358,7 +360,7 @@ impl Store for SqliteStore {
         let futures = reports.into_iter().map(|r| async move {
             let out = self
                 .writer
-                .write(CommitKind::Progress, move |ctx| {
+                .write_checked_first(CommitKind::Progress, move |ctx| {
                     ctx.job_report(&r).map(|r| match r {
                         Reported::Applied(job) | Reported::Repeated(job, _) => job,
                     })
@@ -385,7 +387,7 @@ impl Store for SqliteStore {
     ) -> Result<Committed<(Job, Vec<Lease>)>, StoreError> {
         let out = self
             .writer
-            .write(CommitKind::Progress, move |ctx| {
+            .write_checked_first(CommitKind::Progress, move |ctx| {
                 ctx.job_report_and_claim(&report, &claim)
             })
             .await?;

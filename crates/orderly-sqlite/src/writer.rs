@@ -5,7 +5,9 @@
 //! transaction, each inside its own savepoint when there are several so one
 //! request's error undoes only its own changes, commits once (one fsync for
 //! the whole group), and only then answers each request. Nobody is told
-//! "accepted" before the commit returned.
+//! "accepted" before the commit returned. Requests that refuse only before
+//! their first write (claims, heartbeats, reports: [`Undo::ChecksFirst`])
+//! run without a savepoint.
 //!
 //! Failure policy:
 //! - a full disk (`SQLITE_FULL`) fails the request that hit it with
@@ -16,6 +18,9 @@
 //!   fails stop, answers every later request with `StorageFailed`, and the
 //!   store reports unhealthy. After a failed fsync the page cache may hold
 //!   data the disk does not, so retrying could acknowledge lost writes;
+//! - a request without a savepoint that fails after writing (an I/O error,
+//!   a full disk) cannot be undone alone: the whole group is rolled back and
+//!   every request of it fails with its error;
 //! - a savepoint that cannot be rolled back (a failed `ROLLBACK TO`) would
 //!   leave a failed request's partial writes in the group: the whole group
 //!   is rolled back and the writer fails stop, as for an I/O error.
@@ -59,8 +64,26 @@ pub(crate) enum CommitKind {
     Progress,
 }
 
+/// How a request of a group of several is undone if it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Undo {
+    /// It runs in its own savepoint, rolled back if it fails: for requests
+    /// that may refuse after writing (a batch enqueue whose fifth job's id
+    /// conflicts has inserted four).
+    Savepoint,
+    /// It makes every check that can refuse it before its first write, so
+    /// a refused request wrote nothing and needs no savepoint (a savepoint
+    /// copies every page the request touches into the savepoint journal:
+    /// a fifth of the writer's instructions in a drain at c = 16,
+    /// docs/performance.md, stop 21). If it fails after writing anyway (an
+    /// I/O error, a full disk, a bug), its writes cannot be taken out alone:
+    /// the whole group is rolled back and every request of it fails.
+    ChecksFirst,
+}
+
 struct Request {
     kind: CommitKind,
+    undo: Undo,
     run: Run,
 }
 
@@ -146,9 +169,36 @@ impl Writer {
         self.tx.is_closed()
     }
 
-    /// Runs `f` in the next group transaction and returns its result, with
-    /// what it changed, once committed.
+    /// Runs `f` in the next group transaction, in its own savepoint, and
+    /// returns its result, with what it changed, once committed.
     pub async fn write<T, F>(&self, kind: CommitKind, f: F) -> Result<Committed<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_undone_by(kind, Undo::Savepoint, f).await
+    }
+
+    /// [`Self::write`] for an `f` that refuses only before its first write
+    /// ([`Undo::ChecksFirst`]): it runs without a savepoint.
+    pub async fn write_checked_first<T, F>(
+        &self,
+        kind: CommitKind,
+        f: F,
+    ) -> Result<Committed<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_undone_by(kind, Undo::ChecksFirst, f).await
+    }
+
+    async fn write_undone_by<T, F>(
+        &self,
+        kind: CommitKind,
+        undo: Undo,
+        f: F,
+    ) -> Result<Committed<T>, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
@@ -174,7 +224,7 @@ impl Writer {
             (failed, answer)
         });
         self.tx
-            .send(Message::Write(Request { kind, run }))
+            .send(Message::Write(Request { kind, undo, run }))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -196,6 +246,7 @@ impl Writer {
         self.tx
             .send(Message::Write(Request {
                 kind: CommitKind::Progress,
+                undo: Undo::Savepoint,
                 run,
             }))
             .await
@@ -346,12 +397,14 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
     let mut requests = group.drain(..);
     while let Some(request) = requests.next() {
         let before = ctx.counters();
-        if !alone {
+        let savepoint = !alone && request.undo == Undo::Savepoint;
+        if savepoint {
             if let Err(e) = exec_cached(&ctx.conn, "SAVEPOINT request").map_err(map_err) {
                 answers.push((request.run)(Err(e)).1);
                 continue;
             }
         }
+        let rows_before = ctx.conn.total_changes();
         let (failed, answer) = (request.run)(Ok(ctx));
         match failed {
             Some(e) => {
@@ -377,6 +430,23 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
                     answer(Ok(()));
                     return;
                 }
+                if !savepoint {
+                    if ctx.conn.total_changes() == rows_before {
+                        // Refused before writing: nothing to take out.
+                        ctx.restore_request(before);
+                        answers.push(answer);
+                        continue;
+                    }
+                    if !matches!(e, StoreError::StorageFailed(_) | StoreError::StorageFull(_)) {
+                        tracing::error!(error = %e, "a request without a savepoint failed after writing; its group is rolled back");
+                    }
+                    let _ = ctx.conn.execute_batch("ROLLBACK");
+                    ctx.restore(start);
+                    ctx.clear_needs_sync();
+                    answers.push(answer);
+                    fail_group(answers, requests, &e);
+                    return;
+                }
                 if let Err(undo) = ctx
                     .conn
                     .execute_batch("ROLLBACK TO request; RELEASE request")
@@ -394,7 +464,7 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
                 }
                 ctx.restore_request(before);
             }
-            None if alone => {}
+            None if !savepoint => {}
             None => {
                 let _ = exec_cached(&ctx.conn, "RELEASE request");
             }
@@ -457,94 +527,5 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ctx(dir: &std::path::Path) -> WriteCtx {
-        let mut conn = rusqlite::Connection::open(dir.join("w.db")).expect("open");
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .expect("wal");
-        crate::schema::migrate(&mut conn).expect("migrate");
-        conn.execute_batch("CREATE TABLE marks (what TEXT NOT NULL)")
-            .expect("marks");
-        WriteCtx::new(conn, Durability::Fsync).expect("ctx")
-    }
-
-    fn marks(dir: &std::path::Path) -> Vec<String> {
-        let conn = rusqlite::Connection::open(dir.join("w.db")).expect("open");
-        let mut stmt = conn
-            .prepare("SELECT what FROM marks ORDER BY rowid")
-            .expect("select");
-        let rows = stmt.query_map([], |r| r.get(0)).expect("rows");
-        rows.map(|r| r.expect("row")).collect()
-    }
-
-    /// A failed request whose savepoint cannot be rolled back must not have
-    /// its writes committed with the group while its caller hears "failed":
-    /// the group is undone and the writer fails stop.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_savepoint_that_cannot_be_undone_fails_the_group_and_stops() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (writer, handle) = Writer::start(ctx(dir.path()), Durability::Fsync);
-        // Hold the writer busy so the next requests are grouped together.
-        let (started, wait_started) = std::sync::mpsc::channel::<()>();
-        let busy = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                writer
-                    .write(CommitKind::Progress, move |_ctx| {
-                        let _ = started.send(());
-                        std::thread::sleep(std::time::Duration::from_millis(300));
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        wait_started.recv().expect("busy request started");
-        let broken = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                writer
-                    .write(CommitKind::Progress, |ctx| -> Result<(), StoreError> {
-                        ctx.conn
-                            .execute_batch("INSERT INTO marks VALUES ('broken')")
-                            .map_err(map_err)?;
-                        // Leaves the request's savepoint: `ROLLBACK TO` then fails.
-                        ctx.conn.execute_batch("RELEASE request").map_err(map_err)?;
-                        Err(StoreError::Backend("the request failed".into()))
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let fine = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                writer
-                    .write(CommitKind::Progress, |ctx| {
-                        ctx.conn
-                            .execute_batch("INSERT INTO marks VALUES ('fine')")
-                            .map_err(map_err)
-                    })
-                    .await
-            })
-        };
-        busy.await.expect("task").expect("the first group commits");
-        let broken = broken.await.expect("task");
-        let fine = fine.await.expect("task");
-        assert!(broken.is_err(), "{broken:?}");
-        assert!(
-            matches!(fine, Err(StoreError::StorageFailed(_))),
-            "the rest of the group must not commit: {fine:?}"
-        );
-        assert!(writer.health.check().is_err(), "the writer fails stop");
-        assert!(
-            marks(dir.path()).is_empty(),
-            "nothing of the group may be committed: {:?}",
-            marks(dir.path())
-        );
-        writer.stop().await;
-        drop(writer);
-        handle.join().expect("writer thread");
-    }
-}
+#[path = "writer_tests.rs"]
+mod tests;

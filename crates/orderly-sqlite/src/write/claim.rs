@@ -2,6 +2,9 @@
 //! jobs become queued and its expired leases are put back in place *in the
 //! claim's own transaction*, so time never lets a later job overtake an
 //! earlier one just because the maintenance loop has not run yet.
+//!
+//! A claim never refuses: it finds nothing or fails on storage errors, so
+//! it runs without a savepoint (`writer::Undo::ChecksFirst`).
 
 use orderly_core::rules;
 use orderly_core::{ClaimParams, JobState, Lease, Millis, StoreError};

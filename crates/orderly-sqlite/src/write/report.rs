@@ -7,6 +7,10 @@
 //! the leases that report's commit issued (`reported_leases`), those still
 //! current. Leases held by anyone else, even under the same worker name, are
 //! never handed out: names are chosen by clients and prove nothing.
+//!
+//! Every refusal here (unknown job, stale lease) comes before the first
+//! write: these run without a savepoint (`writer::Undo::ChecksFirst`), so a
+//! check added after a write would fail its whole group.
 
 use orderly_core::rules;
 use orderly_core::{
