@@ -29,20 +29,7 @@ async fn a_savepoint_that_cannot_be_undone_fails_the_group_and_stops() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (writer, handle) = Writer::start(ctx(dir.path()), Durability::Fsync);
     // Hold the writer busy so the next requests are grouped together.
-    let (started, wait_started) = std::sync::mpsc::channel::<()>();
-    let busy = {
-        let writer = writer.clone();
-        tokio::spawn(async move {
-            writer
-                .write(CommitKind::Progress, move |_ctx| {
-                    let _ = started.send(());
-                    std::thread::sleep(std::time::Duration::from_millis(300));
-                    Ok(())
-                })
-                .await
-        })
-    };
-    wait_started.recv().expect("busy request started");
+    let (busy, release) = hold_busy(&writer).await;
     let broken = {
         let writer = writer.clone();
         tokio::spawn(async move {
@@ -71,7 +58,9 @@ async fn a_savepoint_that_cannot_be_undone_fails_the_group_and_stops() {
                 .await
         })
     };
-    busy.await.expect("task").expect("the first group commits");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(release);
+    busy.await.expect("task");
     let broken = broken.await.expect("task");
     let fine = fine.await.expect("task");
     assert!(broken.is_err(), "{broken:?}");
