@@ -5,16 +5,21 @@
 //! through), queue configuration from [`crate::Service::configure`], and
 //! progress from [`crate::Service::heartbeat`]. Each event gets the next id
 //! of this process (1, 2, …; ids start again when the server restarts), is
-//! serialized once, kept in a bounded ring of recent events for replay
-//! (`Last-Event-ID`), and sent to live subscribers through one
-//! `tokio::sync::broadcast` channel. Publishing never waits for a
-//! subscriber: the channel keeps the last `buffer` events and a subscriber
-//! that falls further behind is told (`Lagged`) and dropped.
+//! kept in a bounded ring of recent events for replay (`Last-Event-ID`),
+//! and sent to live subscribers through one `tokio::sync::broadcast`
+//! channel. Publishing never waits for a subscriber: the channel keeps the
+//! last `buffer` events and a subscriber that falls further behind is told
+//! (`Lagged`) and dropped.
+//!
+//! An event's JSON is made when it is first sent, once, and shared by every
+//! subscriber ([`Event::json`]): a server nobody watches does not serialize
+//! its events (that was about 4,000 instructions per job state change on
+//! the request's thread, docs/performance.md, stop 22).
 
 mod kind;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use orderly_core::{Changes, JobState, Millis};
 use orderly_proto::{EventJob, EventKind, EventView, GapView};
@@ -52,7 +57,8 @@ impl Default for Config {
     }
 }
 
-/// One published event: what filters look at, and its JSON, made once.
+/// One published event: what filters look at, what its JSON is made of,
+/// and that JSON once it was first asked for.
 #[derive(Debug)]
 pub struct Event {
     /// Its id.
@@ -63,8 +69,51 @@ pub struct Event {
     pub queue: String,
     /// Its job, for job events.
     pub job: Option<String>,
-    /// The [`EventView`] as JSON (the SSE `data:` line).
-    pub json: String,
+    /// When it happened.
+    at: Millis,
+    /// The job's `seq`, key and state after the change, for job events.
+    detail: Option<JobDetail>,
+    /// The progress a heartbeat carried (`progress` events only).
+    progress: Option<Value>,
+    /// The [`EventView`] as JSON, made by the first [`Event::json`].
+    json: OnceLock<String>,
+}
+
+/// What a job event says of its job besides the id.
+#[derive(Debug)]
+struct JobDetail {
+    seq: i64,
+    key: Option<String>,
+    state: orderly_proto::JobState,
+}
+
+impl Event {
+    /// The [`EventView`] as JSON (the SSE `data:` line), made on the first
+    /// call and shared by every later one.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            let view = EventView {
+                id: self.id,
+                kind: self.kind,
+                at: rfc3339(self.at),
+                queue: self.queue.clone(),
+                job: self
+                    .job
+                    .as_ref()
+                    .zip(self.detail.as_ref())
+                    .map(|(id, d)| EventJob {
+                        id: id.clone(),
+                        seq: d.seq,
+                        key: d.key.clone(),
+                        state: d.state,
+                    }),
+                progress: self.progress.clone(),
+            };
+            // An `EventView` holds strings, numbers and JSON values only.
+            serde_json::to_string(&view)
+                .unwrap_or_else(|_| format!("{{\"id\":{},\"kind\":\"unserializable\"}}", self.id))
+        })
+    }
 }
 
 /// Which events a subscriber wants.
@@ -155,34 +204,15 @@ impl EventHub {
         self.lock().last
     }
 
-    /// Publishes one event per job state change, in order. The JSON is
-    /// made before the lock is taken; under it, ids are given and events
-    /// pushed and sent.
+    /// Publishes one event per job state change, in order: ids are given
+    /// and events pushed and sent under the lock (their JSON waits for the
+    /// first subscriber that sends them, see [`Event::json`]).
     pub fn publish(&self, changes: &Changes) {
         if changes.is_empty() {
             return;
         }
-        let prepared: Vec<Prepared> = changes
-            .jobs
-            .iter()
-            .map(|c| {
-                let job = EventJob {
-                    id: c.id.clone(),
-                    seq: c.seq,
-                    key: c.key.clone(),
-                    state: state_view(c.to),
-                };
-                prepare(
-                    kind_of(c.from, c.to, c.lease_lost),
-                    c.at,
-                    &c.queue,
-                    Some(job),
-                    None,
-                )
-            })
-            .collect();
         let mut ring = self.lock();
-        for (c, p) in changes.jobs.iter().zip(prepared) {
+        for c in &changes.jobs {
             if c.to == JobState::Running {
                 ring.running.insert(
                     c.id.clone(),
@@ -195,13 +225,33 @@ impl EventHub {
             } else if c.from == Some(JobState::Running) {
                 ring.running.remove(&c.id);
             }
+            let p = Prepared {
+                kind: kind_of(c.from, c.to, c.lease_lost),
+                at: c.at,
+                queue: c.queue.clone(),
+                job: Some((
+                    c.id.clone(),
+                    JobDetail {
+                        seq: c.seq,
+                        key: c.key.clone(),
+                        state: state_view(c.to),
+                    },
+                )),
+                progress: None,
+            };
             self.push(&mut ring, p);
         }
     }
 
     /// Publishes a queue's configuration change.
     pub fn queue_configured(&self, queue: &str, at: Millis) {
-        let p = prepare(EventKind::QueueConfigured, at, queue, None, None);
+        let p = Prepared {
+            kind: EventKind::QueueConfigured,
+            at,
+            queue: queue.to_string(),
+            job: None,
+            progress: None,
+        };
         self.push(&mut self.lock(), p);
     }
 
@@ -213,19 +263,20 @@ impl EventHub {
         let Some(r) = ring.running.get(id).cloned() else {
             return false;
         };
-        let job = EventJob {
-            id: id.to_string(),
-            seq: r.seq,
-            key: r.key,
-            state: orderly_proto::JobState::Running,
-        };
-        let p = prepare(
-            EventKind::Progress,
+        let p = Prepared {
+            kind: EventKind::Progress,
             at,
-            &r.queue,
-            Some(job),
-            Some(progress.clone()),
-        );
+            queue: r.queue,
+            job: Some((
+                id.to_string(),
+                JobDetail {
+                    seq: r.seq,
+                    key: r.key,
+                    state: orderly_proto::JobState::Running,
+                },
+            )),
+            progress: Some(progress.clone()),
+        };
         self.push(&mut ring, p);
         true
     }
@@ -268,12 +319,16 @@ impl EventHub {
 
     fn push(&self, ring: &mut Ring, p: Prepared) {
         ring.last += 1;
+        let (job, detail) = p.job.unzip();
         let event = Arc::new(Event {
             id: ring.last,
             kind: p.kind,
             queue: p.queue,
-            job: p.job,
-            json: format!("{{\"id\":{},{}", ring.last, p.tail),
+            job,
+            at: p.at,
+            detail,
+            progress: p.progress,
+            json: OnceLock::new(),
         });
         if ring.events.len() == self.config.ring {
             ring.events.pop_front();
@@ -328,47 +383,13 @@ impl EventHub {
     }
 }
 
-/// An event without its id: the JSON after `{"id":N,`.
+/// An event before it has its id.
 struct Prepared {
     kind: EventKind,
-    queue: String,
-    job: Option<String>,
-    tail: String,
-}
-
-/// The id field opens an [`EventView`]'s JSON; the id is written in under
-/// the lock.
-const ID_PLACEHOLDER: &str = "{\"id\":0,";
-
-fn prepare(
-    kind: EventKind,
     at: Millis,
-    queue: &str,
-    job: Option<EventJob>,
+    queue: String,
+    job: Option<(String, JobDetail)>,
     progress: Option<Value>,
-) -> Prepared {
-    let job_id = job.as_ref().map(|j| j.id.clone());
-    let view = EventView {
-        id: 0,
-        kind,
-        at: rfc3339(at),
-        queue: queue.to_string(),
-        job,
-        progress,
-    };
-    // An `EventView` holds strings, numbers and JSON values only, and
-    // serializes `id` first.
-    let json = serde_json::to_string(&view).unwrap_or_default();
-    let tail = json
-        .strip_prefix(ID_PLACEHOLDER)
-        .unwrap_or("\"kind\":\"unserializable\"}")
-        .to_string();
-    Prepared {
-        kind,
-        queue: view.queue,
-        job: job_id,
-        tail,
-    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ fn ids_count_up_from_one_and_the_json_says_what_happened() {
     let s = hub.subscribe(Some(0));
     assert_eq!(ids(&s.replay), [1, 2]);
     assert!(s.gap.is_none());
-    let second: EventView = serde_json::from_str(&s.replay[1].json).unwrap();
+    let second: EventView = serde_json::from_str(s.replay[1].json()).unwrap();
     assert_eq!(second.id, 2);
     assert_eq!(second.kind, EventKind::Started);
     assert_eq!(second.queue, "q");
@@ -149,7 +149,7 @@ fn progress_is_published_only_for_jobs_seen_running() {
             EventKind::Succeeded
         ]
     );
-    let p: EventView = serde_json::from_str(&s.replay[1].json).unwrap();
+    let p: EventView = serde_json::from_str(s.replay[1].json()).unwrap();
     assert_eq!(p.progress, Some(json!({"done": 1, "total": 2})));
 }
 
@@ -160,7 +160,10 @@ fn filters_match_queue_and_job() {
         kind: EventKind::Enqueued,
         queue: "q".into(),
         job: Some("a".into()),
-        json: String::new(),
+        at: 0,
+        detail: None,
+        progress: None,
+        json: OnceLock::new(),
     };
     let f = |queue: Option<&str>, job: Option<&str>| Filter {
         queue: queue.map(Into::into),
@@ -170,7 +173,39 @@ fn filters_match_queue_and_job() {
     assert!(f(Some("q"), Some("a")).matches(&e));
     assert!(!f(Some("other"), None).matches(&e));
     assert!(!f(None, Some("b")).matches(&e));
-    let queue_event = Event { job: None, ..e };
+    let queue_event = Event {
+        job: None,
+        json: OnceLock::new(),
+        ..e
+    };
     assert!(f(Some("q"), None).matches(&queue_event));
     assert!(!f(None, Some("a")).matches(&queue_event));
+}
+
+/// Publishing makes no JSON: an event's JSON is made when it is first
+/// asked for (a server nobody watches serializes nothing), once, and every
+/// later call (another subscriber, a replay) gets the same text.
+#[test]
+fn an_events_json_is_made_on_first_use_and_kept() {
+    let hub = hub(10);
+    enqueue(&hub, 2);
+    hub.queue_configured("q", 1_700_000_000_000);
+    let s = hub.subscribe(Some(0));
+    assert_eq!(ids(&s.replay), [1, 2, 3]);
+    assert!(
+        s.replay.iter().all(|e| e.json.get().is_none()),
+        "no event was serialized when it was published"
+    );
+    let first = s.replay[0].json();
+    let view: EventView = serde_json::from_str(first).unwrap();
+    assert_eq!((view.id, view.kind), (1, EventKind::Enqueued));
+    assert_eq!(view.job.map(|j| j.id), Some("j0".to_string()));
+    assert!(
+        std::ptr::eq(first, s.replay[0].json()),
+        "made once, then kept"
+    );
+    assert!(s.replay[1].json.get().is_none(), "only the event asked for");
+    let queue: EventView = serde_json::from_str(s.replay[2].json()).unwrap();
+    assert_eq!((queue.id, queue.kind), (3, EventKind::QueueConfigured));
+    assert!(queue.job.is_none() && queue.progress.is_none());
 }

@@ -183,7 +183,7 @@ fn sse(e: &Event) -> SseEvent {
     SseEvent::default()
         .id(e.id.to_string())
         .event(e.kind.as_str())
-        .data(e.json.as_str())
+        .data(e.json())
 }
 
 /// One subscriber's state between messages.
