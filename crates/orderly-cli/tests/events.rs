@@ -424,7 +424,12 @@ async fn a_subscriber_that_never_reads_is_dropped_and_slows_no_one() {
             })
             .collect::<Vec<_>>();
         done += reports.len();
-        c.reports(&ReportsRequest { reports }).await.unwrap();
+        c.reports(&ReportsRequest {
+            reports,
+            brief: false,
+        })
+        .await
+        .unwrap();
     }
     let events = reader
         .await

@@ -541,14 +541,24 @@ pub struct ReportsRequest {
     /// refused on its own; they are written together).
     #[schema(max_items = 10000)]
     pub reports: Vec<ReportItem>,
+    /// `true`: each accepted result carries the job's `state` after its
+    /// report instead of the whole job (all a worker needs; the server then
+    /// neither builds nor sends a job per report, nor the worker parses
+    /// one). Default `false`: the whole `job`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub brief: bool,
 }
 
-/// Result of one item of `POST /v1/reports`: the job, or an error.
+/// Result of one item of `POST /v1/reports`: the job (or, with `brief`,
+/// its state), or an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReportResult {
-    /// The job after the report, when accepted.
+    /// The job after the report, when accepted (without `brief`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobView>,
+    /// The job's state after the report, when accepted (with `brief`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
     /// Why it was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,

@@ -149,6 +149,44 @@ async fn stale_token_is_refused_per_item_and_claims_nothing() {
     assert_eq!(q["counts"]["running"], 1, "{q}");
 }
 
+/// With `brief`, an accepted item answers its job's state after the report
+/// instead of the whole job (what the worker runtime asks for), with its
+/// leases as without it; a refused item answers its error alone. Without
+/// `brief`, the whole job (the default).
+#[tokio::test]
+async fn brief_results_carry_the_state_not_the_job() {
+    let app = TestApp::new();
+    let ids = fill(&app, "serial", 3).await;
+    let (id, token) = app.claim_one("serial").await;
+    let next = json!({"worker": "w", "max": 10});
+    let (status, body) = app
+        .post(
+            "/v1/reports",
+            json!({
+                "brief": true,
+                "reports": [
+                    done(&id, "not-the-token", Some(next.clone())),
+                    done(&id, &token, Some(next)),
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().expect("results");
+    assert_error(&results[0], "stale_lease", "stale item");
+    assert!(results[0].get("state").is_none(), "{}", results[0]);
+    assert_eq!(results[1]["state"], "succeeded", "{}", results[1]);
+    assert!(results[1].get("job").is_none(), "brief: no job: {}", results[1]);
+    let leases = results[1]["leases"].as_array().expect("leases");
+    assert_eq!(leases.len(), 1, "{}", results[1]);
+    assert_eq!(leases[0]["job"]["id"], ids[1].as_str());
+    let token = leases[0]["token"].as_str().expect("token");
+    let results = reports(&app, vec![done(&ids[1], token, None)]).await;
+    assert_eq!(results[0]["job"]["id"], ids[1].as_str(), "{}", results[0]);
+    assert_eq!(results[0]["job"]["state"], "succeeded", "{}", results[0]);
+    assert!(results[0].get("state").is_none(), "not brief: {}", results[0]);
+}
+
 /// The same batch sent again (its answer lost) answers the same jobs and
 /// exactly the leases the first one issued, and claims nothing more.
 #[tokio::test]

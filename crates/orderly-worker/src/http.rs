@@ -237,6 +237,8 @@ impl JobSource for HttpSource {
         }
         let req = ReportsRequest {
             reports: reports.iter().map(report_item).collect(),
+            // The runner needs to know only that each report took.
+            brief: true,
         };
         let answer = match tokio::time::timeout(limit(Duration::ZERO), self.client.reports(&req))
             .await
@@ -263,19 +265,21 @@ impl JobSource for HttpSource {
             .results
             .into_iter()
             .zip(reports)
-            .map(|(r, sent)| match (r.error, r.job) {
-                (Some(e), _) => Err(map_item_error(&e)),
-                (None, Some(_)) => Ok(r
-                    .leases
-                    .filter(|_| sent.claim_next.is_some())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(lease_of)
-                    .collect()),
-                (None, None) => Err(SourceError::Unavailable(
-                    "a result with neither job nor error".into(),
-                )),
-            })
+            .map(
+                |(r, sent)| match (r.error, r.job.is_some() || r.state.is_some()) {
+                    (Some(e), _) => Err(map_item_error(&e)),
+                    (None, true) => Ok(r
+                        .leases
+                        .filter(|_| sent.claim_next.is_some())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(lease_of)
+                        .collect()),
+                    (None, false) => Err(SourceError::Unavailable(
+                        "a result with neither job, state nor error".into(),
+                    )),
+                },
+            )
             .collect())
     }
 }

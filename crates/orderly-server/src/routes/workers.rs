@@ -9,7 +9,7 @@ use orderly_proto::{
 };
 
 use crate::convert::{
-    batch_claim_request, claim_request, job_view, lease_view, report_request, rfc3339,
+    batch_claim_request, claim_request, job_view, lease_view, report_request, rfc3339, state_view,
 };
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
@@ -153,7 +153,7 @@ async fn report(
     tag = "workers",
     request_body = ReportsRequest,
     responses(
-        (status = 200, description = "One result per report, in order: the job (and, with `claim_next`, the leases it took, in `seq` order), or why that report was refused (a refused report claims nothing).", body = ReportsResponse),
+        (status = 200, description = "One result per report, in order: the job (its `state` only with `brief`; and, with `claim_next`, the leases it took, in `seq` order), or why that report was refused (a refused report claims nothing).", body = ReportsResponse),
         (status = 400, description = "The body is malformed, has too many reports, or a `claim_next` is out of range or waits (`reports[i].claim_next.wait_ms` must be 0).", body = ErrorBody),
     )
 )]
@@ -167,6 +167,7 @@ pub async fn reports(
             Service::check_batch_claim(i, &batch_claim_request(c.clone()))?;
         }
     }
+    let brief = req.brief;
     let items = req
         .reports
         .into_iter()
@@ -178,12 +179,14 @@ pub async fn reports(
         .into_iter()
         .map(|r| match r {
             Ok((job, leases)) => ReportResult {
-                job: Some(job_view(job)),
+                state: brief.then(|| state_view(job.state)),
+                job: (!brief).then(|| job_view(job)),
                 error: None,
                 leases: leases.map(|l| l.into_iter().map(lease_view).collect()),
             },
             Err(e) => ReportResult {
                 job: None,
+                state: None,
                 error: Some(ApiError::from(e).detail()),
                 leases: None,
             },
