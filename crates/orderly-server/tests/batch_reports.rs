@@ -176,7 +176,11 @@ async fn brief_results_carry_the_state_not_the_job() {
     assert_error(&results[0], "stale_lease", "stale item");
     assert!(results[0].get("state").is_none(), "{}", results[0]);
     assert_eq!(results[1]["state"], "succeeded", "{}", results[1]);
-    assert!(results[1].get("job").is_none(), "brief: no job: {}", results[1]);
+    assert!(
+        results[1].get("job").is_none(),
+        "brief: no job: {}",
+        results[1]
+    );
     let leases = results[1]["leases"].as_array().expect("leases");
     assert_eq!(leases.len(), 1, "{}", results[1]);
     assert_eq!(leases[0]["job"]["id"], ids[1].as_str());
@@ -184,7 +188,11 @@ async fn brief_results_carry_the_state_not_the_job() {
     let results = reports(&app, vec![done(&ids[1], token, None)]).await;
     assert_eq!(results[0]["job"]["id"], ids[1].as_str(), "{}", results[0]);
     assert_eq!(results[0]["job"]["state"], "succeeded", "{}", results[0]);
-    assert!(results[0].get("state").is_none(), "not brief: {}", results[0]);
+    assert!(
+        results[0].get("state").is_none(),
+        "not brief: {}",
+        results[0]
+    );
 }
 
 /// The same batch sent again (its answer lost) answers the same jobs and

@@ -15,16 +15,14 @@ use crate::AppState;
 /// `unmatched`, and unusual methods under `other`, so the number of label
 /// sets stays bounded whatever clients send.
 pub async fn track_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    // `MatchedPath` is shared (an `Arc<str>`): cloning it copies nothing.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = method_label(req.method());
     let began = Instant::now();
     let response = next.run(req).await;
     state.service.metrics().record_http(
         method,
-        &route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         response.status().as_u16(),
         began.elapsed().as_secs_f64(),
     );

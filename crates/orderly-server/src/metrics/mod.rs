@@ -19,10 +19,21 @@
 //! The registry is per [`crate::Service`], not process-global, so several
 //! servers in one process (tests, an application mounting two) keep their
 //! own figures.
+//!
+//! Counting is on the path of every request and every job's move, so the
+//! handle of each labelled metric is looked up in its family once, when
+//! first used, and kept ([`Handles`]): a family lookup allocates the label
+//! strings and hashes them under a lock, which had cost a few thousand
+//! instructions per request and per job change (docs/performance.md,
+//! stop 22). A handle is the family's own metric (they share it), so the
+//! exposition is the same.
 
 mod http;
 mod mapping;
 mod scrape;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use orderly_core::{Changes, JobState};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -77,6 +88,25 @@ pub struct Metrics {
     http_seconds: Histograms<HttpLabels>,
     events_subscribers: Gauge,
     events_lagged: Counter,
+    handles: Mutex<Handles>,
+}
+
+/// The handles of the labelled metrics used so far (see the module docs).
+#[derive(Debug, Default)]
+struct Handles {
+    /// Per queue.
+    queues: HashMap<String, QueueHandles>,
+    /// Per route template: (method, status, requests, seconds).
+    http: HashMap<String, Vec<(&'static str, u16, Counter, Histogram)>>,
+}
+
+/// One queue's handles, each taken from its family when first used (so a
+/// queue shows only the figures that happened to it, as before).
+#[derive(Debug, Default)]
+struct QueueHandles {
+    jobs: [Option<Counter>; JobCounter::ALL.len()],
+    queue_latency: Option<Histogram>,
+    run_time: Option<Histogram>,
 }
 
 /// One open `GET /v1/events` stream, counted in `orderly_events_subscribers`
@@ -147,29 +177,53 @@ impl Default for Metrics {
             http_seconds,
             events_subscribers,
             events_lagged,
+            handles: Mutex::default(),
         }
     }
 }
 
 impl Metrics {
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        // Every step under the lock is an insert or an increment: a
+        // poisoned lock is still consistent.
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Counts what one store write changed.
     pub fn record(&self, changes: &Changes) {
+        if changes.jobs.is_empty() {
+            return;
+        }
+        let mut handles = self.handles();
         for c in &changes.jobs {
-            let label = QueueLabel {
+            if !handles.queues.contains_key(&c.queue) {
+                handles
+                    .queues
+                    .insert(c.queue.clone(), QueueHandles::default());
+            }
+            let Some(queue) = handles.queues.get_mut(&c.queue) else {
+                continue;
+            };
+            let label = || QueueLabel {
                 queue: c.queue.clone(),
             };
             for counter in counters_for(c) {
-                self.jobs[*counter as usize].get_or_create(&label).inc();
+                let i = *counter as usize;
+                queue.jobs[i]
+                    .get_or_insert_with(|| self.jobs[i].get_or_create(&label()).clone())
+                    .inc();
             }
             if c.to == JobState::Running && c.from.is_some() {
-                self.queue_latency
-                    .get_or_create(&label)
+                queue
+                    .queue_latency
+                    .get_or_insert_with(|| self.queue_latency.get_or_create(&label()).clone())
                     .observe(seconds(c.at - c.enqueued_at));
             }
             if let (Some(JobState::Running), Some(started)) = (c.from, c.started_at) {
                 if c.to != JobState::Running {
-                    self.run_time
-                        .get_or_create(&label)
+                    queue
+                        .run_time
+                        .get_or_insert_with(|| self.run_time.get_or_create(&label()).clone())
                         .observe(seconds(c.at - started));
                 }
             }
@@ -188,14 +242,31 @@ impl Metrics {
     }
 
     /// Counts one answered HTTP request.
-    pub(crate) fn record_http(&self, method: &str, route: &str, status: u16, elapsed: f64) {
+    pub(crate) fn record_http(&self, method: &'static str, route: &str, status: u16, elapsed: f64) {
+        let mut handles = self.handles();
+        if !handles.http.contains_key(route) {
+            handles.http.insert(route.to_string(), Vec::new());
+        }
+        let Some(seen) = handles.http.get_mut(route) else {
+            return;
+        };
+        if let Some((.., requests, seconds)) =
+            seen.iter().find(|(m, s, ..)| *m == method && *s == status)
+        {
+            requests.inc();
+            seconds.observe(elapsed);
+            return;
+        }
         let labels = HttpLabels {
             method: method.to_string(),
             route: route.to_string(),
             status: status.to_string(),
         };
-        self.http_requests.get_or_create(&labels).inc();
-        self.http_seconds.get_or_create(&labels).observe(elapsed);
+        let requests = self.http_requests.get_or_create(&labels).clone();
+        let seconds = self.http_seconds.get_or_create(&labels).clone();
+        requests.inc();
+        seconds.observe(elapsed);
+        seen.push((method, status, requests, seconds));
     }
 }
 
@@ -249,5 +320,43 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
+    }
+
+    /// The kept handles count into the exposed families: every request and
+    /// every queue's move is counted once under its own labels, the first
+    /// and the later ones alike.
+    #[test]
+    fn kept_handles_count_into_the_exposition() {
+        let m = Metrics::default();
+        m.record_http("POST", "/v1/reports", 200, 0.001);
+        m.record_http("POST", "/v1/reports", 200, 0.002);
+        m.record_http("POST", "/v1/reports", 400, 0.001);
+        m.record_http("GET", "/v1/reports", 200, 0.001);
+        let other = |queue: &str| StateChange {
+            queue: queue.into(),
+            ..change(None, Queued, 1_000, None)
+        };
+        m.record(&Changes {
+            jobs: vec![other("a"), other("b"), other("a")],
+        });
+        m.record(&Changes {
+            jobs: vec![other("a")],
+        });
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry).expect("encode");
+        for line in [
+            "orderly_http_requests_total{method=\"POST\",route=\"/v1/reports\",status=\"200\"} 2",
+            "orderly_http_requests_total{method=\"POST\",route=\"/v1/reports\",status=\"400\"} 1",
+            "orderly_http_requests_total{method=\"GET\",route=\"/v1/reports\",status=\"200\"} 1",
+            "orderly_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/reports\",status=\"200\"} 2",
+            "orderly_jobs_enqueued_total{queue=\"a\"} 3",
+            "orderly_jobs_enqueued_total{queue=\"b\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        assert!(
+            !text.contains("orderly_jobs_started_total{"),
+            "a figure nothing counted is not shown: {text}"
+        );
     }
 }
