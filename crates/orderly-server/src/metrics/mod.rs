@@ -196,14 +196,7 @@ impl Metrics {
         }
         let mut handles = self.handles();
         for c in &changes.jobs {
-            if !handles.queues.contains_key(&c.queue) {
-                handles
-                    .queues
-                    .insert(c.queue.clone(), QueueHandles::default());
-            }
-            let Some(queue) = handles.queues.get_mut(&c.queue) else {
-                continue;
-            };
+            let queue = kept(&mut handles.queues, &c.queue);
             let label = || QueueLabel {
                 queue: c.queue.clone(),
             };
@@ -244,12 +237,7 @@ impl Metrics {
     /// Counts one answered HTTP request.
     pub(crate) fn record_http(&self, method: &'static str, route: &str, status: u16, elapsed: f64) {
         let mut handles = self.handles();
-        if !handles.http.contains_key(route) {
-            handles.http.insert(route.to_string(), Vec::new());
-        }
-        let Some(seen) = handles.http.get_mut(route) else {
-            return;
-        };
+        let seen = kept(&mut handles.http, route);
         if let Some((.., requests, seconds)) =
             seen.iter().find(|(m, s, ..)| *m == method && *s == status)
         {
@@ -268,6 +256,15 @@ impl Metrics {
         seconds.observe(elapsed);
         seen.push((method, status, requests, seconds));
     }
+}
+
+/// The entry of `key` in `map`, made empty on first use: the key is copied
+/// only then, not on every lookup.
+fn kept<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 /// Milliseconds as seconds (never negative: clocks may step back).
@@ -295,6 +292,16 @@ mod tests {
         }
     }
 
+    /// The exposition of `m`, after checking that it has each of `lines`.
+    fn exposition_with(m: &Metrics, lines: &[&str]) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry).expect("encode");
+        for line in lines {
+            assert!(text.lines().any(|l| l == *line), "no {line:?} in:\n{text}");
+        }
+        text
+    }
+
     /// Queue latency is `at - enqueued_at` on each start; run time is
     /// `at - started_at` on each end of an attempt; nothing else observes.
     #[test]
@@ -310,16 +317,15 @@ mod tests {
                 change(Some(Running), Succeeded, 4_000, Some(3_500)),
             ],
         });
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &m.registry).expect("encode");
-        for line in [
-            "orderly_queue_latency_seconds_count{queue=\"q\"} 2",
-            "orderly_queue_latency_seconds_sum{queue=\"q\"} 2.75",
-            "orderly_run_time_seconds_count{queue=\"q\"} 2",
-            "orderly_run_time_seconds_sum{queue=\"q\"} 1.5",
-        ] {
-            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
-        }
+        exposition_with(
+            &m,
+            &[
+                "orderly_queue_latency_seconds_count{queue=\"q\"} 2",
+                "orderly_queue_latency_seconds_sum{queue=\"q\"} 2.75",
+                "orderly_run_time_seconds_count{queue=\"q\"} 2",
+                "orderly_run_time_seconds_sum{queue=\"q\"} 1.5",
+            ],
+        );
     }
 
     /// The kept handles count into the exposed families: every request and
@@ -342,18 +348,17 @@ mod tests {
         m.record(&Changes {
             jobs: vec![other("a")],
         });
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &m.registry).expect("encode");
-        for line in [
+        let text = exposition_with(
+            &m,
+            &[
             "orderly_http_requests_total{method=\"POST\",route=\"/v1/reports\",status=\"200\"} 2",
             "orderly_http_requests_total{method=\"POST\",route=\"/v1/reports\",status=\"400\"} 1",
             "orderly_http_requests_total{method=\"GET\",route=\"/v1/reports\",status=\"200\"} 1",
             "orderly_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/reports\",status=\"200\"} 2",
             "orderly_jobs_enqueued_total{queue=\"a\"} 3",
             "orderly_jobs_enqueued_total{queue=\"b\"} 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
-        }
+            ],
+        );
         assert!(
             !text.contains("orderly_jobs_started_total{"),
             "a figure nothing counted is not shown: {text}"
