@@ -20,7 +20,7 @@ use crate::parked::Parking;
 use crate::read::queue_row;
 use crate::rows::{map_err, to_text, Res};
 use crate::sql;
-use crate::tally::{Counted, Tally};
+use crate::tally::{Counted, LiveCounts, Tally};
 use crate::Durability;
 
 /// Values reserved at a time where reservations are needed.
@@ -57,6 +57,8 @@ pub(crate) struct WriteCtx {
     flushed_group: Tally,
     /// Claims waiting in the writer for work (see `parked`).
     pub parking: Parking,
+    /// The waiting and running counts the writer reads, kept (see [`LiveCounts`]).
+    live: LiveCounts,
 }
 
 /// Counters to restore when an operation rolls back.
@@ -105,6 +107,7 @@ impl WriteCtx {
             group_tally: Tally::default(),
             flushed_group: Tally::default(),
             parking: Parking::default(),
+            live: LiveCounts::default(),
         })
     }
 
@@ -123,6 +126,7 @@ impl WriteCtx {
         self.tally.clear();
         self.group_tally.clear();
         self.flushed_group.clear();
+        self.live.clear();
     }
 
     /// [`Self::restore`] after one request of a group rolled back to its
@@ -154,7 +158,7 @@ impl WriteCtx {
     /// before the group commits.
     pub fn flush_group_tally(&mut self) -> Res<()> {
         self.flushed_group.clear();
-        self.group_tally.flush(&self.conn)
+        self.group_tally.flush(&self.conn, &mut self.live)
     }
 
     /// True (once) when the transaction just committed raised a reservation
@@ -258,7 +262,7 @@ impl WriteCtx {
         let mut all = std::mem::take(&mut self.group_tally);
         self.flushed_group.merge(all.clone());
         all.merge(std::mem::take(&mut self.tally));
-        all.flush(&self.conn)
+        all.flush(&self.conn, &mut self.live)
     }
 
     /// The pending change of `queue`'s count of `state`, not yet written.
@@ -269,7 +273,7 @@ impl WriteCtx {
     /// Waiting jobs of `queue`, with every change so far counted (the
     /// table's row plus what is pending: no write needed).
     pub fn waiting_count(&mut self, queue: &str) -> Res<u64> {
-        let stored = crate::read::waiting_count(&self.conn, queue)? as i64;
+        let stored = self.live.get(&self.conn, queue)?.waiting;
         let pending =
             self.pending(queue, JobState::Queued) + self.pending(queue, JobState::Scheduled);
         Ok((stored + pending).max(0) as u64)
@@ -277,7 +281,7 @@ impl WriteCtx {
 
     /// Running jobs of `queue`, with every change so far counted.
     pub fn running_count(&mut self, queue: &str) -> Res<u64> {
-        let stored = crate::read::running_count(&self.conn, queue)? as i64;
+        let stored = self.live.get(&self.conn, queue)?.running;
         Ok((stored + self.pending(queue, JobState::Running)).max(0) as u64)
     }
 

@@ -17,7 +17,7 @@
 //! The rules are the triggers' rules, in one place ([`Tally::row`]); the
 //! tests recount every table from the jobs after each kind of write.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use orderly_core::JobState;
 use rusqlite::{params, Connection};
@@ -144,8 +144,9 @@ impl Tally {
 
     /// Writes what is pending, one statement per counter row that changed
     /// (a `key_blocks` row that falls to zero is deleted, as keys come and
-    /// go, by a second one; other rows stay), and forgets it.
-    pub fn flush(&mut self, conn: &Connection) -> Res<()> {
+    /// go, by a second one; other rows stay), and forgets it. The state
+    /// counts `live` holds are moved with the rows written.
+    pub fn flush(&mut self, conn: &Connection, live: &mut LiveCounts) -> Res<()> {
         if self.is_empty() {
             return Ok(());
         }
@@ -193,7 +194,64 @@ impl Tally {
             }
             Ok(())
         };
-        run().map_err(map_err)
+        run().map_err(map_err)?;
+        for ((queue, state), d) in &states {
+            live.add(queue, state, *d);
+        }
+        Ok(())
+    }
+}
+
+/// The writer's copy of the `queue_counts` rows it reads (each queue's
+/// waiting and running counts), as written in the open transaction: a
+/// claim checks the running count against the queue's concurrency and an
+/// enqueue answers with its position, and neither then reads a row. Only
+/// the writer writes `queue_counts`, always through [`Tally::flush`], which
+/// moves these with the rows; a rollback forgets them all
+/// ([`LiveCounts::clear`]), and the next use reads the rows again.
+#[derive(Default)]
+pub(crate) struct LiveCounts {
+    queues: HashMap<String, Live>,
+}
+
+/// One queue's counts the writer reads.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Live {
+    /// `scheduled` + `queued`.
+    pub waiting: i64,
+    /// `running`.
+    pub running: i64,
+}
+
+impl LiveCounts {
+    /// `queue`'s counts as stored, read once and then kept.
+    pub fn get(&mut self, conn: &Connection, queue: &str) -> Res<Live> {
+        if let Some(live) = self.queues.get(queue) {
+            return Ok(*live);
+        }
+        let live = Live {
+            waiting: crate::read::waiting_count(conn, queue)? as i64,
+            running: crate::read::running_count(conn, queue)? as i64,
+        };
+        self.queues.insert(queue.to_string(), live);
+        Ok(live)
+    }
+
+    /// Moves a kept queue's count of `state` by `d` (a row just written).
+    fn add(&mut self, queue: &str, state: &str, d: i64) {
+        let Some(live) = self.queues.get_mut(queue) else {
+            return;
+        };
+        match state {
+            "scheduled" | "queued" => live.waiting += d,
+            "running" => live.running += d,
+            _ => {}
+        }
+    }
+
+    /// Forgets every kept count (their transaction, or part of it, rolled back).
+    pub fn clear(&mut self) {
+        self.queues.clear();
     }
 }
 

@@ -468,13 +468,27 @@ async fn a_request_refused_in_a_group_counts_nothing() {
                     now: T0,
                 })
                 .await;
-            (refused, out.is_ok())
+            let positions: Vec<u64> = out
+                .as_ref()
+                .map(|v| v.value.iter().filter_map(|e| e.job.position).collect())
+                .unwrap_or_default();
+            (refused, out.is_ok(), positions)
         }));
     }
+    let mut positions = Vec::new();
     for call in calls {
-        let (refused, ok) = call.await.expect("task");
+        let (refused, ok, mine) = call.await.expect("task");
         assert_eq!(ok, !refused, "only the batches reusing `taken` are refused");
+        positions.extend(mine);
     }
+    // The writer counts a new job's position from its kept waiting count:
+    // a refused batch's rolled-back jobs must not be in it.
+    positions.sort_unstable();
+    assert_eq!(
+        positions,
+        (1..=96).collect::<Vec<u64>>(),
+        "each accepted job is answered with its own place behind `taken`"
+    );
     let after = store.writer_stats().expect("figures");
     let (requests, groups) = (
         after.group_sizes.sum - before.group_sizes.sum,
