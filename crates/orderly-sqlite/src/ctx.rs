@@ -14,8 +14,9 @@
 use std::collections::HashMap;
 
 use orderly_core::{Changes, JobState, Millis, QueueConfig, StateChange};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, Statement};
 
+use crate::kept::{KeptStatements, Prepare};
 use crate::parked::Parking;
 use crate::read::queue_row;
 use crate::rows::{map_err, to_text, Res};
@@ -27,9 +28,11 @@ use crate::Durability;
 pub(crate) const RESERVE_BLOCK: i64 = 10_000;
 
 /// The writer's connection and the counters it owns.
-pub(crate) struct WriteCtx {
+pub(crate) struct WriteCtx<'c> {
     /// The only connection that writes.
-    pub conn: Connection,
+    pub conn: &'c Connection,
+    /// Its statements, prepared once (see `kept`).
+    pub kept: KeptStatements<'c>,
     counters: Counters,
     /// Which counters are reserved ahead (see module docs).
     reserve_seq: bool,
@@ -71,9 +74,9 @@ pub(crate) struct Counters {
     reserved_start_no: i64,
 }
 
-impl WriteCtx {
+impl<'c> WriteCtx<'c> {
     /// Wraps the writer connection, reading the counters.
-    pub fn new(conn: Connection, durability: Durability) -> Res<Self> {
+    pub fn new(conn: &'c Connection, durability: Durability) -> Res<Self> {
         let meta = |name: &str| -> Res<i64> {
             conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
                 r.get(0)
@@ -91,6 +94,7 @@ impl WriteCtx {
         let (meta_seq, meta_start) = (meta("next_seq")?, meta("next_start_no")?);
         Ok(WriteCtx {
             conn,
+            kept: KeptStatements::new(conn),
             counters: Counters {
                 next_seq: meta_seq.max(max_seq + 1),
                 next_start_no: meta_start.max(max_start + 1),
@@ -109,6 +113,20 @@ impl WriteCtx {
             parking: Parking::default(),
             live: LiveCounts::default(),
         })
+    }
+
+    /// Runs `f` on the kept statement of `sql` (see `kept`).
+    pub fn sql<T>(
+        &self,
+        sql: &'static str,
+        f: impl FnOnce(&mut Statement<'_>) -> rusqlite::Result<T>,
+    ) -> Res<T> {
+        self.kept.with(sql, f).map_err(map_err)
+    }
+
+    /// Runs a statement without parameters or rows (`BEGIN`, `COMMIT`, a savepoint).
+    pub fn exec(&self, sql: &'static str) -> Res<()> {
+        self.sql(sql, |s| s.execute([]).map(|_| ()))
     }
 
     /// The counters now.
@@ -158,7 +176,7 @@ impl WriteCtx {
     /// before the group commits.
     pub fn flush_group_tally(&mut self) -> Res<()> {
         self.flushed_group.clear();
-        self.group_tally.flush(&self.conn, &mut self.live)
+        self.group_tally.flush(&self.kept, &mut self.live)
     }
 
     /// True (once) when the transaction just committed raised a reservation
@@ -173,10 +191,9 @@ impl WriteCtx {
     }
 
     fn write_meta(&self, name: &str, value: i64) -> Res<()> {
-        self.conn
-            .prepare_cached("UPDATE meta SET value = ?2 WHERE name = ?1")
-            .and_then(|mut s| s.execute(params![name, value]))
-            .map_err(map_err)?;
+        self.sql("UPDATE meta SET value = ?2 WHERE name = ?1", |s| {
+            s.execute(params![name, value])
+        })?;
         Ok(())
     }
 
@@ -262,7 +279,7 @@ impl WriteCtx {
         let mut all = std::mem::take(&mut self.group_tally);
         self.flushed_group.merge(all.clone());
         all.merge(std::mem::take(&mut self.tally));
-        all.flush(&self.conn, &mut self.live)
+        all.flush(&self.kept, &mut self.live)
     }
 
     /// The pending change of `queue`'s count of `state`, not yet written.
@@ -273,7 +290,7 @@ impl WriteCtx {
     /// Waiting jobs of `queue`, with every change so far counted (the
     /// table's row plus what is pending: no write needed).
     pub fn waiting_count(&mut self, queue: &str) -> Res<u64> {
-        let stored = self.live.get(&self.conn, queue)?.waiting;
+        let stored = self.live.get(self.conn, queue)?.waiting;
         let pending =
             self.pending(queue, JobState::Queued) + self.pending(queue, JobState::Scheduled);
         Ok((stored + pending).max(0) as u64)
@@ -281,7 +298,7 @@ impl WriteCtx {
 
     /// Running jobs of `queue`, with every change so far counted.
     pub fn running_count(&mut self, queue: &str) -> Res<u64> {
-        let stored = self.live.get(&self.conn, queue)?.running;
+        let stored = self.live.get(self.conn, queue)?.running;
         Ok((stored + self.pending(queue, JobState::Running)).max(0) as u64)
     }
 
@@ -313,7 +330,7 @@ impl WriteCtx {
         if let Some(c) = self.configs.get(queue) {
             return Ok(Some(c.clone()));
         }
-        let c = queue_row(&self.conn, queue)?;
+        let c = queue_row(self.conn, queue)?;
         if let Some(c) = &c {
             self.configs.insert(queue.to_string(), c.clone());
         }
@@ -326,17 +343,17 @@ impl WriteCtx {
             return Ok(c);
         }
         let c = QueueConfig::default();
-        self.conn
-            .prepare_cached(
+        self.kept
+            .with(
                 "INSERT INTO queues (name, config, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+                |s| {
+                    s.execute(params![
+                        queue,
+                        to_text(&serde_json::to_value(&c).unwrap_or_default()),
+                        now
+                    ])
+                },
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    queue,
-                    to_text(&serde_json::to_value(&c).unwrap_or_default()),
-                    now
-                ])
-            })
             .map_err(map_err)?;
         self.configs.insert(queue.to_string(), c.clone());
         Ok(c)
@@ -349,17 +366,15 @@ impl WriteCtx {
 
     /// Is any job of `key` in `queue` unfinished?
     pub fn has_unfinished_of_key(&self, queue: &str, key: &str) -> Res<bool> {
-        self.conn
-            .prepare_cached(sql::KEY_HAS_UNFINISHED)
-            .and_then(|mut s| s.exists(params![queue, key]))
+        self.kept
+            .with(sql::KEY_HAS_UNFINISHED, |s| s.exists(params![queue, key]))
             .map_err(map_err)
     }
 
     /// Makes the next unfinished job of `key` (if any) its head.
     pub fn advance_key(&self, queue: &str, key: &str) -> Res<()> {
-        self.conn
-            .prepare_cached(sql::ADVANCE_KEY)
-            .and_then(|mut s| s.execute(params![queue, key]))
+        self.kept
+            .with(sql::ADVANCE_KEY, |s| s.execute(params![queue, key]))
             .map_err(map_err)?;
         Ok(())
     }

@@ -19,6 +19,7 @@
 //! reach storage only through the `Store` trait.
 
 mod ctx;
+mod kept;
 mod parked;
 mod read;
 mod rows;
@@ -43,7 +44,6 @@ use orderly_core::{
 };
 use rusqlite::{Connection, OpenFlags};
 
-use crate::ctx::WriteCtx;
 use crate::rows::map_err;
 use crate::write::report::Reported;
 use crate::writer::{CommitKind, Writer};
@@ -178,8 +178,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         schema::migrate(&mut conn).map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let ctx = WriteCtx::new(conn, options.durability)?;
-        let (writer, handle) = Writer::start(ctx, options.durability);
+        let (writer, handle) = Writer::start(conn, options.durability)?;
         Ok(SqliteStore {
             writer,
             path,

@@ -24,8 +24,7 @@ use orderly_core::{ClaimParams, Committed, Lease, Millis, ParkTicket, StoreError
 use tokio::sync::oneshot;
 
 use crate::ctx::WriteCtx;
-use crate::rows::map_err;
-use crate::writer::{exec_cached, Answer, Run};
+use crate::writer::{Answer, Run};
 
 /// Where a parked claim's answer goes.
 pub(crate) type Reply = oneshot::Sender<Result<Committed<Vec<Lease>>, StoreError>>;
@@ -105,7 +104,7 @@ impl Parking {
 
 /// One claim as a request runs it: its own changes and counters.
 fn claim_once(
-    ctx: &mut WriteCtx,
+    ctx: &mut WriteCtx<'_>,
     params: &ClaimParams,
 ) -> Result<Committed<Vec<Lease>>, StoreError> {
     ctx.begin_request();
@@ -163,7 +162,10 @@ pub(crate) fn first_attempt(claim: ParkedClaim) -> Run {
 /// made startable, inside the group's transaction; their answers go with
 /// the group's; returns how many took jobs. `Err` when a failed claim's
 /// savepoint could not be undone (the group must not commit).
-pub(crate) fn run_parked(ctx: &mut WriteCtx, answers: &mut Vec<Answer>) -> Result<u64, StoreError> {
+pub(crate) fn run_parked(
+    ctx: &mut WriteCtx<'_>,
+    answers: &mut Vec<Answer>,
+) -> Result<u64, StoreError> {
     let startable = std::mem::take(&mut ctx.parking.startable);
     let mut started = 0;
     for (queue, (mut budget, at)) in startable {
@@ -175,7 +177,7 @@ pub(crate) fn run_parked(ctx: &mut WriteCtx, answers: &mut Vec<Answer>) -> Resul
                 continue;
             }
             let before = ctx.counters();
-            if let Err(e) = exec_cached(&ctx.conn, "SAVEPOINT parked").map_err(map_err) {
+            if let Err(e) = ctx.exec("SAVEPOINT parked") {
                 answers.push(answer(claim.reply, Err(e.clone())));
                 return Err(e);
             }
@@ -192,7 +194,7 @@ pub(crate) fn run_parked(ctx: &mut WriteCtx, answers: &mut Vec<Answer>) -> Resul
                     })?;
                 ctx.restore_request(before);
             } else {
-                exec_cached(&ctx.conn, "RELEASE parked").map_err(map_err)?;
+                ctx.exec("RELEASE parked")?;
             }
             if found_nothing(&result) {
                 claim.ticket.put_back();

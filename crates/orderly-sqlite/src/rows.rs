@@ -6,8 +6,10 @@
 
 use orderly_core::{Job, JobState, Millis, StoreError};
 use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::{OptionalExtension, Row};
 use serde_json::Value;
+
+use crate::kept::Prepare;
 
 /// Results of this crate's operations.
 pub(crate) type Res<T> = Result<T, StoreError>;
@@ -184,24 +186,20 @@ pub(crate) struct Private {
 }
 
 /// One job by id.
-pub(crate) fn job_by_id(conn: &Connection, id: &str) -> Res<Option<Job>> {
-    conn.prepare_cached(concat!(
-        "SELECT ",
-        job_columns!(),
-        " FROM jobs WHERE id = ?1"
-    ))
-    .and_then(|mut s| s.query_row([id], job_from_row).optional())
+pub(crate) fn job_by_id(db: &impl Prepare, id: &str) -> Res<Option<Job>> {
+    db.with(
+        concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1"),
+        |s| s.query_row([id], job_from_row).optional(),
+    )
     .map_err(map_err)
 }
 
 /// One job by `seq`; it must exist.
-pub(crate) fn job_by_seq(conn: &Connection, seq: i64) -> Res<Job> {
-    conn.prepare_cached(concat!(
-        "SELECT ",
-        job_columns!(),
-        " FROM jobs WHERE seq = ?1"
-    ))
-    .and_then(|mut s| s.query_row([seq], job_from_row))
+pub(crate) fn job_by_seq(db: &impl Prepare, seq: i64) -> Res<Job> {
+    db.with(
+        concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq = ?1"),
+        |s| s.query_row([seq], job_from_row),
+    )
     .map_err(map_err)
 }
 
@@ -214,8 +212,8 @@ pub(crate) enum By<'a> {
 }
 
 /// A job and its private fields, in one read.
-pub(crate) fn job_with_private(conn: &Connection, by: By<'_>) -> Res<Option<(Job, Private)>> {
-    let (query, value): (&str, rusqlite::types::Value) = match by {
+pub(crate) fn job_with_private(db: &impl Prepare, by: By<'_>) -> Res<Option<(Job, Private)>> {
+    let (query, value): (&'static str, rusqlite::types::Value) = match by {
         By::Id(id) => (
             concat!(
                 "SELECT ",
@@ -233,20 +231,19 @@ pub(crate) fn job_with_private(conn: &Connection, by: By<'_>) -> Res<Option<(Job
             seq.into(),
         ),
     };
-    conn.prepare_cached(query)
-        .and_then(|mut s| {
-            s.query_row([value], |r| {
-                let private = Private {
-                    head: r.get::<_, i64>(col::COUNT)? != 0,
-                    lease_token: r.get(col::COUNT + 1)?,
-                    lease_ms: r.get(col::COUNT + 2)?,
-                    deadline_at: r.get(col::COUNT + 3)?,
-                };
-                Ok((job_from_row(r)?, private))
-            })
-            .optional()
+    db.with(query, |s| {
+        s.query_row([value], |r| {
+            let private = Private {
+                head: r.get::<_, i64>(col::COUNT)? != 0,
+                lease_token: r.get(col::COUNT + 1)?,
+                lease_ms: r.get(col::COUNT + 2)?,
+                deadline_at: r.get(col::COUNT + 3)?,
+            };
+            Ok((job_from_row(r)?, private))
         })
-        .map_err(map_err)
+        .optional()
+    })
+    .map_err(map_err)
 }
 
 #[cfg(test)]

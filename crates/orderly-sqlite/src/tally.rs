@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use orderly_core::JobState;
 use rusqlite::{params, Connection};
 
+use crate::kept::{KeptStatements, Prepare};
 use crate::rows::{map_err, Res};
 use crate::sql::BLOCK_BITS;
 
@@ -146,7 +147,7 @@ impl Tally {
     /// (a `key_blocks` row that falls to zero is deleted, as keys come and
     /// go, by a second one; other rows stay), and forgets it. The state
     /// counts `live` holds are moved with the rows written.
-    pub fn flush(&mut self, conn: &Connection, live: &mut LiveCounts) -> Res<()> {
+    pub fn flush(&mut self, conn: &KeptStatements<'_>, live: &mut LiveCounts) -> Res<()> {
         if self.is_empty() {
             return Ok(());
         }
@@ -156,39 +157,39 @@ impl Tally {
             keys,
         } = std::mem::take(self);
         let run = || -> rusqlite::Result<()> {
-            let mut add = conn.prepare_cached(
-                "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
-            )?;
             for ((queue, state), d) in &states {
                 if *d != 0 {
-                    add.execute(params![queue, state, d])?;
+                    conn.with(
+                        "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
+                        |s| s.execute(params![queue, state, d]),
+                    )?;
                 }
             }
-            let mut add = conn.prepare_cached(
-                "INSERT INTO waiting_blocks (queue, level, block, n) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (queue, level, block) DO UPDATE SET n = n + excluded.n",
-            )?;
             for ((queue, level, block), d) in &waiting {
                 if *d != 0 {
-                    add.execute(params![queue, level, block, d])?;
+                    conn.with(
+                        "INSERT INTO waiting_blocks (queue, level, block, n) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (queue, level, block) DO UPDATE SET n = n + excluded.n",
+                        |s| s.execute(params![queue, level, block, d]),
+                    )?;
                 }
             }
             // No `RETURNING n` (SQLite gathers its rows in an ephemeral
             // table): a row that went down is deleted if it reached zero.
-            let mut add = conn.prepare_cached(
-                "INSERT INTO key_blocks (queue, key, level, block, n) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (queue, key, level, block) DO UPDATE SET n = n + excluded.n",
-            )?;
-            let mut drop_empty = conn.prepare_cached(
-                "DELETE FROM key_blocks
-                 WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4 AND n = 0",
-            )?;
             for ((queue, key, level, block), d) in &keys {
                 if *d != 0 {
-                    add.execute(params![queue, key, level, block, d])?;
+                    conn.with(
+                        "INSERT INTO key_blocks (queue, key, level, block, n) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (queue, key, level, block) DO UPDATE SET n = n + excluded.n",
+                        |s| s.execute(params![queue, key, level, block, d]),
+                    )?;
                     if *d < 0 {
-                        drop_empty.execute(params![queue, key, level, block])?;
+                        conn.with(
+                            "DELETE FROM key_blocks
+                             WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4 AND n = 0",
+                            |s| s.execute(params![queue, key, level, block]),
+                        )?;
                     }
                 }
             }

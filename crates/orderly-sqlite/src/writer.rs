@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orderly_core::{ClaimParams, Committed, Lease, ParkTicket, StoreError, WriterStats};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ctx::WriteCtx;
@@ -49,7 +50,7 @@ pub(crate) type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// savepoint is rolled back) and the answer to send once the commit's outcome
 /// is known.
 pub(crate) type Run =
-    Box<dyn FnOnce(Result<&mut WriteCtx, StoreError>) -> (Option<StoreError>, Answer) + Send>;
+    Box<dyn FnOnce(Result<&mut WriteCtx<'_>, StoreError>) -> (Option<StoreError>, Answer) + Send>;
 
 /// Whether a write must reach the disk before it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,17 +145,43 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `ctx`; it stops when every handle is dropped,
-    /// after finishing the requests already sent.
-    pub fn start(ctx: WriteCtx, durability: Durability) -> (Writer, std::thread::JoinHandle<()>) {
+    /// Starts the writer thread on `conn`, which it owns from then on; it
+    /// stops when every handle is dropped, after finishing the requests
+    /// already sent. Fails if the writer's context cannot be read from the
+    /// database (the thread has then stopped).
+    pub fn start(
+        conn: Connection,
+        durability: Durability,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel::<Message>(MAX_GROUP * 4);
         let health = Arc::new(Health::default());
         let thread_health = health.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("orderly-sqlite-writer".into())
-            .spawn(move || run(ctx, rx, &thread_health, durability))
-            .expect("spawn the SQLite writer thread");
-        (Writer { tx, health }, handle)
+            .spawn(move || match WriteCtx::new(&conn, durability) {
+                Ok(ctx) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run(ctx, rx, &thread_health, durability);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("could not start the writer thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok((Writer { tx, health }, handle)),
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = handle.join();
+                Err(StoreError::Backend(
+                    "the writer thread stopped while starting".into(),
+                ))
+            }
+        }
     }
 
     /// Asks the thread to stop once it has committed every write sent
@@ -174,7 +201,7 @@ impl Writer {
     pub async fn write<T, F>(&self, kind: CommitKind, f: F) -> Result<Committed<T>, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.write_undone_by(kind, Undo::Savepoint, f).await
     }
@@ -188,7 +215,7 @@ impl Writer {
     ) -> Result<Committed<T>, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.write_undone_by(kind, Undo::ChecksFirst, f).await
     }
@@ -201,7 +228,7 @@ impl Writer {
     ) -> Result<Committed<T>, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.health.check()?;
         let (reply, answer) = oneshot::channel::<Result<Committed<T>, StoreError>>();
@@ -256,7 +283,7 @@ impl Writer {
 }
 
 fn run(
-    mut ctx: WriteCtx,
+    mut ctx: WriteCtx<'_>,
     mut rx: mpsc::Receiver<Message>,
     health: &Health,
     durability: Durability,
@@ -318,7 +345,7 @@ fn run(
 
 /// The last commit: the exact counters, fsynced, so a restart continues
 /// without a gap in `seq` or start numbers.
-fn close_cleanly(ctx: &mut WriteCtx) -> Result<(), StoreError> {
+fn close_cleanly(ctx: &mut WriteCtx<'_>) -> Result<(), StoreError> {
     ctx.conn
         .pragma_update(None, "synchronous", "FULL")
         .map_err(map_err)?;
@@ -336,7 +363,7 @@ fn close_cleanly(ctx: &mut WriteCtx) -> Result<(), StoreError> {
 /// Makes everything committed so far durable now, for a commit that was not
 /// fsynced but raised a counter reservation (see `ctx`): in WAL mode one
 /// fsynced commit syncs the log, and with it every commit before it.
-fn sync_now(ctx: &mut WriteCtx) -> Result<(), StoreError> {
+fn sync_now(ctx: &mut WriteCtx<'_>) -> Result<(), StoreError> {
     let synced = (|| {
         ctx.conn
             .pragma_update(None, "synchronous", "FULL")
@@ -371,15 +398,9 @@ fn fail_group(answers: Vec<Answer>, rest: std::vec::Drain<'_, Request>, e: &Stor
     }
 }
 
-/// Runs one statement without rows from the connection's statement cache
-/// (`execute_batch` parses its text on every call; see docs/performance.md).
-pub(crate) fn exec_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, syncing: bool) {
+fn commit_group(ctx: &mut WriteCtx<'_>, group: &mut Vec<Request>, health: &Health, syncing: bool) {
     let start = ctx.counters();
-    if let Err(e) = exec_cached(&ctx.conn, "BEGIN IMMEDIATE").map_err(map_err) {
+    if let Err(e) = ctx.exec("BEGIN IMMEDIATE") {
         if let StoreError::StorageFailed(reason) = &e {
             health.fail(reason.clone());
         }
@@ -399,7 +420,7 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
         let before = ctx.counters();
         let savepoint = !alone && request.undo == Undo::Savepoint;
         if savepoint {
-            if let Err(e) = exec_cached(&ctx.conn, "SAVEPOINT request").map_err(map_err) {
+            if let Err(e) = ctx.exec("SAVEPOINT request") {
                 answers.push((request.run)(Err(e)).1);
                 continue;
             }
@@ -466,7 +487,7 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
             }
             None if !savepoint => {}
             None => {
-                let _ = exec_cached(&ctx.conn, "RELEASE request");
+                let _ = ctx.exec("RELEASE request");
             }
         }
         answers.push(answer);
@@ -492,7 +513,7 @@ fn commit_group(ctx: &mut WriteCtx, group: &mut Vec<Request>, health: &Health, s
     let mut synced = syncing;
     let commit = health
         .check()
-        .and_then(|()| exec_cached(&ctx.conn, "COMMIT").map_err(map_err))
+        .and_then(|()| ctx.exec("COMMIT"))
         .and_then(|()| {
             if ctx.take_needs_sync() && !syncing {
                 synced = true;

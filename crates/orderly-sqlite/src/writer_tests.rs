@@ -2,14 +2,14 @@
 
 use super::*;
 
-fn ctx(dir: &std::path::Path) -> WriteCtx {
+fn conn(dir: &std::path::Path) -> rusqlite::Connection {
     let mut conn = rusqlite::Connection::open(dir.join("w.db")).expect("open");
     conn.pragma_update(None, "journal_mode", "WAL")
         .expect("wal");
     crate::schema::migrate(&mut conn).expect("migrate");
     conn.execute_batch("CREATE TABLE marks (what TEXT NOT NULL)")
         .expect("marks");
-    WriteCtx::new(conn, Durability::Fsync).expect("ctx")
+    conn
 }
 
 fn marks(dir: &std::path::Path) -> Vec<String> {
@@ -27,7 +27,7 @@ fn marks(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_savepoint_that_cannot_be_undone_fails_the_group_and_stops() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (writer, handle) = Writer::start(ctx(dir.path()), Durability::Fsync);
+    let (writer, handle) = Writer::start(conn(dir.path()), Durability::Fsync).expect("start");
     // Hold the writer busy so the next requests are grouped together.
     let (busy, release) = hold_busy(&writer).await;
     let broken = {
@@ -143,7 +143,7 @@ fn refuse(writer: &Writer) -> tokio::task::JoinHandle<Result<(), StoreError>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_refused_before_writing_needs_no_savepoint() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (writer, handle) = Writer::start(ctx(dir.path()), Durability::Fsync);
+    let (writer, handle) = Writer::start(conn(dir.path()), Durability::Fsync).expect("start");
     let (busy, release) = hold_busy(&writer).await;
     let first = mark(&writer, "first", None);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -179,7 +179,7 @@ async fn a_request_refused_before_writing_needs_no_savepoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_failing_after_writing_without_a_savepoint_fails_its_group() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (writer, handle) = Writer::start(ctx(dir.path()), Durability::Fsync);
+    let (writer, handle) = Writer::start(conn(dir.path()), Durability::Fsync).expect("start");
     let (busy, release) = hold_busy(&writer).await;
     let before = mark(&writer, "before", None);
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -11,10 +11,11 @@ use orderly_core::{ClaimParams, JobState, Lease, Millis, StoreError};
 use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
+use crate::kept::Prepare;
 use crate::rows::{job_by_seq, job_with_private, map_err, By, Res};
 use crate::sql;
 
-impl WriteCtx {
+impl WriteCtx<'_> {
     /// Promotes the queue's due jobs and reaps its expired leases, unless its
     /// due floor says there are none; then records the new floor.
     fn catch_up_queue(&mut self, queue: &str, now: Millis, jitter: f64) -> Res<()> {
@@ -24,9 +25,10 @@ impl WriteCtx {
         self.promote_due(Some(queue), now)?;
         self.reap_expired(Some(queue), now, jitter)?;
         let next: Option<Millis> = self
-            .conn
-            .prepare_cached(sql::NEXT_DUE_IN_QUEUE)
-            .and_then(|mut s| s.query_row([queue], |r| r.get(0)))
+            .kept
+            .with(sql::NEXT_DUE_IN_QUEUE, |s| {
+                s.query_row([queue], |r| r.get(0))
+            })
             .map_err(map_err)?;
         self.set_due_floor(queue, next);
         Ok(())
@@ -34,22 +36,22 @@ impl WriteCtx {
 
     /// Makes due scheduled jobs queued (one queue, or all).
     pub(crate) fn promote_due(&mut self, queue: Option<&str>, now: Millis) -> Res<()> {
-        let (query, args): (&str, Vec<rusqlite::types::Value>) = match queue {
+        let (query, args): (&'static str, Vec<rusqlite::types::Value>) = match queue {
             Some(q) => (
                 sql::PROMOTE_DUE_IN_QUEUE,
                 vec![q.to_string().into(), now.into()],
             ),
             None => (sql::PROMOTE_DUE_ALL, vec![now.into()]),
         };
-        let promoted: Vec<(String, String, Option<String>, i64, Millis)> = {
-            let mut stmt = self.conn.prepare_cached(query).map_err(map_err)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), |r| {
+        let promoted: Vec<(String, String, Option<String>, i64, Millis)> = self
+            .kept
+            .with(query, |stmt| {
+                stmt.query_map(rusqlite::params_from_iter(args), |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
-        };
+                })?
+                .collect()
+            })
+            .map_err(map_err)?;
         for (id, queue, key, seq, enqueued_at) in promoted {
             self.counted(
                 &queue,
@@ -82,22 +84,23 @@ impl WriteCtx {
         jitter: f64,
     ) -> Res<()> {
         let mut seqs: Vec<i64> = {
-            let (query, args): (&str, Vec<rusqlite::types::Value>) = match queue {
+            let (query, args): (&'static str, Vec<rusqlite::types::Value>) = match queue {
                 Some(q) => (
                     sql::EXPIRED_IN_QUEUE,
                     vec![q.to_string().into(), now.into()],
                 ),
                 None => (sql::EXPIRED_ALL, vec![now.into()]),
             };
-            let mut stmt = self.conn.prepare_cached(query).map_err(map_err)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), |r| r.get(0))
-                .map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+            self.kept
+                .with(query, |stmt| {
+                    stmt.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(map_err)?
         };
         seqs.sort_unstable();
         for seq in seqs {
-            let (job, private) = job_with_private(&self.conn, By::Seq(seq))?
+            let (job, private) = job_with_private(&self.kept, By::Seq(seq))?
                 .ok_or_else(|| StoreError::Backend(format!("job seq {seq} vanished")))?;
             let timed_out = private.deadline_at.is_some_and(|d| d <= now);
             let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
@@ -124,7 +127,7 @@ impl WriteCtx {
         };
         seqs.sort_unstable();
         for &seq in &seqs {
-            let (job, _) = job_with_private(&self.conn, By::Seq(seq))?
+            let (job, _) = job_with_private(&self.kept, By::Seq(seq))?
                 .ok_or_else(|| StoreError::Backend(format!("job seq {seq} vanished")))?;
             let next = rules::after_interrupt(&rules::AttemptFacts::of(&job), now);
             self.end_attempt(&job, &next, true, None, now)?;
@@ -146,18 +149,15 @@ impl WriteCtx {
         if capacity == 0 {
             return Ok(Vec::new());
         }
-        let candidates: Vec<(i64, Option<i64>, Option<i64>)> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(sql::CLAIM_CANDIDATES)
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![p.queue, capacity], |r| {
+        let candidates: Vec<(i64, Option<i64>, Option<i64>)> = self
+            .kept
+            .with(sql::CLAIM_CANDIDATES, |stmt| {
+                stmt.query_map(params![p.queue, capacity], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
-        };
+                })?
+                .collect()
+            })
+            .map_err(map_err)?;
         let lease_ms = p.lease_ms.unwrap_or(config.lease_ms);
         let mut leases = Vec::with_capacity(candidates.len());
         for (seq, timeout_ms, prev_start_no) in candidates {
@@ -182,33 +182,30 @@ impl WriteCtx {
         // No `RETURNING`: SQLite gathers its rows in an ephemeral table,
         // which cost more than the update itself; the row is read back by
         // its key instead.
-        self.conn
-            .prepare_cached(
+        self.kept
+            .with(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?2,
                     lease_token = ?3, lease_worker = ?4, lease_ms = ?5,
                     deadline_at = ?6, lease_expires_at = ?7, start_no = ?8, last_start_no = ?8
                  WHERE seq = ?1",
+                |stmt| {
+                    stmt.execute(params![
+                        seq,
+                        p.now,
+                        token,
+                        p.worker,
+                        lease_ms as i64,
+                        deadline,
+                        expires_at,
+                        start_no
+                    ])
+                },
             )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    seq,
-                    p.now,
-                    token,
-                    p.worker,
-                    lease_ms as i64,
-                    deadline,
-                    expires_at,
-                    start_no
-                ])
-            })
             .map_err(map_err)?;
-        let job = job_by_seq(&self.conn, seq)?;
-        self.conn
-            .prepare_cached(
+        let job = job_by_seq(&self.kept, seq)?;
+        self.kept.with(
                 "INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at, prev_start_no, queue, key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .and_then(|mut s| {
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", |s| {
                 s.execute(params![
                     start_no,
                     seq,

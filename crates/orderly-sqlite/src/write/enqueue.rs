@@ -8,10 +8,11 @@ use orderly_core::{rules, validate, EnqueueParams, Enqueued, Job, NewJob, StoreE
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::ctx::{change, WriteCtx};
+use crate::kept::Prepare;
 use crate::read::key_line;
 use crate::rows::{is_unique_violation, job_by_id, map_err, to_text, Res};
 
-impl WriteCtx {
+impl WriteCtx<'_> {
     /// Enqueues jobs in order (see `Store::job_enqueue_many`).
     pub(crate) fn job_enqueue_many(&mut self, p: &EnqueueParams) -> Res<Vec<Enqueued>> {
         validate::distinct_batch_ids(p.jobs.iter().map(|j| j.id.as_str()))?;
@@ -37,7 +38,7 @@ impl WriteCtx {
                     None => {
                         // Its key's counter rows, with this request's changes written.
                         self.flush_tally()?;
-                        KeyLine::read(&self.conn, &p.queue, k, seq)?
+                        KeyLine::read(self.conn, &p.queue, k, seq)?
                     }
                 }),
             };
@@ -45,13 +46,9 @@ impl WriteCtx {
             let max_attempts = new.max_attempts.unwrap_or(config.max_attempts);
             // Insert first: ids are almost always new, so the unique index on `id`
             // is the only lookup; a taken id is then checked for an exact replay.
-            let inserted = self
-                .conn
-                .prepare_cached(
+            let inserted = self.kept.with(
                     "INSERT INTO jobs (seq, id, queue, key, state, head, payload, max_attempts, timeout_ms, enqueued_at, run_at, first_seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?1)",
-                )
-                .and_then(|mut s| {
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?1)", |s| {
                     s.execute(params![
                         seq,
                         new.id,
@@ -136,16 +133,15 @@ impl WriteCtx {
     /// The stored job with `new`'s id when `new` replays it exactly; `IdConflict` otherwise.
     fn existing_for_replay(&self, queue: &str, new: &NewJob, payload: &str) -> Res<Job> {
         let found: Option<(String, Option<String>, String)> = self
-            .conn
-            .prepare_cached("SELECT queue, key, payload FROM jobs WHERE id = ?1")
-            .and_then(|mut s| {
+            .kept
+            .with("SELECT queue, key, payload FROM jobs WHERE id = ?1", |s| {
                 s.query_row([&new.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
             })
             .map_err(map_err)?;
         match found {
             Some((q, k, pl)) if q == queue && k == new.key && pl == payload => {
-                job_by_id(&self.conn, &new.id)?
+                job_by_id(&self.kept, &new.id)?
                     .ok_or_else(|| StoreError::Backend(format!("job {:?} vanished", new.id)))
             }
             Some(_) => Err(StoreError::IdConflict { id: new.id.clone() }),

@@ -5,20 +5,19 @@ use orderly_core::{Job, JobState, MaintenanceReport, Millis, QueueInfo, QueuePat
 use rusqlite::{params, OptionalExtension};
 
 use crate::ctx::{change, WriteCtx};
+use crate::kept::Prepare;
 use crate::read::{fill_wait, queue_info};
 use crate::rows::{job_by_id, job_by_seq, job_with_private, map_err, By, Res};
 use crate::sql;
 
-impl WriteCtx {
+impl WriteCtx<'_> {
     /// Cancels a job (see `Store::job_cancel`).
     pub(crate) fn job_cancel(&mut self, id: &str, now: Millis) -> Res<Job> {
-        let (job, private) = job_with_private(&self.conn, By::Id(id))?
+        let (job, private) = job_with_private(&self.kept, By::Id(id))?
             .ok_or_else(|| StoreError::JobNotFound(id.into()))?;
         match rules::after_cancel(job.state) {
             CancelDecision::CancelNow => {
-                self.conn
-                    .prepare_cached("UPDATE jobs SET state = 'cancelled', head = 0, finished_at = ?2 WHERE seq = ?1")
-                    .and_then(|mut s| s.execute(params![job.seq, now]))
+                self.kept.with("UPDATE jobs SET state = 'cancelled', head = 0, finished_at = ?2 WHERE seq = ?1", |s| s.execute(params![job.seq, now]))
                     .map_err(map_err)?;
                 self.counted(
                     &job.queue,
@@ -32,9 +31,10 @@ impl WriteCtx {
                 self.moved(change(&job, Some(job.state), JobState::Cancelled, now));
             }
             CancelDecision::RequestStop => {
-                self.conn
-                    .prepare_cached("UPDATE jobs SET cancel_requested = 1 WHERE seq = ?1")
-                    .and_then(|mut s| s.execute([job.seq]))
+                self.kept
+                    .with("UPDATE jobs SET cancel_requested = 1 WHERE seq = ?1", |s| {
+                        s.execute([job.seq])
+                    })
                     .map_err(map_err)?;
             }
             CancelDecision::Refuse => {
@@ -45,12 +45,12 @@ impl WriteCtx {
                 });
             }
         }
-        job_by_seq(&self.conn, job.seq)
+        job_by_seq(&self.kept, job.seq)
     }
 
     /// Puts a failed or cancelled job back in line with a new seq.
     pub(crate) fn job_retry(&mut self, id: &str, now: Millis) -> Res<Job> {
-        let job = job_by_id(&self.conn, id)?.ok_or_else(|| StoreError::JobNotFound(id.into()))?;
+        let job = job_by_id(&self.kept, id)?.ok_or_else(|| StoreError::JobNotFound(id.into()))?;
         if !rules::may_retry(job.state) {
             return Err(StoreError::InvalidState {
                 id: id.into(),
@@ -63,15 +63,15 @@ impl WriteCtx {
             Some(k) => !self.has_unfinished_of_key(&job.queue, k)?,
         };
         let seq = self.take_seq()?;
-        self.conn
-            .prepare_cached(
+        self.kept
+            .with(
                 "UPDATE jobs SET seq = ?2, state = 'queued', head = ?3, attempt = 0, run_at = ?4,
                     finished_at = NULL, result = NULL, error = NULL, cancel_requested = 0,
                     requeues = requeues + 1, reported_token = NULL, reported_leases = NULL,
                     started_at = NULL, start_no = NULL, progress = NULL, lease_worker = NULL
                  WHERE seq = ?1",
+                |s| s.execute(params![job.seq, seq, head, now]),
             )
-            .and_then(|mut s| s.execute(params![job.seq, seq, head, now]))
             .map_err(map_err)?;
         self.counted(
             &job.queue,
@@ -80,13 +80,13 @@ impl WriteCtx {
             Some((JobState::Queued, seq)),
         );
         // The highest seq of its queue: every other waiting job is ahead of it.
-        let mut after = job_by_seq(&self.conn, seq)?;
+        let mut after = job_by_seq(&self.kept, seq)?;
         after.position = Some(self.waiting_count(&after.queue)?.saturating_sub(1));
         let config = self.config(&after.queue)?.unwrap_or_default();
         let running = self.running_count(&after.queue)?;
         // Its key's line is read from `key_blocks`: with this request's changes written.
         self.flush_tally()?;
-        fill_wait(&self.conn, &mut after, &config, running)?;
+        fill_wait(self.conn, &mut after, &config, running)?;
         self.moved(change(&after, Some(job.state), JobState::Queued, now));
         Ok(after)
     }
@@ -102,13 +102,15 @@ impl WriteCtx {
         patch.apply(&mut config);
         let text =
             serde_json::to_string(&config).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.conn
-            .prepare_cached("UPDATE queues SET config = ?2, updated_at = ?3 WHERE name = ?1")
-            .and_then(|mut s| s.execute(params![name, text, now]))
+        self.kept
+            .with(
+                "UPDATE queues SET config = ?2, updated_at = ?3 WHERE name = ?1",
+                |s| s.execute(params![name, text, now]),
+            )
             .map_err(map_err)?;
         self.remember_config(name, config);
         self.flush_tally()?;
-        queue_info(&self.conn, name)
+        queue_info(self.conn, name)
     }
 
     /// One maintenance pass over every queue.
@@ -151,9 +153,8 @@ impl WriteCtx {
             })?;
             self.counted(&d.queue, d.key.as_deref(), Some((state, d.seq)), None);
             self.delete_start_chain(&d.id, d.last_start_no)?;
-            self.conn
-                .prepare_cached("DELETE FROM jobs WHERE seq = ?1")
-                .and_then(|mut s| s.execute([d.seq]))
+            self.kept
+                .with("DELETE FROM jobs WHERE seq = ?1", |s| s.execute([d.seq]))
                 .map_err(map_err)?;
         }
         Ok(doomed.len() as u64)

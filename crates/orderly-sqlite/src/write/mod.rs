@@ -17,9 +17,10 @@ use orderly_core::{Job, JobState, Millis, StateChange};
 use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
+use crate::kept::Prepare;
 use crate::rows::{job_by_seq, map_err, to_text, Res};
 
-impl WriteCtx {
+impl WriteCtx<'_> {
     /// Applies what follows the end of `job`'s running attempt: back in line
     /// in its place, or finished (passing its key on). Records the attempt's
     /// end in its start record, the attempt history. `lease_lost` says the
@@ -37,18 +38,18 @@ impl WriteCtx {
         now: Millis,
     ) -> Res<Job> {
         if let Some(start_no) = job.start_no {
-            self.conn
-                .prepare_cached(
+            self.kept
+                .with(
                     "UPDATE starts SET ended_at = ?2, outcome = ?3, error = ?4 WHERE start_no = ?1",
+                    |s| {
+                        s.execute(params![
+                            start_no,
+                            now,
+                            next.attempt_outcome(),
+                            next.attempt_error().map(to_text)
+                        ])
+                    },
                 )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        start_no,
-                        now,
-                        next.attempt_outcome(),
-                        next.attempt_error().map(to_text)
-                    ])
-                })
                 .map_err(map_err)?;
         }
         let after = match next {
@@ -58,25 +59,25 @@ impl WriteCtx {
                 error,
             } => {
                 // Read back by key, not by `RETURNING` (see `claim::start`).
-                self.conn
-                    .prepare_cached(
+                self.kept
+                    .with(
                         "UPDATE jobs SET state = ?2, run_at = ?3, error = ?4,
                             lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL,
                             reported_token = coalesce(?5, reported_token),
                             reported_leases = CASE WHEN ?5 IS NULL THEN reported_leases END
                          WHERE seq = ?1",
+                        |s| {
+                            s.execute(params![
+                                job.seq,
+                                state.as_str(),
+                                run_at,
+                                to_text(error),
+                                reported
+                            ])
+                        },
                     )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            job.seq,
-                            state.as_str(),
-                            run_at,
-                            to_text(error),
-                            reported
-                        ])
-                    })
                     .map_err(map_err)?;
-                let after = job_by_seq(&self.conn, job.seq)?;
+                let after = job_by_seq(&self.kept, job.seq)?;
                 if *state == JobState::Scheduled {
                     self.lower_due_floor(&job.queue, *run_at);
                 }
@@ -87,27 +88,27 @@ impl WriteCtx {
                 result,
                 error,
             } => {
-                self.conn
-                    .prepare_cached(
+                self.kept
+                    .with(
                         "UPDATE jobs SET state = ?2, head = 0, finished_at = ?3,
                             result = ?4, error = ?5,
                             lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL,
                             reported_token = coalesce(?6, reported_token),
                             reported_leases = CASE WHEN ?6 IS NULL THEN reported_leases END
                          WHERE seq = ?1",
+                        |s| {
+                            s.execute(params![
+                                job.seq,
+                                state.as_str(),
+                                now,
+                                result.as_ref().map(to_text),
+                                error.as_ref().map(to_text),
+                                reported
+                            ])
+                        },
                     )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            job.seq,
-                            state.as_str(),
-                            now,
-                            result.as_ref().map(to_text),
-                            error.as_ref().map(to_text),
-                            reported
-                        ])
-                    })
                     .map_err(map_err)?;
-                let after = job_by_seq(&self.conn, job.seq)?;
+                let after = job_by_seq(&self.kept, job.seq)?;
                 if let Some(key) = &job.key {
                     self.advance_key(&job.queue, key)?;
                 }

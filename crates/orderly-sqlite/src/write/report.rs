@@ -20,6 +20,7 @@ use orderly_core::{
 use rusqlite::{params, OptionalExtension};
 
 use crate::ctx::WriteCtx;
+use crate::kept::Prepare;
 use crate::rows::{job_by_id, job_with_private, map_err, to_text, By, Private, Res};
 
 /// How a report went.
@@ -31,10 +32,10 @@ pub(crate) enum Reported {
     Repeated(Job, Option<Vec<(i64, String)>>),
 }
 
-impl WriteCtx {
+impl WriteCtx<'_> {
     /// Checks that `token` is the current, unexpired lease of job `id`.
     fn current_lease(&self, id: &str, token: &str, now: Millis) -> Res<(Job, Private)> {
-        let (job, private) = job_with_private(&self.conn, By::Id(id))?
+        let (job, private) = job_with_private(&self.kept, By::Id(id))?
             .ok_or_else(|| StoreError::JobNotFound(id.into()))?;
         let stale = |reason: String| StoreError::StaleLease {
             id: id.into(),
@@ -63,9 +64,7 @@ impl WriteCtx {
             .unwrap_or(QueueConfig::DEFAULT_LEASE_MS as i64)
             .max(0) as u64;
         let expires_at = rules::lease_expiry(p.now, lease_ms, private.deadline_at);
-        self.conn
-            .prepare_cached("UPDATE jobs SET lease_expires_at = ?2, progress = coalesce(?3, progress) WHERE seq = ?1")
-            .and_then(|mut s| s.execute(params![job.seq, expires_at, p.progress.as_ref().map(to_text)]))
+        self.kept.with("UPDATE jobs SET lease_expires_at = ?2, progress = coalesce(?3, progress) WHERE seq = ?1", |s| s.execute(params![job.seq, expires_at, p.progress.as_ref().map(to_text)]))
             .map_err(map_err)?;
         // A renewal only moves the expiry later; lowering keeps the floor a lower bound regardless.
         self.lower_due_floor(&job.queue, expires_at);
@@ -90,9 +89,10 @@ impl WriteCtx {
             .map(|l| (l.job.seq, l.token.as_str()))
             .collect();
         let text = serde_json::to_string(&pairs).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.conn
-            .prepare_cached("UPDATE jobs SET reported_leases = ?2 WHERE seq = ?1")
-            .and_then(|mut s| s.execute(params![seq, text]))
+        self.kept
+            .with("UPDATE jobs SET reported_leases = ?2 WHERE seq = ?1", |s| {
+                s.execute(params![seq, text])
+            })
             .map_err(map_err)?;
         Ok(())
     }
@@ -105,16 +105,16 @@ impl WriteCtx {
             Ok((job, _)) => job,
             Err(e @ StoreError::StaleLease { .. }) => {
                 let issued: Option<Option<String>> = self
-                    .conn
-                    .prepare_cached(
+                    .kept
+                    .with(
                         "SELECT reported_leases FROM jobs WHERE id = ?1 AND reported_token = ?2",
+                        |s| {
+                            s.query_row(params![p.id, remembered], |r| r.get(0))
+                                .optional()
+                        },
                     )
-                    .and_then(|mut s| {
-                        s.query_row(params![p.id, remembered], |r| r.get(0))
-                            .optional()
-                    })
                     .map_err(map_err)?;
-                return match (issued, job_by_id(&self.conn, &p.id)?) {
+                return match (issued, job_by_id(&self.kept, &p.id)?) {
                     (Some(issued), Some(job)) => {
                         let issued = issued
                             .map(|t| {
@@ -180,7 +180,7 @@ impl WriteCtx {
     fn still_current(&self, issued: &[(i64, String)], now: Millis) -> Res<Vec<Lease>> {
         let mut out = Vec::new();
         for (seq, token) in issued {
-            let Some((job, private)) = job_with_private(&self.conn, By::Seq(*seq))? else {
+            let Some((job, private)) = job_with_private(&self.kept, By::Seq(*seq))? else {
                 continue;
             };
             let current = job.state == JobState::Running
