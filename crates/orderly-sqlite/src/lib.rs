@@ -22,6 +22,7 @@ mod ctx;
 mod kept;
 mod parked;
 mod read;
+#[macro_use]
 mod rows;
 mod schema;
 mod sql;

@@ -52,6 +52,9 @@ macro_rules! job_columns {
 /// decodes (a query may add more after them).
 pub(crate) const JOB_COLUMNS: &str = job_columns!();
 
+/// How many columns [`JOB_COLUMNS`] lists: the index of a column read after them.
+pub(crate) const JOB_COLUMN_COUNT: usize = col::COUNT;
+
 /// Where each of [`JOB_COLUMNS`] is in a row (checked against the list by a test).
 mod col {
     pub const SEQ: usize = 0;

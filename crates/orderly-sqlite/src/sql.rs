@@ -57,7 +57,13 @@ pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
 /// The front of a queue's ready line, with what a lease's expiry needs. (`jobs_ready`,
 /// named: with `timeout_ms` read from the row the planner would otherwise
 /// prefer `jobs_by_state`, which holds every queued job, not only heads)
-pub const CLAIM_CANDIDATES: &str = "SELECT seq, timeout_ms, last_start_no FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT +?2";
+/// Each candidate's whole row is read here (its columns as `rows::job_from_row`
+/// reads them, then `last_start_no`), so the start needs no read back.
+pub const CLAIM_CANDIDATES: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", last_start_no FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT +?2"
+);
 
 /// When the front of a queue's line was enqueued. (`jobs_by_state`)
 pub const OLDEST_QUEUED: &str =

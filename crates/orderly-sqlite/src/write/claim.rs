@@ -7,12 +7,14 @@
 //! it runs without a savepoint (`writer::Undo::ChecksFirst`).
 
 use orderly_core::rules;
-use orderly_core::{ClaimParams, JobState, Lease, Millis, StoreError};
+use orderly_core::{ClaimParams, Job, JobState, Lease, Millis, StoreError};
 use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
 use crate::kept::Prepare;
-use crate::rows::{job_by_seq, job_with_private, map_err, By, Res};
+#[cfg(debug_assertions)]
+use crate::rows::job_by_seq;
+use crate::rows::{job_from_row, job_with_private, map_err, By, Res, JOB_COLUMN_COUNT};
 use crate::sql;
 
 impl WriteCtx<'_> {
@@ -106,7 +108,7 @@ impl WriteCtx<'_> {
             let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
             let facts = rules::AttemptFacts::of(&job);
             let next = rules::after_lease_lost(&facts, timed_out, &backoff, now, jitter);
-            self.end_attempt(&job, &next, !timed_out, None, now)?;
+            self.end_attempt(job, &next, !timed_out, None, now)?;
         }
         Ok(())
     }
@@ -130,7 +132,7 @@ impl WriteCtx<'_> {
             let (job, _) = job_with_private(&self.kept, By::Seq(seq))?
                 .ok_or_else(|| StoreError::Backend(format!("job seq {seq} vanished")))?;
             let next = rules::after_interrupt(&rules::AttemptFacts::of(&job), now);
-            self.end_attempt(&job, &next, true, None, now)?;
+            self.end_attempt(job, &next, true, None, now)?;
         }
         Ok(seqs.len() as u64)
     }
@@ -149,35 +151,40 @@ impl WriteCtx<'_> {
         if capacity == 0 {
             return Ok(Vec::new());
         }
-        let candidates: Vec<(i64, Option<i64>, Option<i64>)> = self
+        let candidates: Vec<(Job, Option<i64>)> = self
             .kept
             .with(sql::CLAIM_CANDIDATES, |stmt| {
                 stmt.query_map(params![p.queue, capacity], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((job_from_row(r)?, r.get(JOB_COLUMN_COUNT)?))
                 })?
                 .collect()
             })
             .map_err(map_err)?;
         let lease_ms = p.lease_ms.unwrap_or(config.lease_ms);
         let mut leases = Vec::with_capacity(candidates.len());
-        for (seq, timeout_ms, prev_start_no) in candidates {
-            leases.push(self.start(seq, timeout_ms, prev_start_no, lease_ms, p)?);
+        for (job, prev_start_no) in candidates {
+            leases.push(self.start(job, prev_start_no, lease_ms, p)?);
         }
         Ok(leases)
     }
 
-    /// Starts one job: a new attempt under a new lease, recorded in the start log.
+    /// Starts one job (as its row was read): a new attempt under a new
+    /// lease, recorded in the start log. The job as started is made from
+    /// the row read and what the `UPDATE` wrote (a debug build reads it
+    /// back and checks, as `end_attempt` does).
     fn start(
         &mut self,
-        seq: i64,
-        timeout_ms: Option<i64>,
+        job: Job,
         prev_start_no: Option<i64>,
         lease_ms: u64,
         p: &ClaimParams,
     ) -> Res<Lease> {
+        let seq = job.seq;
         let token = uuid::Uuid::new_v4().simple().to_string();
         let start_no = self.take_start_no()?;
-        let deadline = timeout_ms.map(|t| p.now.saturating_add(t));
+        let deadline = job
+            .timeout_ms
+            .map(|t| p.now.saturating_add(i64::try_from(t).unwrap_or(i64::MAX)));
         let expires_at = rules::lease_expiry(p.now, lease_ms, deadline);
         // No `RETURNING`: SQLite gathers its rows in an ephemeral table,
         // which cost more than the update itself; the row is read back by
@@ -202,7 +209,21 @@ impl WriteCtx<'_> {
                 },
             )
             .map_err(map_err)?;
-        let job = job_by_seq(&self.kept, seq)?;
+        let job = Job {
+            state: JobState::Running,
+            attempt: job.attempt + 1,
+            started_at: Some(p.now),
+            lease_expires_at: Some(expires_at),
+            worker: Some(p.worker.clone()),
+            start_no: Some(start_no),
+            ..job
+        };
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            job,
+            job_by_seq(&self.kept, seq)?,
+            "a started job differs from its row"
+        );
         self.kept.with(
                 "INSERT INTO starts (start_no, seq, job_id, attempt, worker, started_at, prev_start_no, queue, key)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", |s| {

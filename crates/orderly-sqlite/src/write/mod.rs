@@ -18,7 +18,9 @@ use rusqlite::params;
 
 use crate::ctx::{change, WriteCtx};
 use crate::kept::Prepare;
-use crate::rows::{job_by_seq, map_err, to_text, Res};
+#[cfg(debug_assertions)]
+use crate::rows::job_by_seq;
+use crate::rows::{map_err, to_text, Res};
 
 impl WriteCtx<'_> {
     /// Applies what follows the end of `job`'s running attempt: back in line
@@ -29,14 +31,20 @@ impl WriteCtx<'_> {
     /// (`rules::remembered_report`), written in the same `UPDATE` of the
     /// row, with no leases issued yet; `None` (a lease lost or released)
     /// leaves the last report remembered as it was.
+    ///
+    /// The job as it is after is made from `job` and what the `UPDATE`
+    /// wrote, not read back: only this writer writes the row, so a read
+    /// would decode what it has just written (a debug build reads it back
+    /// anyway and checks that the two agree).
     pub(crate) fn end_attempt(
         &mut self,
-        job: &Job,
+        job: Job,
         next: &Next,
         lease_lost: bool,
         reported: Option<&str>,
         now: Millis,
     ) -> Res<Job> {
+        let (old_state, started_at) = (job.state, job.started_at);
         if let Some(start_no) = job.start_no {
             self.kept
                 .with(
@@ -77,11 +85,16 @@ impl WriteCtx<'_> {
                         },
                     )
                     .map_err(map_err)?;
-                let after = job_by_seq(&self.kept, job.seq)?;
                 if *state == JobState::Scheduled {
                     self.lower_due_floor(&job.queue, *run_at);
                 }
-                after
+                Job {
+                    state: *state,
+                    run_at: *run_at,
+                    error: Some(error.clone()),
+                    lease_expires_at: None,
+                    ..stored(job)
+                }
             }
             Next::Finish {
                 state,
@@ -108,25 +121,50 @@ impl WriteCtx<'_> {
                         },
                     )
                     .map_err(map_err)?;
-                let after = job_by_seq(&self.kept, job.seq)?;
                 if let Some(key) = &job.key {
                     self.advance_key(&job.queue, key)?;
                 }
-                after
+                Job {
+                    state: *state,
+                    finished_at: Some(now),
+                    result: result.clone(),
+                    error: error.clone(),
+                    lease_expires_at: None,
+                    ..stored(job)
+                }
             }
         };
+        #[cfg(debug_assertions)]
+        {
+            let read = job_by_seq(&self.kept, after.seq)?;
+            assert_eq!(after, read, "end_attempt's job differs from its row");
+        }
         self.counted(
-            &job.queue,
-            job.key.as_deref(),
-            Some((job.state, job.seq)),
+            &after.queue,
+            after.key.as_deref(),
+            Some((old_state, after.seq)),
             Some((after.state, after.seq)),
         );
         self.moved(StateChange {
             // The attempt that ended, whatever the row keeps now.
-            started_at: job.started_at,
+            started_at,
             lease_lost,
-            ..change(&after, Some(job.state), after.state, now)
+            ..change(&after, Some(old_state), after.state, now)
         });
         Ok(after)
+    }
+}
+
+/// `job` with only what its row stores: the parts readers fill in after a
+/// commit (positions, what it waits on) left out, as `rows::job_from_row`
+/// leaves them.
+pub(crate) fn stored(job: Job) -> Job {
+    Job {
+        position: None,
+        key_position: None,
+        wait_facts: None,
+        waiting_on: None,
+        eta: None,
+        ..job
     }
 }

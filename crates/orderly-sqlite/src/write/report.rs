@@ -136,7 +136,7 @@ impl WriteCtx<'_> {
         let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
         let facts = rules::AttemptFacts::of(&job);
         let next = rules::after_report(&facts, &p.outcome, &backoff, p.now, p.jitter);
-        let after = self.end_attempt(&job, &next, false, Some(&remembered), p.now)?;
+        let after = self.end_attempt(job, &next, false, Some(&remembered), p.now)?;
         // A job back in line gets its position after the commit (see `read::fill_positions`).
         Ok(Reported::Applied(after))
     }
