@@ -246,9 +246,7 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         }
         (None, None) => {
-            let mut stmt = conn
-                .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE))
-                .map_err(map_err)?;
+            let mut stmt = conn.prepare_cached(sql::JOB_PAGE).map_err(map_err)?;
             let rows = stmt
                 .query_map(params![p.queue, after, p.limit], job_from_row)
                 .map_err(map_err)?;

@@ -13,8 +13,8 @@
 //! - `starts_queue`: a queue's start log in `start_no` order, so a page of
 //!   it reads the page, not the whole log nor other queues' starts.
 //!
-//! - `jobs_queue_seq`: a queue's jobs of every state in `seq` order, for a
-//!   page of its list.
+//! - `jobs_by_state` also serves a page of a queue's jobs of every state,
+//!   merged from each state's part (`jobs_queue_seq` did from v5 to v8).
 //!
 //! `queue_counts` holds each queue's count per state, so counts and the
 //! running total that a claim needs are one row read; `waiting_blocks` (v5)
@@ -27,9 +27,10 @@ use rusqlite::Connection;
 mod v6;
 mod v7;
 mod v8;
+mod v9;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// v5: position at any backlog (docs/ordering.md, "Position at any
 /// backlog"). `waiting_blocks` counts a queue's waiting (`scheduled` or
@@ -253,6 +254,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         (6, v6::V6),
         (7, v7::V7),
         (8, v8::V8),
+        (9, v9::V9),
     ] {
         if version < to {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

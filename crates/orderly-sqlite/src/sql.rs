@@ -112,9 +112,38 @@ pub const POSITION: &str = "SELECT
 pub const WAITING_BETWEEN: &str = "SELECT
     (SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'queued' AND seq > ?2 AND seq < ?3)
   + (SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'scheduled' AND seq > ?2 AND seq < ?3)";
-/// A page of a queue's jobs of every state, in `seq` order from a cursor,
-/// after `SELECT` and the columns. (`jobs_queue_seq`, schema v5)
-pub const JOB_PAGE: &str = "FROM jobs WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT +?3";
+/// A page of a queue's jobs of every state, in `seq` order from a cursor:
+/// each state's part of `jobs_by_state` read in `seq` order from ?2, and
+/// the six merged by `seq` as SQLite runs a compound `ORDER BY` (each arm a
+/// co-routine that yields its next row when the merge asks), so the page
+/// reads about `limit` + 6 entries and sorts nothing, at any backlog. Schema
+/// v9 dropped the index by `(queue, seq)` that every enqueue had to write
+/// for this one read. The columns are `rows::JOB_COLUMNS`.
+macro_rules! page_in {
+    ($state:literal) => {
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE queue = ?1 AND state = '",
+            $state,
+            "' AND seq > ?2"
+        )
+    };
+}
+pub const JOB_PAGE: &str = concat!(
+    page_in!("scheduled"),
+    " UNION ALL ",
+    page_in!("queued"),
+    " UNION ALL ",
+    page_in!("running"),
+    " UNION ALL ",
+    page_in!("succeeded"),
+    " UNION ALL ",
+    page_in!("failed"),
+    " UNION ALL ",
+    page_in!("cancelled"),
+    " ORDER BY seq LIMIT +?3"
+);
 /// A page of one key's line (its unfinished jobs, optionally of state ?3),
 /// after `SELECT` and the columns. (`jobs_key_line`: bounded by the key's
 /// unfinished jobs, whatever else the queue holds)
@@ -219,7 +248,7 @@ mod tests {
         let columns = crate::rows::JOB_COLUMNS;
         for query in [
             super::CLAIM_CANDIDATES.to_string(),
-            format!("SELECT {columns} {}", super::JOB_PAGE),
+            super::JOB_PAGE.to_string(),
             format!("SELECT {columns} {}", super::JOB_PAGE_IN_STATE),
             format!("SELECT {columns} {}", super::JOB_PAGE_OF_KEY),
             super::START_LOG_PAGE.to_string(),
@@ -306,7 +335,7 @@ mod tests {
         // reads an index or a trigger-kept table by
         // key: no table scan, no sort.
         let columns = crate::rows::JOB_COLUMNS;
-        let page = format!("SELECT {columns} {}", super::JOB_PAGE);
+        let page = super::JOB_PAGE.to_string();
         let page_in_state = format!("SELECT {columns} {}", super::JOB_PAGE_IN_STATE);
         let page_of_key = format!("SELECT {columns} {}", super::JOB_PAGE_OF_KEY);
         for (query, wants) in [
@@ -330,7 +359,10 @@ mod tests {
                 super::WAITING_BETWEEN,
                 &["SEARCH jobs USING COVERING INDEX jobs_by_state (queue=? AND state=? AND seq>? AND seq<?)"],
             ),
-            (page.as_str(), &["SEARCH jobs USING INDEX jobs_queue_seq (queue=? AND seq>?)"]),
+            (
+                page.as_str(),
+                &["MERGE (UNION ALL)", "SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)"],
+            ),
             (
                 page_in_state.as_str(),
                 &["SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)"],
@@ -360,6 +392,20 @@ mod tests {
             assert!(
                 !p.contains("SCAN jobs") && !p.contains("TEMP B-TREE"),
                 "{query}\nscans or sorts: {p}"
+            );
+        }
+        // The page of every state merges one ordered arm per state, and
+        // every state has its arm.
+        assert_eq!(
+            plan(&conn, &page)
+                .matches("SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)")
+                .count(),
+            orderly_core::JobState::ALL.len()
+        );
+        for state in orderly_core::JobState::ALL {
+            assert!(
+                super::JOB_PAGE.contains(&format!("state = '{}'", state.as_str())),
+                "JOB_PAGE misses {state:?}"
             );
         }
         // Across queues, the running jobs are read queue by queue, each
