@@ -147,6 +147,11 @@ impl Tally {
     /// (a `key_blocks` row that falls to zero is deleted, as keys come and
     /// go, by a second one; other rows stay), and forgets it. The state
     /// counts `live` holds are moved with the rows written.
+    ///
+    /// Each row is updated in place and inserted only when the update found
+    /// none: almost every row written is there already, and an upsert
+    /// (`INSERT … ON CONFLICT DO UPDATE`) first tries the insert (claim_probe:
+    /// 1–2% of the writer's instructions, stop 23).
     pub fn flush(&mut self, conn: &KeptStatements<'_>, live: &mut LiveCounts) -> Res<()> {
         if self.is_empty() {
             return Ok(());
@@ -158,19 +163,27 @@ impl Tally {
         } = std::mem::take(self);
         let run = || -> rusqlite::Result<()> {
             for ((queue, state), d) in &states {
-                if *d != 0 {
+                if *d != 0
+                    && conn.with(
+                        "UPDATE queue_counts SET n = n + ?3 WHERE queue = ?1 AND state = ?2",
+                        |s| s.execute(params![queue, state, d]),
+                    )? == 0
+                {
                     conn.with(
-                        "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
+                        "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3)",
                         |s| s.execute(params![queue, state, d]),
                     )?;
                 }
             }
             for ((queue, level, block), d) in &waiting {
-                if *d != 0 {
+                if *d != 0
+                    && conn.with(
+                        "UPDATE waiting_blocks SET n = n + ?4 WHERE queue = ?1 AND level = ?2 AND block = ?3",
+                        |s| s.execute(params![queue, level, block, d]),
+                    )? == 0
+                {
                     conn.with(
-                        "INSERT INTO waiting_blocks (queue, level, block, n) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (queue, level, block) DO UPDATE SET n = n + excluded.n",
+                        "INSERT INTO waiting_blocks (queue, level, block, n) VALUES (?1, ?2, ?3, ?4)",
                         |s| s.execute(params![queue, level, block, d]),
                     )?;
                 }
@@ -178,19 +191,25 @@ impl Tally {
             // No `RETURNING n` (SQLite gathers its rows in an ephemeral
             // table): a row that went down is deleted if it reached zero.
             for ((queue, key, level, block), d) in &keys {
-                if *d != 0 {
+                if *d == 0 {
+                    continue;
+                }
+                let updated = conn.with(
+                    "UPDATE key_blocks SET n = n + ?5
+                     WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4",
+                    |s| s.execute(params![queue, key, level, block, d]),
+                )?;
+                if updated == 0 {
                     conn.with(
-                        "INSERT INTO key_blocks (queue, key, level, block, n) VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (queue, key, level, block) DO UPDATE SET n = n + excluded.n",
+                        "INSERT INTO key_blocks (queue, key, level, block, n) VALUES (?1, ?2, ?3, ?4, ?5)",
                         |s| s.execute(params![queue, key, level, block, d]),
                     )?;
-                    if *d < 0 {
-                        conn.with(
-                            "DELETE FROM key_blocks
-                             WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4 AND n = 0",
-                            |s| s.execute(params![queue, key, level, block]),
-                        )?;
-                    }
+                } else if *d < 0 {
+                    conn.with(
+                        "DELETE FROM key_blocks
+                         WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4 AND n = 0",
+                        |s| s.execute(params![queue, key, level, block]),
+                    )?;
                 }
             }
             Ok(())
