@@ -494,6 +494,7 @@ fn commit_group(ctx: &mut WriteCtx<'_>, group: &mut Vec<Request>, health: &Healt
     }
     // The parked claims this group's writes may have given work to, then
     // the counters of everything the group changed.
+    let parked_from = answers.len();
     let finished = parked::run_parked(ctx, &mut answers)
         .and_then(|started| ctx.flush_group_tally().map(|()| started));
     let parked_starts = match finished {
@@ -531,7 +532,13 @@ fn commit_group(ctx: &mut WriteCtx<'_>, group: &mut Vec<Request>, health: &Healt
                 parked_starts,
                 synced.then(|| began.elapsed()),
             );
-            answers.into_iter().for_each(|a| a(Ok(())));
+            // The idle workers first: a handler waiting for its job is the
+            // enqueue-to-start latency; the group's callers wake after them.
+            let requests_answers: Vec<Answer> = answers.drain(..parked_from).collect();
+            answers
+                .into_iter()
+                .chain(requests_answers)
+                .for_each(|a| a(Ok(())));
         }
         Err(e) => {
             if !ctx.conn.is_autocommit() {
