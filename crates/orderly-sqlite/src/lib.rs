@@ -362,7 +362,7 @@ impl Store for SqliteStore {
                 .writer
                 .write_checked_first(CommitKind::Progress, move |ctx| {
                     ctx.job_report(&r).map(|r| match r {
-                        Reported::Applied(job) | Reported::Repeated(job, _) => job,
+                        Reported::Applied(job) | Reported::Repeated(job) => job,
                     })
                 })
                 .await?;

@@ -22,14 +22,38 @@ use rusqlite::{params, OptionalExtension};
 use crate::ctx::WriteCtx;
 use crate::kept::Prepare;
 use crate::rows::{job_by_id, job_with_private, map_err, to_text, By, Private, Res};
+use crate::write::Ended;
+
+/// The leases a report's commit issued, as `reported_leases` keeps them
+/// (`None` when it issued none).
+fn issued_text(issued: &[Lease]) -> Res<Option<String>> {
+    if issued.is_empty() {
+        return Ok(None);
+    }
+    let pairs: Vec<(i64, &str)> = issued
+        .iter()
+        .map(|l| (l.job.seq, l.token.as_str()))
+        .collect();
+    serde_json::to_string(&pairs)
+        .map(Some)
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// How a report is going: applied but for its deferred write, or a repeat.
+enum Pending {
+    /// It ended the attempt (see `WriteCtx::end_attempt_deferred`).
+    Applied(Ended),
+    /// It repeats the report that already ended the attempt: the job now,
+    /// and the leases that report's commit issued (`None` if it claimed nothing).
+    Repeated(Job, Option<Vec<(i64, String)>>),
+}
 
 /// How a report went.
 pub(crate) enum Reported {
     /// It ended the attempt: the job after it.
     Applied(Job),
-    /// It repeats the report that already ended the attempt: the job now,
-    /// and the leases that report's commit issued (`None` if it claimed nothing).
-    Repeated(Job, Option<Vec<(i64, String)>>),
+    /// It repeats the report that already ended the attempt: the job now.
+    Repeated(Job),
 }
 
 impl WriteCtx<'_> {
@@ -83,12 +107,7 @@ impl WriteCtx<'_> {
     /// Remembers the leases that the commit of the report that ended
     /// `seq`'s attempt issued (the report itself is remembered by
     /// `end_attempt`, in the row's `UPDATE`).
-    fn remember_issued(&self, seq: i64, issued: &[Lease]) -> Res<()> {
-        let pairs: Vec<(i64, &str)> = issued
-            .iter()
-            .map(|l| (l.job.seq, l.token.as_str()))
-            .collect();
-        let text = serde_json::to_string(&pairs).map_err(|e| StoreError::Backend(e.to_string()))?;
+    fn remember_issued(&self, seq: i64, text: &str) -> Res<()> {
         self.kept
             .with("UPDATE jobs SET reported_leases = ?2 WHERE seq = ?1", |s| {
                 s.execute(params![seq, text])
@@ -100,6 +119,15 @@ impl WriteCtx<'_> {
     /// Ends the attempt a report is about, remembering the report in the
     /// same write of the row, or recognises the report as a repeat.
     fn apply_report(&mut self, p: &ReportParams) -> Res<Reported> {
+        Ok(match self.apply_report_deferred(p)? {
+            Pending::Applied(ended) => Reported::Applied(self.finish_row(ended, None)?),
+            Pending::Repeated(job, _) => Reported::Repeated(job),
+        })
+    }
+
+    /// [`Self::apply_report`], leaving the finishing write of a keyless job
+    /// to [`WriteCtx::finish_row`] (see `end_attempt_deferred`).
+    fn apply_report_deferred(&mut self, p: &ReportParams) -> Res<Pending> {
         let remembered = rules::remembered_report(&p.token, &p.outcome);
         let job = match self.current_lease(&p.id, &p.token, p.now) {
             Ok((job, _)) => job,
@@ -126,7 +154,7 @@ impl WriteCtx<'_> {
                                 })
                             })
                             .transpose()?;
-                        Ok(Reported::Repeated(job, issued))
+                        Ok(Pending::Repeated(job, issued))
                     }
                     _ => Err(e),
                 };
@@ -136,9 +164,9 @@ impl WriteCtx<'_> {
         let backoff = self.config(&job.queue)?.unwrap_or_default().backoff;
         let facts = rules::AttemptFacts::of(&job);
         let next = rules::after_report(&facts, &p.outcome, &backoff, p.now, p.jitter);
-        let after = self.end_attempt(job, &next, false, Some(&remembered), p.now)?;
+        let ended = self.end_attempt_deferred(job, &next, false, Some(&remembered), p.now)?;
         // A job back in line gets its position after the commit (see `read::fill_positions`).
-        Ok(Reported::Applied(after))
+        Ok(Pending::Applied(ended))
     }
 
     /// Reports one attempt and claims the next jobs in the same transaction
@@ -148,30 +176,58 @@ impl WriteCtx<'_> {
         report: &ReportParams,
         claim: &ClaimParams,
     ) -> Res<(Job, Vec<Lease>)> {
-        let job = match self.apply_report(report)? {
-            Reported::Applied(job) => job,
-            Reported::Repeated(job, Some(issued)) => {
-                let still = self.still_current(&issued, claim.now)?;
-                // What the lost answer carried, as far as it still holds. If none
-                // of it does, the worker is free to take new work.
-                if !still.is_empty() {
-                    return Ok((job, still));
-                }
-                job
-            }
-            Reported::Repeated(job, None) => job,
+        let ended = match self.apply_report_deferred(report)? {
+            Pending::Applied(ended) => ended,
+            Pending::Repeated(job, issued) => return self.repeat_and_claim(job, issued, claim),
         };
+        let claim = ClaimParams {
+            queue: ended.after.queue.clone(),
+            ..claim.clone()
+        };
+        let leases = self.job_claim(&claim)?;
+        // What it issued, so a repeat gets the same leases back: in the
+        // report's own write of the row when that waited for the claim (a
+        // keyless job that finished), else in a second one. (Nothing issued
+        // needs no write: a repeat then claims anew, as it would from an
+        // empty list.)
+        let issued = issued_text(&leases)?;
+        let job = if ended.defers_its_row() {
+            self.finish_row(ended, issued.as_deref())?
+        } else {
+            let job = self.finish_row(ended, None)?;
+            if let Some(text) = &issued {
+                self.remember_issued(job.seq, text)?;
+            }
+            job
+        };
+        Ok((job, leases))
+    }
+
+    /// A repeated report with a claim: the leases the first one's commit
+    /// issued, those still current, or (if none is) a new claim, remembered.
+    fn repeat_and_claim(
+        &mut self,
+        job: Job,
+        issued: Option<Vec<(i64, String)>>,
+        claim: &ClaimParams,
+    ) -> Res<(Job, Vec<Lease>)> {
+        if let Some(issued) = issued {
+            let still = self.still_current(&issued, claim.now)?;
+            // What the lost answer carried, as far as it still holds. If none
+            // of it does, the worker is free to take new work.
+            if !still.is_empty() {
+                return Ok((job, still));
+            }
+        }
         let claim = ClaimParams {
             queue: job.queue.clone(),
             ..claim.clone()
         };
         let leases = self.job_claim(&claim)?;
-        // What it issued, so a repeat gets the same leases back. A repeat
-        // that claims anew records what it issued too: its answer may be lost
-        // as well. (Nothing issued needs no write: a repeat then claims anew,
-        // as it would from an empty list.)
-        if !leases.is_empty() {
-            self.remember_issued(job.seq, &leases)?;
+        // A repeat that claims anew records what it issued too: its answer
+        // may be lost as well.
+        if let Some(text) = issued_text(&leases)? {
+            self.remember_issued(job.seq, &text)?;
         }
         Ok((job, leases))
     }
