@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use orderly_core::JobState;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, ToSql};
 
 use crate::kept::{KeptStatements, Prepare};
 use crate::rows::{map_err, Res};
@@ -162,49 +162,33 @@ impl Tally {
             keys,
         } = std::mem::take(self);
         let run = || -> rusqlite::Result<()> {
-            for ((queue, state), d) in &states {
-                if *d != 0
-                    && conn.with(
-                        "UPDATE queue_counts SET n = n + ?3 WHERE queue = ?1 AND state = ?2",
-                        |s| s.execute(params![queue, state, d]),
-                    )? == 0
-                {
-                    conn.with(
-                        "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3)",
-                        |s| s.execute(params![queue, state, d]),
-                    )?;
-                }
+            for ((queue, state), d) in states.iter().filter(|(_, d)| **d != 0) {
+                add_to_row(
+                    conn,
+                    "UPDATE queue_counts SET n = n + ?3 WHERE queue = ?1 AND state = ?2",
+                    "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3)",
+                    params![queue, state, d],
+                )?;
             }
-            for ((queue, level, block), d) in &waiting {
-                if *d != 0
-                    && conn.with(
-                        "UPDATE waiting_blocks SET n = n + ?4 WHERE queue = ?1 AND level = ?2 AND block = ?3",
-                        |s| s.execute(params![queue, level, block, d]),
-                    )? == 0
-                {
-                    conn.with(
-                        "INSERT INTO waiting_blocks (queue, level, block, n) VALUES (?1, ?2, ?3, ?4)",
-                        |s| s.execute(params![queue, level, block, d]),
-                    )?;
-                }
+            for ((queue, level, block), d) in waiting.iter().filter(|(_, d)| **d != 0) {
+                add_to_row(
+                    conn,
+                    "UPDATE waiting_blocks SET n = n + ?4 WHERE queue = ?1 AND level = ?2 AND block = ?3",
+                    "INSERT INTO waiting_blocks (queue, level, block, n) VALUES (?1, ?2, ?3, ?4)",
+                    params![queue, level, block, d],
+                )?;
             }
             // No `RETURNING n` (SQLite gathers its rows in an ephemeral
             // table): a row that went down is deleted if it reached zero.
-            for ((queue, key, level, block), d) in &keys {
-                if *d == 0 {
-                    continue;
-                }
-                let updated = conn.with(
+            for ((queue, key, level, block), d) in keys.iter().filter(|(_, d)| **d != 0) {
+                let existed = add_to_row(
+                    conn,
                     "UPDATE key_blocks SET n = n + ?5
                      WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4",
-                    |s| s.execute(params![queue, key, level, block, d]),
+                    "INSERT INTO key_blocks (queue, key, level, block, n) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![queue, key, level, block, d],
                 )?;
-                if updated == 0 {
-                    conn.with(
-                        "INSERT INTO key_blocks (queue, key, level, block, n) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        |s| s.execute(params![queue, key, level, block, d]),
-                    )?;
-                } else if *d < 0 {
+                if existed && *d < 0 {
                     conn.with(
                         "DELETE FROM key_blocks
                          WHERE queue = ?1 AND key = ?2 AND level = ?3 AND block = ?4 AND n = 0",
@@ -220,6 +204,22 @@ impl Tally {
         }
         Ok(())
     }
+}
+
+/// Adds to a counter row: `update` changes it in place, and `insert` (with
+/// the same parameters) makes it when the update found none. True when the
+/// row was there.
+fn add_to_row(
+    conn: &KeptStatements<'_>,
+    update: &'static str,
+    insert: &'static str,
+    params: &[&dyn ToSql],
+) -> rusqlite::Result<bool> {
+    if conn.with(update, |s| s.execute(params))? > 0 {
+        return Ok(true);
+    }
+    conn.with(insert, |s| s.execute(params))?;
+    Ok(false)
 }
 
 /// The writer's copy of the `queue_counts` rows it reads (each queue's
