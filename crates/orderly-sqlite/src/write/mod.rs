@@ -230,7 +230,7 @@ impl WriteCtx<'_> {
 /// `job` with only what its row stores: the parts readers fill in after a
 /// commit (positions, what it waits on) left out, as `rows::job_from_row`
 /// leaves them.
-pub(crate) fn stored(job: Job) -> Job {
+fn stored(job: Job) -> Job {
     Job {
         position: None,
         key_position: None,
