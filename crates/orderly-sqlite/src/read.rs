@@ -233,6 +233,13 @@ pub(crate) fn job_list(conn: &Connection, p: &ListParams) -> Res<Vec<Job>> {
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
         }
+        (None, Some(JobState::Queued)) => {
+            let mut stmt = conn.prepare_cached(sql::JOB_PAGE_QUEUED).map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![p.queue, after, p.limit], job_from_row)
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        }
         (None, Some(state)) => {
             let mut stmt = conn
                 .prepare_cached(&format!("SELECT {JOB_COLUMNS} {}", sql::JOB_PAGE_IN_STATE))

@@ -13,8 +13,10 @@
 //! - `starts_queue`: a queue's start log in `start_no` order, so a page of
 //!   it reads the page, not the whole log nor other queues' starts.
 //!
-//! - `jobs_by_state` also serves a page of a queue's jobs of every state,
-//!   merged from each state's part (`jobs_queue_seq` did from v5 to v8).
+//! - `jobs_by_state`: a queue's jobs by state in `seq` order, except the
+//!   claimable ones, which only `jobs_ready` holds (since v10, see `v10`).
+//!   It also serves a page of a queue's jobs of every state, merged from
+//!   each state's part (`jobs_queue_seq` did from v5 to v8).
 //!
 //! `queue_counts` holds each queue's count per state, so counts and the
 //! running total that a claim needs are one row read; `waiting_blocks` (v5)
@@ -24,13 +26,14 @@
 
 use rusqlite::Connection;
 
+mod v10;
 mod v6;
 mod v7;
 mod v8;
 mod v9;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// v5: position at any backlog (docs/ordering.md, "Position at any
 /// backlog"). `waiting_blocks` counts a queue's waiting (`scheduled` or
@@ -255,6 +258,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         (7, v7::V7),
         (8, v8::V8),
         (9, v9::V9),
+        (10, v10::V10),
     ] {
         if version < to {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -271,6 +275,9 @@ mod v5_tests;
 
 #[cfg(test)]
 mod v6_tests;
+
+#[cfg(test)]
+mod v10_tests;
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,15 @@
 //! builds an ephemeral table of the list at every run (26,700 instructions
 //! for the two-row `WAITING_COUNT`, more than the rest of an enqueue's
 //! reads). Each state is its own lookup or count, added up.
+//!
+//! Every job is in exactly one of `jobs_ready` (the claimable queued jobs:
+//! keyless ones and key heads) and `jobs_by_state` (all others; its
+//! condition is `head = 0 OR state <> 'queued'`, schema v10). A read of
+//! `jobs_by_state` names `state <> 'queued'` (any other state) or
+//! `head = 0` (queued jobs behind their key): SQLite uses a partial index
+//! only where a term of the query matches its condition, and these two
+//! are the condition's two sides. A read of queued jobs reads both indexes
+//! and adds up or merges by `seq`.
 
 /// Is any job of this key unfinished? (`jobs_key_line`)
 pub const KEY_HAS_UNFINISHED: &str = "SELECT 1 FROM jobs WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') LIMIT 1";
@@ -30,33 +39,32 @@ pub const PROMOTE_DUE_IN_QUEUE: &str = "UPDATE jobs SET state = 'queued' WHERE q
 pub const PROMOTE_DUE_ALL: &str = "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= ?1 RETURNING id, queue, key, seq, enqueued_at";
 /// Expired leases of a queue. (`jobs_by_state`: the queue's running jobs, in
 /// `seq` order, bounded by what runs)
-pub const EXPIRED_IN_QUEUE: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'running' AND lease_expires_at <= ?2 ORDER BY seq";
+pub const EXPIRED_IN_QUEUE: &str = "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'running' AND state <> 'queued' AND lease_expires_at <= ?2 ORDER BY seq";
 /// Expired leases of every queue, in no particular order (sorted by the
 /// caller). (`queues`, then each queue's running jobs in `jobs_by_state`:
 /// bounded by what runs)
 pub const EXPIRED_ALL: &str = "SELECT j.seq FROM queues q CROSS JOIN jobs j \
-    WHERE j.queue = q.name AND j.state = 'running' AND j.lease_expires_at <= ?1";
+    WHERE j.queue = q.name AND j.state = 'running' AND j.state <> 'queued' AND j.lease_expires_at <= ?1";
 /// Running jobs held by workers whose name starts with ?1 (of length ?2).
 /// (`queues`, then each queue's running jobs in `jobs_by_state`: bounded by
 /// the running jobs)
 pub const RUNNING_HELD_BY: &str = "SELECT j.seq FROM queues q CROSS JOIN jobs j \
-    WHERE j.queue = q.name AND j.state = 'running' AND substr(j.lease_worker, 1, ?2) = ?1";
+    WHERE j.queue = q.name AND j.state = 'running' AND j.state <> 'queued' AND substr(j.lease_worker, 1, ?2) = ?1";
 /// The next time a maintenance pass has work. (`jobs_due_all`; `queues`,
 /// then each queue's running jobs in `jobs_by_state`)
 pub const NEXT_DUE: &str = "SELECT min(t) FROM (
     SELECT min(run_at) AS t FROM jobs WHERE state = 'scheduled'
     UNION ALL
     SELECT min(j.lease_expires_at) AS t FROM queues q CROSS JOIN jobs j
-        WHERE j.queue = q.name AND j.state = 'running')";
+        WHERE j.queue = q.name AND j.state = 'running' AND j.state <> 'queued')";
 /// The next time a queue has a due job or an expiring lease. (`jobs_due`;
 /// `jobs_by_state` for the queue's running jobs, bounded by what runs)
 pub const NEXT_DUE_IN_QUEUE: &str = "SELECT min(t) FROM (
     SELECT min(run_at) AS t FROM jobs WHERE queue = ?1 AND state = 'scheduled'
     UNION ALL
-    SELECT min(lease_expires_at) AS t FROM jobs WHERE queue = ?1 AND state = 'running')";
-/// The front of a queue's ready line, with what a lease's expiry needs. (`jobs_ready`,
-/// named: with `timeout_ms` read from the row the planner would otherwise
-/// prefer `jobs_by_state`, which holds every queued job, not only heads)
+    SELECT min(lease_expires_at) AS t FROM jobs WHERE queue = ?1 AND state = 'running' AND state <> 'queued')";
+/// The front of a queue's ready line, with what a lease's expiry needs.
+/// (`jobs_ready`, named so no other index is ever weighed)
 /// Each candidate's whole row is read here (its columns as `rows::job_from_row`
 /// reads them, then `last_start_no`), so the start needs no read back.
 pub const CLAIM_CANDIDATES: &str = concat!(
@@ -65,9 +73,13 @@ pub const CLAIM_CANDIDATES: &str = concat!(
     ", last_start_no FROM jobs INDEXED BY jobs_ready WHERE queue = ?1 AND state = 'queued' AND head = 1 ORDER BY seq LIMIT +?2"
 );
 
-/// When the front of a queue's line was enqueued. (`jobs_by_state`)
+/// When the front of a queue's line was enqueued: the first queued job,
+/// claimable (`jobs_ready`) or behind its key (`jobs_by_state`), each
+/// index's first entry merged.
 pub const OLDEST_QUEUED: &str =
-    "SELECT enqueued_at FROM jobs WHERE queue = ?1 AND state = 'queued' ORDER BY seq LIMIT 1";
+    "SELECT enqueued_at, seq FROM jobs WHERE queue = ?1 AND state = 'queued' AND head = 1 \
+    UNION ALL SELECT enqueued_at, seq FROM jobs WHERE queue = ?1 AND state = 'queued' AND head = 0 \
+    ORDER BY seq LIMIT 1";
 /// Unfinished jobs of key ?2 of queue ?1 ahead of `seq` ?3 (its
 /// `key_position`), from `key_blocks` (schema v6) as [`POSITION`] reads
 /// `waiting_blocks`: the key's level-1 blocks (2^20 `seq`s) wholly before
@@ -94,7 +106,7 @@ pub const BLOCK_BITS: u32 = 10;
 /// `waiting_blocks` (schema v5): the level-1 blocks (2^20 `seq`s) wholly
 /// before it, the level-0 blocks (2^10) before it within its level-1 block,
 /// and the waiting jobs before it within its own level-0 block
-/// (`jobs_by_state`, at most 1,024 entries per waiting state). The work is
+/// (`jobs_ready` and `jobs_by_state`, at most 1,024 entries each). The work is
 /// bounded by the highest `seq` / 2^20 + 1,024 + 2 × 1,024 rows, never by
 /// the number of jobs waiting.
 pub const POSITION: &str = "SELECT
@@ -103,37 +115,58 @@ pub const POSITION: &str = "SELECT
   + (SELECT coalesce(sum(n), 0) FROM waiting_blocks
         WHERE queue = ?1 AND level = 0 AND block >= ((?2 >> 20) << 10) AND block < (?2 >> 10))
   + (SELECT count(*) FROM jobs
-        WHERE queue = ?1 AND state = 'queued' AND seq >= ((?2 >> 10) << 10) AND seq < ?2)
+        WHERE queue = ?1 AND state = 'queued' AND head = 1 AND seq >= ((?2 >> 10) << 10) AND seq < ?2)
   + (SELECT count(*) FROM jobs
-        WHERE queue = ?1 AND state = 'scheduled' AND seq >= ((?2 >> 10) << 10) AND seq < ?2)";
+        WHERE queue = ?1 AND state = 'queued' AND head = 0 AND seq >= ((?2 >> 10) << 10) AND seq < ?2)
+  + (SELECT count(*) FROM jobs
+        WHERE queue = ?1 AND state = 'scheduled' AND state <> 'queued' AND seq >= ((?2 >> 10) << 10) AND seq < ?2)";
 /// Waiting jobs of queue ?1 strictly between `seq`s ?2 and ?3
-/// (`jobs_by_state`); only asked for two `seq`s of one level-0 block, so it
-/// reads at most 2 × 1,024 entries.
+/// (`jobs_ready` and `jobs_by_state`); only asked for two `seq`s of one
+/// level-0 block, so it reads at most 1,024 entries of each.
 pub const WAITING_BETWEEN: &str = "SELECT
-    (SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'queued' AND seq > ?2 AND seq < ?3)
-  + (SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'scheduled' AND seq > ?2 AND seq < ?3)";
+    (SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'queued' AND head = 1 AND seq > ?2 AND seq < ?3)
+  + (SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'queued' AND head = 0 AND seq > ?2 AND seq < ?3)
+  + (SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'scheduled' AND state <> 'queued' AND seq > ?2 AND seq < ?3)";
 /// A page of a queue's jobs of every state, in `seq` order from a cursor:
-/// each state's part of `jobs_by_state` read in `seq` order from ?2, and
-/// the six merged by `seq` as SQLite runs a compound `ORDER BY` (each arm a
-/// co-routine that yields its next row when the merge asks), so the page
-/// reads about `limit` + 6 entries and sorts nothing, at any backlog. Schema
-/// v9 dropped the index by `(queue, seq)` that every enqueue had to write
-/// for this one read. The columns are `rows::JOB_COLUMNS`.
+/// each state's part of `jobs_by_state` (and, for `queued`, `jobs_ready`)
+/// read in `seq` order from ?2, and the seven merged by `seq` as SQLite runs
+/// a compound `ORDER BY` (each arm a co-routine that yields its next row
+/// when the merge asks), so the page reads about `limit` + 7 entries and
+/// sorts nothing, at any backlog. Schema v9 dropped the index by
+/// `(queue, seq)` that every enqueue had to write for this one read. The
+/// columns are `rows::JOB_COLUMNS`.
 macro_rules! page_in {
     ($state:literal) => {
+        page_where!(concat!("state = '", $state, "' AND state <> 'queued'"))
+    };
+}
+/// One arm of a page: a queue's jobs matching `$cond` after `seq` ?2.
+macro_rules! page_where {
+    ($cond:expr) => {
         concat!(
             "SELECT ",
             job_columns!(),
-            " FROM jobs WHERE queue = ?1 AND state = '",
-            $state,
-            "' AND seq > ?2"
+            " FROM jobs WHERE queue = ?1 AND ",
+            $cond,
+            " AND seq > ?2"
+        )
+    };
+}
+/// The two arms of a page of queued jobs: the claimable ones (`jobs_ready`)
+/// and those behind their key (`jobs_by_state`).
+macro_rules! queued_arms {
+    () => {
+        concat!(
+            page_where!("state = 'queued' AND head = 1"),
+            " UNION ALL ",
+            page_where!("state = 'queued' AND head = 0")
         )
     };
 }
 pub const JOB_PAGE: &str = concat!(
     page_in!("scheduled"),
     " UNION ALL ",
-    page_in!("queued"),
+    queued_arms!(),
     " UNION ALL ",
     page_in!("running"),
     " UNION ALL ",
@@ -144,18 +177,22 @@ pub const JOB_PAGE: &str = concat!(
     page_in!("cancelled"),
     " ORDER BY seq LIMIT +?3"
 );
+/// A page of a queue's queued jobs from a cursor (?1 queue, ?2 cursor, ?3
+/// limit): both indexes' parts merged by `seq`, as in [`JOB_PAGE`].
+pub const JOB_PAGE_QUEUED: &str = concat!(queued_arms!(), " ORDER BY seq LIMIT +?3");
 /// A page of one key's line (its unfinished jobs, optionally of state ?3),
 /// after `SELECT` and the columns. (`jobs_key_line`: bounded by the key's
 /// unfinished jobs, whatever else the queue holds)
 pub const JOB_PAGE_OF_KEY: &str = "FROM jobs INDEXED BY jobs_key_line \
     WHERE queue = ?1 AND key = ?2 AND state IN ('scheduled', 'queued', 'running') \
     AND (?3 IS NULL OR state = ?3) AND seq > ?4 ORDER BY seq LIMIT +?5";
-/// A page of a queue's jobs in one state, after `SELECT` and the columns.
-/// (`jobs_by_state`; the state is `+?2` for the reason the module gives
-/// `LIMIT +?N`: a bare `?2` compared with the partial indexes' states
-/// re-prepared the statement at every call)
+/// A page of a queue's jobs in one state other than `queued` (which is
+/// [`JOB_PAGE_QUEUED`]), after `SELECT` and the columns. (`jobs_by_state`;
+/// the state is `+?2` for the reason the module gives `LIMIT +?N`: a bare
+/// `?2` compared with the partial indexes' states re-prepared the statement
+/// at every call)
 pub const JOB_PAGE_IN_STATE: &str =
-    "FROM jobs WHERE queue = ?1 AND state = +?2 AND seq > ?3 ORDER BY seq LIMIT +?4";
+    "FROM jobs WHERE queue = ?1 AND state = +?2 AND state <> 'queued' AND seq > ?3 ORDER BY seq LIMIT +?4";
 /// A queue's counts by state (writer-kept, one row per state).
 pub const QUEUE_COUNTS: &str = "SELECT state, n FROM queue_counts WHERE queue = ?1";
 /// Waiting jobs of a queue (two writer-kept rows, each read by its key).
@@ -227,6 +264,7 @@ mod tests {
             super::RUNNING_COUNT,
             super::POSITION,
             super::WAITING_BETWEEN,
+            super::OLDEST_QUEUED,
             super::KEY_POSITION,
             super::KEY_HEAD,
             super::KEY_HAS_UNFINISHED,
@@ -249,6 +287,7 @@ mod tests {
         for query in [
             super::CLAIM_CANDIDATES.to_string(),
             super::JOB_PAGE.to_string(),
+            super::JOB_PAGE_QUEUED.to_string(),
             format!("SELECT {columns} {}", super::JOB_PAGE_IN_STATE),
             format!("SELECT {columns} {}", super::JOB_PAGE_OF_KEY),
             super::START_LOG_PAGE.to_string(),
@@ -297,6 +336,7 @@ mod tests {
             (super::NEXT_DUE_IN_QUEUE, "jobs_by_state", false),
             (super::PURGE_CANDIDATES, "jobs_finished", false),
             (super::OLDEST_QUEUED, "jobs_by_state", false),
+            (super::OLDEST_QUEUED, "jobs_ready", false),
             (super::KEY_HEAD, "jobs_key_line", false),
         ] {
             let p = plan(&conn, query);
@@ -345,6 +385,7 @@ mod tests {
                     "SEARCH waiting_blocks USING PRIMARY KEY (queue=? AND level=? AND block<?)",
                     "SEARCH waiting_blocks USING PRIMARY KEY (queue=? AND level=? AND block>? AND block<?)",
                     "SEARCH jobs USING COVERING INDEX jobs_by_state (queue=? AND state=? AND seq>? AND seq<?)",
+                    "SEARCH jobs USING COVERING INDEX jobs_ready (queue=? AND seq>? AND seq<?)",
                 ][..],
             ),
             (
@@ -357,11 +398,26 @@ mod tests {
             ),
             (
                 super::WAITING_BETWEEN,
-                &["SEARCH jobs USING COVERING INDEX jobs_by_state (queue=? AND state=? AND seq>? AND seq<?)"],
+                &[
+                    "SEARCH jobs USING COVERING INDEX jobs_by_state (queue=? AND state=? AND seq>? AND seq<?)",
+                    "SEARCH jobs USING COVERING INDEX jobs_ready (queue=? AND seq>? AND seq<?)",
+                ],
             ),
             (
                 page.as_str(),
-                &["MERGE (UNION ALL)", "SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)"],
+                &[
+                    "MERGE (UNION ALL)",
+                    "SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)",
+                    "SEARCH jobs USING INDEX jobs_ready (queue=? AND seq>?)",
+                ],
+            ),
+            (
+                super::JOB_PAGE_QUEUED,
+                &[
+                    "MERGE (UNION ALL)",
+                    "SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)",
+                    "SEARCH jobs USING INDEX jobs_ready (queue=? AND seq>?)",
+                ],
             ),
             (
                 page_in_state.as_str(),
@@ -394,8 +450,9 @@ mod tests {
                 "{query}\nscans or sorts: {p}"
             );
         }
-        // The page of every state merges one ordered arm per state, and
-        // every state has its arm.
+        // The page of every state merges one ordered arm of `jobs_by_state`
+        // per state (for `queued`, the jobs behind their key) and the
+        // claimable jobs of `jobs_ready`, and every state has its arm.
         assert_eq!(
             plan(&conn, &page)
                 .matches("SEARCH jobs USING INDEX jobs_by_state (queue=? AND state=? AND seq>?)")

@@ -224,9 +224,26 @@ async fn check(store: &SqliteStore, raw: &Connection, rng: &mut Rng, what: &str)
     for queue in QUEUES {
         let limit = 1 + rng.below(7) as u32;
         let state = *rng
-            .pick(&[None, Some(JobState::Queued), Some(JobState::Scheduled)])
+            .pick(&[
+                None,
+                Some(JobState::Queued),
+                Some(JobState::Scheduled),
+                Some(JobState::Running),
+                Some(JobState::Succeeded),
+            ])
             .expect("states");
-        for (id, position, key_position) in paged(store, queue, state, limit).await {
+        let pages = paged(store, queue, state, limit).await;
+        let listed: Vec<&str> = pages.iter().map(|(id, ..)| id.as_str()).collect();
+        let expected: Vec<&str> = jobs
+            .iter()
+            .filter(|(_, q, _, s)| q == queue && state.is_none_or(|st| st.as_str() == s))
+            .map(|(id, ..)| id.as_str())
+            .collect();
+        assert_eq!(
+            listed, expected,
+            "{what}: pages of {limit} of {queue} (state {state:?})"
+        );
+        for (id, position, key_position) in pages {
             assert_eq!(
                 position, want[&id],
                 "{what}: {id} in pages of {limit} of {queue} (state {state:?})"
