@@ -158,18 +158,17 @@ pub(crate) fn running_count(conn: &Connection, queue: &str) -> Res<u64> {
 fn counts(conn: &Connection, queue: &str) -> Res<StateCounts> {
     let mut out = StateCounts::default();
     let mut stmt = conn.prepare_cached(sql::QUEUE_COUNTS).map_err(map_err)?;
-    let rows = stmt
-        .query_map([queue], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    let row = stmt
+        .query_row([queue], |r| {
+            let mut n = [0_i64; 6];
+            for (i, slot) in n.iter_mut().enumerate() {
+                *slot = r.get(i)?;
+            }
+            Ok(n)
         })
+        .optional()
         .map_err(map_err)?;
-    for row in rows {
-        let (state, n) = row.map_err(map_err)?;
-        let state = JobState::parse(&state).ok_or_else(|| {
-            orderly_core::StoreError::Corrupt(format!(
-                "queue {queue:?} counts an unknown state {state:?}"
-            ))
-        })?;
+    for (state, n) in JobState::ALL.into_iter().zip(row.unwrap_or_default()) {
         out.add(state, n.max(0) as u64);
     }
     Ok(out)

@@ -18,8 +18,9 @@
 //!   It also serves a page of a queue's jobs of every state, merged from
 //!   each state's part (`jobs_queue_seq` did from v5 to v8).
 //!
-//! `queue_counts` holds each queue's count per state, so counts and the
-//! running total that a claim needs are one row read; `waiting_blocks` (v5)
+//! `queue_counts` holds each queue's count per state (one row per queue
+//! since v11), so counts and the running total that a claim needs are one
+//! row read; `waiting_blocks` (v5)
 //! makes a waiting job's `position` a bounded read at any backlog, and
 //! `key_blocks` (v6) its `key_position` one at any key length. Triggers kept
 //! all three up to v6; since v7 the writer does (`crate::tally`).
@@ -27,13 +28,14 @@
 use rusqlite::Connection;
 
 mod v10;
+mod v11;
 mod v6;
 mod v7;
 mod v8;
 mod v9;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// v5: position at any backlog (docs/ordering.md, "Position at any
 /// backlog"). `waiting_blocks` counts a queue's waiting (`scheduled` or
@@ -259,6 +261,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         (8, v8::V8),
         (9, v9::V9),
         (10, v10::V10),
+        (11, v11::V11),
     ] {
         if version < to {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -277,7 +280,7 @@ mod v5_tests;
 mod v6_tests;
 
 #[cfg(test)]
-mod v10_tests;
+mod v11_tests;
 
 #[cfg(test)]
 mod tests {

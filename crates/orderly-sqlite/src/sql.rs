@@ -193,15 +193,16 @@ pub const JOB_PAGE_OF_KEY: &str = "FROM jobs INDEXED BY jobs_key_line \
 /// at every call)
 pub const JOB_PAGE_IN_STATE: &str =
     "FROM jobs WHERE queue = ?1 AND state = +?2 AND state <> 'queued' AND seq > ?3 ORDER BY seq LIMIT +?4";
-/// A queue's counts by state (writer-kept, one row per state).
-pub const QUEUE_COUNTS: &str = "SELECT state, n FROM queue_counts WHERE queue = ?1";
-/// Waiting jobs of a queue (two writer-kept rows, each read by its key).
-pub const WAITING_COUNT: &str = "SELECT
-    coalesce((SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'queued'), 0)
-  + coalesce((SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'scheduled'), 0)";
+/// A queue's counts by state, in `JobState::ALL`'s order (its writer-kept
+/// row, schema v11).
+pub const QUEUE_COUNTS: &str = "SELECT scheduled, queued, running, succeeded, failed, cancelled \
+    FROM queue_counts WHERE queue = ?1";
+/// Waiting jobs of a queue (its writer-kept row).
+pub const WAITING_COUNT: &str =
+    "SELECT coalesce((SELECT scheduled + queued FROM queue_counts WHERE queue = ?1), 0)";
 /// Running jobs of a queue, which a claim checks against its concurrency
-/// (one writer-kept row).
-pub const RUNNING_COUNT: &str = "SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'running'";
+/// (its writer-kept row).
+pub const RUNNING_COUNT: &str = "SELECT running FROM queue_counts WHERE queue = ?1";
 /// Every queue, by name (the primary key, no sort).
 pub const QUEUE_NAMES: &str = "SELECT name FROM queues ORDER BY name";
 
@@ -433,11 +434,11 @@ mod tests {
             ),
             (
                 super::WAITING_COUNT,
-                &["SEARCH queue_counts USING PRIMARY KEY (queue=? AND state=?)"],
+                &["SEARCH queue_counts USING PRIMARY KEY (queue=?)"],
             ),
             (
                 super::RUNNING_COUNT,
-                &["SEARCH queue_counts USING PRIMARY KEY (queue=? AND state=?)"],
+                &["SEARCH queue_counts USING PRIMARY KEY (queue=?)"],
             ),
             (super::QUEUE_NAMES, &["SCAN queues"]),
         ] {

@@ -35,12 +35,25 @@ pub(crate) type Counted = (JobState, i64);
 /// Changes to the counter rows not yet written.
 #[derive(Default, Clone)]
 pub(crate) struct Tally {
-    /// `queue_counts`: (queue, state) → change.
-    states: BTreeMap<(String, &'static str), i64>,
+    /// `queue_counts`: queue → change of each state's count, in
+    /// `JobState::ALL`'s order (the row's columns).
+    states: BTreeMap<String, [i64; 6]>,
     /// `waiting_blocks`: (queue, level, block) → change.
     waiting: BTreeMap<(String, i64, i64), i64>,
     /// `key_blocks`: (queue, key, level, block) → change.
     keys: BTreeMap<(String, String, i64, i64), i64>,
+}
+
+/// The place of `state` in `JobState::ALL` (and among `queue_counts`'s columns).
+fn slot(state: JobState) -> usize {
+    match state {
+        JobState::Scheduled => 0,
+        JobState::Queued => 1,
+        JobState::Running => 2,
+        JobState::Succeeded => 3,
+        JobState::Failed => 4,
+        JobState::Cancelled => 5,
+    }
 }
 
 fn waiting(state: JobState) -> bool {
@@ -72,11 +85,15 @@ impl Tally {
     ) {
         let state = |c: Option<Counted>| c.map(|(s, _)| s);
         if state(old) != state(new) {
+            let counts = match self.states.get_mut(queue) {
+                Some(counts) => counts,
+                None => self.states.entry(queue.into()).or_default(),
+            };
             if let Some((s, _)) = old {
-                *self.states.entry((queue.into(), s.as_str())).or_default() -= 1;
+                counts[slot(s)] -= 1;
             }
             if let Some((s, _)) = new {
-                *self.states.entry((queue.into(), s.as_str())).or_default() += 1;
+                counts[slot(s)] += 1;
             }
         }
         // A row counts in a block while it is in the block's states at its
@@ -111,8 +128,11 @@ impl Tally {
 
     /// Adds `other`'s changes to these.
     pub fn merge(&mut self, other: Tally) {
-        for (k, d) in other.states {
-            *self.states.entry(k).or_default() += d;
+        for (queue, ds) in other.states {
+            let counts = self.states.entry(queue).or_default();
+            for (c, d) in counts.iter_mut().zip(ds) {
+                *c += d;
+            }
         }
         for (k, d) in other.waiting {
             *self.waiting.entry(k).or_default() += d;
@@ -128,9 +148,8 @@ impl Tally {
             return 0;
         }
         self.states
-            .get(&(queue.to_string(), state.as_str()))
-            .copied()
-            .unwrap_or(0)
+            .get(queue)
+            .map_or(0, |counts| counts[slot(state)])
     }
 
     /// True when nothing is pending.
@@ -144,6 +163,7 @@ impl Tally {
     }
 
     /// Writes what is pending, one statement per counter row that changed
+    /// (one per queue for the counts by state)
     /// (a `key_blocks` row that falls to zero is deleted, as keys come and
     /// go, by a second one; other rows stay), and forgets it. The state
     /// counts `live` holds are moved with the rows written.
@@ -162,12 +182,22 @@ impl Tally {
             keys,
         } = std::mem::take(self);
         let run = || -> rusqlite::Result<()> {
-            for ((queue, state), d) in states.iter().filter(|(_, d)| **d != 0) {
+            for (queue, d) in states.iter().filter(|(_, d)| d.iter().any(|d| *d != 0)) {
+                let mut changed = d.iter().enumerate().filter(|(_, d)| **d != 0);
+                if let (Some((i, n)), None) = (changed.next(), changed.next()) {
+                    // One state's count (an enqueue): a statement that writes one column.
+                    let (update, insert) = ONE_COUNT[i];
+                    add_to_row(conn, update, insert, params![queue, n])?;
+                    continue;
+                }
                 add_to_row(
                     conn,
-                    "UPDATE queue_counts SET n = n + ?3 WHERE queue = ?1 AND state = ?2",
-                    "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3)",
-                    params![queue, state, d],
+                    "UPDATE queue_counts SET scheduled = scheduled + ?2, queued = queued + ?3,
+                        running = running + ?4, succeeded = succeeded + ?5, failed = failed + ?6,
+                        cancelled = cancelled + ?7 WHERE queue = ?1",
+                    "INSERT INTO queue_counts (queue, scheduled, queued, running, succeeded, failed, cancelled)
+                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![queue, d[0], d[1], d[2], d[3], d[4], d[5]],
                 )?;
             }
             for ((queue, level, block), d) in waiting.iter().filter(|(_, d)| **d != 0) {
@@ -199,12 +229,43 @@ impl Tally {
             Ok(())
         };
         run().map_err(map_err)?;
-        for ((queue, state), d) in &states {
-            live.add(queue, state, *d);
+        for (queue, d) in &states {
+            live.add(queue, d);
         }
         Ok(())
     }
 }
+
+/// The update and the insert of one state's count of a queue (?1) by ?2,
+/// in `JobState::ALL`'s order.
+const ONE_COUNT: [(&str, &str); 6] = {
+    macro_rules! one {
+        ($col:literal) => {
+            (
+                concat!(
+                    "UPDATE queue_counts SET ",
+                    $col,
+                    " = ",
+                    $col,
+                    " + ?2 WHERE queue = ?1"
+                ),
+                concat!(
+                    "INSERT INTO queue_counts (queue, ",
+                    $col,
+                    ") VALUES (?1, ?2)"
+                ),
+            )
+        };
+    }
+    [
+        one!("scheduled"),
+        one!("queued"),
+        one!("running"),
+        one!("succeeded"),
+        one!("failed"),
+        one!("cancelled"),
+    ]
+};
 
 /// Adds to a counter row: `update` changes it in place, and `insert` (with
 /// the same parameters) makes it when the update found none. True when the
@@ -257,16 +318,14 @@ impl LiveCounts {
         Ok(live)
     }
 
-    /// Moves a kept queue's count of `state` by `d` (a row just written).
-    fn add(&mut self, queue: &str, state: &str, d: i64) {
+    /// Moves a kept queue's counts by `d` (its row just written; one
+    /// change per state, in `JobState::ALL`'s order).
+    fn add(&mut self, queue: &str, d: &[i64; 6]) {
         let Some(live) = self.queues.get_mut(queue) else {
             return;
         };
-        match state {
-            "scheduled" | "queued" => live.waiting += d,
-            "running" => live.running += d,
-            _ => {}
-        }
+        live.waiting += d[slot(JobState::Scheduled)] + d[slot(JobState::Queued)];
+        live.running += d[slot(JobState::Running)];
     }
 
     /// Forgets every kept count (their transaction, or part of it, rolled back).
@@ -281,7 +340,12 @@ mod tests {
     use JobState::*;
 
     fn states(t: &Tally) -> Vec<(&str, i64)> {
-        t.states.iter().map(|((_, s), d)| (*s, *d)).collect()
+        t.states
+            .values()
+            .flat_map(|d| JobState::ALL.into_iter().zip(d.iter()))
+            .filter(|(_, d)| **d != 0)
+            .map(|(s, d)| (s.as_str(), *d))
+            .collect()
     }
 
     /// Each kind of move changes exactly the rows the v6 triggers changed.
@@ -317,6 +381,11 @@ mod tests {
         let mut t = Tally::default();
         t.row("q", None, None, Some((Queued, 7)));
         t.row("q", None, Some((Queued, 7)), None);
-        assert!(t.states.values().chain(t.waiting.values()).all(|d| *d == 0));
+        assert!(t
+            .states
+            .values()
+            .flatten()
+            .chain(t.waiting.values())
+            .all(|d| *d == 0));
     }
 }

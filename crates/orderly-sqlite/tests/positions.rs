@@ -151,7 +151,16 @@ fn state_counts(raw: &Connection) -> (StateCounts, StateCounts) {
         rows.map(|r| r.expect("row")).collect()
     };
     (
-        rows("SELECT queue, state, n FROM queue_counts WHERE n <> 0 ORDER BY queue, state"),
+        rows(
+            "SELECT queue, state, n FROM (
+               SELECT queue, 'scheduled' AS state, scheduled AS n FROM queue_counts
+               UNION ALL SELECT queue, 'queued', queued FROM queue_counts
+               UNION ALL SELECT queue, 'running', running FROM queue_counts
+               UNION ALL SELECT queue, 'succeeded', succeeded FROM queue_counts
+               UNION ALL SELECT queue, 'failed', failed FROM queue_counts
+               UNION ALL SELECT queue, 'cancelled', cancelled FROM queue_counts)
+             WHERE n <> 0 ORDER BY queue, state",
+        ),
         rows("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state ORDER BY queue, state"),
     )
 }

@@ -1,6 +1,8 @@
-//! Schema v10: a v9 data directory, whose `jobs_by_state` held every job,
-//! opens with the index rebuilt to leave out the claimable jobs, and its
-//! pages, positions and claims are the same as before.
+//! Schemas v10 and v11: a v9 data directory, whose `jobs_by_state` held
+//! every job and whose `queue_counts` had a row per state, opens with the
+//! index rebuilt to leave out the claimable jobs and the counts in one row
+//! per queue, and its pages, positions, counts and claims are the same as
+//! before.
 
 use orderly_core::{
     ClaimParams, EnqueueParams, JobState, ListParams, NewJob, Outcome, ReportParams, Store,
@@ -51,7 +53,7 @@ fn by_state_and_check(conn: &rusqlite::Connection) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_v9_data_directory_keeps_each_job_in_one_index() {
+async fn a_v9_data_directory_keeps_each_job_in_one_index_and_its_counts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&SqliteOptions::new(dir.path())).expect("open");
     let jobs = vec![
@@ -79,17 +81,24 @@ async fn a_v9_data_directory_keeps_each_job_in_one_index() {
     };
     let first = store.job_claim(claim.clone()).await.expect("claim").value;
     assert_eq!(first[0].job.id, "free-1");
+    let counts = store.queue_get("q").await.expect("queue").counts;
     let (all, queued) = (
         listed(&store, None).await,
         listed(&store, Some(JobState::Queued)).await,
     );
     store.close().await;
     {
-        // Back to v9's index: every job in `jobs_by_state`.
+        // Back to v9: every job in `jobs_by_state`, a count row per state.
         let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
         conn.execute_batch(
             "DROP INDEX jobs_by_state;
              CREATE INDEX jobs_by_state ON jobs (queue, state, seq);
+             CREATE TABLE v9_counts (queue TEXT NOT NULL, state TEXT NOT NULL,
+                 n INTEGER NOT NULL, PRIMARY KEY (queue, state)) WITHOUT ROWID;
+             INSERT INTO v9_counts SELECT queue, 'queued', queued FROM queue_counts;
+             INSERT INTO v9_counts SELECT queue, 'running', running FROM queue_counts;
+             DROP TABLE queue_counts;
+             ALTER TABLE v9_counts RENAME TO queue_counts;
              PRAGMA user_version = 9;",
         )
         .expect("to v9");
@@ -100,7 +109,7 @@ async fn a_v9_data_directory_keeps_each_job_in_one_index() {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(version, 10);
+        assert_eq!(version, 11);
         let (sql, check) = by_state_and_check(&conn);
         assert!(
             sql.ends_with("WHERE head = 0 OR state <> 'queued'"),
@@ -108,6 +117,8 @@ async fn a_v9_data_directory_keeps_each_job_in_one_index() {
         );
         assert_eq!(check, "ok");
     }
+    assert_eq!(store.queue_get("q").await.expect("queue").counts, counts);
+    assert_eq!((counts.queued, counts.running), (4, 1));
     assert_eq!(listed(&store, None).await, all);
     assert_eq!(listed(&store, Some(JobState::Queued)).await, queued);
     let ids: Vec<&str> = queued.iter().map(|(id, _)| id.as_str()).collect();
