@@ -72,6 +72,10 @@ pub(crate) struct Counters {
     /// `meta` as written in the current transaction (durably so once committed).
     reserved_seq: i64,
     reserved_start_no: i64,
+    /// The first open level-0 block (`meta.blocks_closed_below`, schema
+    /// v12): the block counts below it are kept, those at and above it are
+    /// not. Never below the block of a `seq` handed out.
+    blocks_closed: i64,
 }
 
 impl<'c> WriteCtx<'c> {
@@ -92,6 +96,7 @@ impl<'c> WriteCtx<'c> {
             })
             .map_err(map_err)?;
         let (meta_seq, meta_start) = (meta("next_seq")?, meta("next_start_no")?);
+        let blocks_closed = meta("blocks_closed_below")?;
         Ok(WriteCtx {
             conn,
             kept: KeptStatements::new(conn),
@@ -100,6 +105,7 @@ impl<'c> WriteCtx<'c> {
                 next_start_no: meta_start.max(max_start + 1),
                 reserved_seq: meta_seq,
                 reserved_start_no: meta_start,
+                blocks_closed,
             },
             reserve_seq: durability == Durability::None,
             reserve_start_no: durability != Durability::Fsync,
@@ -207,7 +213,24 @@ impl<'c> WriteCtx<'c> {
             self.needs_sync = true;
         }
         self.counters.next_seq += 1;
+        if seq >> sql::BLOCK_BITS > self.counters.blocks_closed {
+            self.close_blocks(seq >> sql::BLOCK_BITS)?;
+        }
         Ok(seq)
+    }
+
+    /// Closes the blocks below level-0 block `to` not yet closed, before a
+    /// `seq` of block `to` is handed out (see `schema::v12` and
+    /// [`crate::tally::close_blocks`]), in this transaction, and moves the
+    /// bound to `to`.
+    fn close_blocks(&mut self, to: i64) -> Res<()> {
+        let from = self.counters.blocks_closed;
+        // The level-1 sums read level-0 rows: every pending change first.
+        self.flush_tally()?;
+        crate::tally::close_blocks(&self.kept, from, to).map_err(map_err)?;
+        self.write_meta("blocks_closed_below", to)?;
+        self.counters.blocks_closed = to;
+        Ok(())
     }
 
     /// Gives back the `seq` just taken (an insert that turned out to be a replay).
@@ -265,7 +288,8 @@ impl<'c> WriteCtx<'c> {
         old: Option<Counted>,
         new: Option<Counted>,
     ) {
-        self.tally.row(queue, key, old, new);
+        self.tally
+            .row(queue, key, old, new, self.counters.blocks_closed);
     }
 
     /// Writes every counter change pending (the group's and the request's):

@@ -29,13 +29,14 @@ use rusqlite::Connection;
 
 mod v10;
 mod v11;
+mod v12;
 mod v6;
 mod v7;
 mod v8;
 mod v9;
 
 /// Version written to `PRAGMA user_version` by the latest migration.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// v5: position at any backlog (docs/ordering.md, "Position at any
 /// backlog"). `waiting_blocks` counts a queue's waiting (`scheduled` or
@@ -262,6 +263,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         (9, v9::V9),
         (10, v10::V10),
         (11, v11::V11),
+        (12, v12::V12),
     ] {
         if version < to {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -274,7 +276,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 #[cfg(test)]
-mod v5_tests;
+pub(crate) mod v5_tests;
 
 #[cfg(test)]
 mod v6_tests;

@@ -120,6 +120,21 @@ pub const POSITION: &str = "SELECT
         WHERE queue = ?1 AND state = 'queued' AND head = 0 AND seq >= ((?2 >> 10) << 10) AND seq < ?2)
   + (SELECT count(*) FROM jobs
         WHERE queue = ?1 AND state = 'scheduled' AND state <> 'queued' AND seq >= ((?2 >> 10) << 10) AND seq < ?2)";
+/// Closes the level-1 blocks whose level-0 blocks are ?1 to ?2: each
+/// queue's sum of them (`queues`, then each queue's level-0 rows in range).
+pub const CLOSE_WAITING_LEVEL1: &str = "INSERT INTO waiting_blocks (queue, level, block, n)
+    SELECT w.queue, 1, w.block >> 10, sum(w.n) FROM queues q CROSS JOIN waiting_blocks w
+    WHERE w.queue = q.name AND w.level = 0 AND w.block >= ?1 AND w.block < ?2
+    GROUP BY w.queue, w.block >> 10
+    ON CONFLICT (queue, level, block) DO UPDATE SET n = excluded.n";
+/// Closes the level-1 blocks of `key_blocks` whose level-0 blocks are ?1 to
+/// ?2 (its level-0 rows in range, once per 2^20 `seq`s; a key's rows are
+/// there only while it has unfinished jobs).
+pub const CLOSE_KEY_LEVEL1: &str = "INSERT INTO key_blocks (queue, key, level, block, n)
+    SELECT queue, key, 1, block >> 10, sum(n) FROM key_blocks
+    WHERE level = 0 AND block >= ?1 AND block < ?2
+    GROUP BY queue, key, block >> 10 HAVING sum(n) > 0
+    ON CONFLICT (queue, key, level, block) DO UPDATE SET n = excluded.n";
 /// Waiting jobs of queue ?1 strictly between `seq`s ?2 and ?3
 /// (`jobs_ready` and `jobs_by_state`); only asked for two `seq`s of one
 /// level-0 block, so it reads at most 1,024 entries of each.

@@ -214,3 +214,105 @@ async fn a_request_failing_after_writing_without_a_savepoint_fails_its_group() {
     drop(writer);
     handle.join().expect("writer thread");
 }
+
+/// A request that closes a level-1 block (schema v12) sums level-0 rows:
+/// a change to one of them still pending from an earlier request of the
+/// same group must be in the sum, or the level-1 row is off for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_level1_block_counts_the_groups_pending_changes() {
+    use orderly_core::{ClaimParams, EnqueueParams, NewJob};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let enqueue = |ids: &[&str]| EnqueueParams {
+        queue: "q".into(),
+        jobs: ids
+            .iter()
+            .map(|id| NewJob {
+                id: (*id).into(),
+                key: None,
+                payload: serde_json::json!({}),
+                run_at: None,
+                max_attempts: None,
+                timeout_ms: None,
+            })
+            .collect(),
+        now: 1,
+    };
+    let (writer, handle) = Writer::start(conn(dir.path()), Durability::Fsync).expect("start");
+    let three = enqueue(&["a", "b", "c"]);
+    writer
+        .write(CommitKind::Accepting, move |ctx| {
+            ctx.job_enqueue_many(&three)
+        })
+        .await
+        .expect("seqs 1 to 3");
+    writer.stop().await;
+    drop(writer);
+    handle.join().expect("writer thread");
+    // The next `seq` is the last of level-1 block 0.
+    rusqlite::Connection::open(dir.path().join("w.db"))
+        .expect("open")
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'next_seq'",
+            [(1 << 20) - 1],
+        )
+        .expect("raise next_seq");
+    let reopened = rusqlite::Connection::open(dir.path().join("w.db")).expect("reopen");
+    let (writer, handle) = Writer::start(reopened, Durability::Fsync).expect("start");
+    let last = enqueue(&["x"]);
+    writer
+        .write(CommitKind::Accepting, move |ctx| {
+            ctx.job_enqueue_many(&last)
+        })
+        .await
+        .expect("closes level-0 blocks 0 to 1022");
+    let (busy, release) = hold_busy(&writer).await;
+    let claim = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let params = ClaimParams {
+                queue: "q".into(),
+                worker: "w".into(),
+                max: 1,
+                lease_ms: None,
+                now: 2,
+                jitter: 0.5,
+            };
+            writer
+                .write(CommitKind::Progress, move |ctx| ctx.job_claim(&params))
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let next = {
+        let writer = writer.clone();
+        let next = enqueue(&["y"]);
+        tokio::spawn(async move {
+            writer
+                .write(CommitKind::Accepting, move |ctx| {
+                    ctx.job_enqueue_many(&next)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(release);
+    busy.await.expect("task");
+    let leases = claim.await.expect("task").expect("claim").value;
+    assert_eq!(leases[0].job.id, "a");
+    let queued = next.await.expect("task").expect("enqueue").value;
+    assert_eq!(
+        queued[0].job.seq,
+        1 << 20,
+        "the first seq of level-1 block 1"
+    );
+    writer.stop().await;
+    drop(writer);
+    handle.join().expect("writer thread");
+    let raw = rusqlite::Connection::open(dir.path().join("w.db")).expect("open");
+    let (stored, recount) = crate::schema::v5_tests::blocks_and_recount(&raw);
+    assert_eq!(stored, recount);
+    assert!(
+        stored.contains(&"q/1/0=3".to_string()),
+        "level-1 block 0: b, c and x wait: {stored:?}"
+    );
+}

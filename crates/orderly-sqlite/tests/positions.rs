@@ -125,7 +125,8 @@ fn key_blocks(raw: &Connection) -> (Vec<String>, Vec<String>) {
             "SELECT queue, key, level, block, n FROM key_blocks ORDER BY queue, key, level, block",
         ),
         rows(
-            "SELECT queue, key, level, block, n FROM (
+            "WITH closed(c) AS (SELECT coalesce((SELECT value FROM meta WHERE name = 'blocks_closed_below'), 1 << 40))
+           SELECT queue, key, level, block, n FROM closed, (
                SELECT queue, key, 0 AS level, seq >> 10 AS block, count(*) AS n FROM jobs
                  WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
                  GROUP BY queue, key, seq >> 10
@@ -133,6 +134,8 @@ fn key_blocks(raw: &Connection) -> (Vec<String>, Vec<String>) {
                SELECT queue, key, 1, seq >> 20, count(*) FROM jobs
                  WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
                  GROUP BY queue, key, seq >> 20)
+             -- Only closed blocks have rows (schema v12); none before v12.
+             WHERE block < (CASE level WHEN 0 THEN c ELSE c >> 10 END)
              ORDER BY queue, key, level, block",
         ),
     )
@@ -180,12 +183,15 @@ fn blocks(raw: &Connection) -> (Blocks, Blocks) {
     (
         rows("SELECT queue, level, block, n FROM waiting_blocks WHERE n <> 0 ORDER BY queue, level, block"),
         rows(
-            "SELECT queue, level, block, n FROM (
+            "WITH closed(c) AS (SELECT coalesce((SELECT value FROM meta WHERE name = 'blocks_closed_below'), 1 << 40))
+           SELECT queue, level, block, n FROM closed, (
                SELECT queue, 0 AS level, seq >> 10 AS block, count(*) AS n FROM jobs
                  WHERE state IN ('scheduled', 'queued') GROUP BY queue, seq >> 10
                UNION ALL
                SELECT queue, 1, seq >> 20, count(*) FROM jobs
                  WHERE state IN ('scheduled', 'queued') GROUP BY queue, seq >> 20)
+             -- Only closed blocks have rows (schema v12); none before v12.
+             WHERE block < (CASE level WHEN 0 THEN c ELSE c >> 10 END)
              ORDER BY queue, level, block",
         ),
     )

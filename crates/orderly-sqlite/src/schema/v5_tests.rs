@@ -26,12 +26,15 @@ pub(crate) fn blocks_and_recount(conn: &rusqlite::Connection) -> (Vec<String>, V
         "SELECT queue, level, block, n FROM waiting_blocks WHERE n <> 0 ORDER BY queue, level, block",
     );
     let recount = rows(
-        "SELECT queue, level, block, n FROM (
+        "WITH closed(c) AS (SELECT coalesce((SELECT value FROM meta WHERE name = 'blocks_closed_below'), 1 << 40))
+           SELECT queue, level, block, n FROM closed, (
            SELECT queue, 0 AS level, seq >> 10 AS block, count(*) AS n FROM jobs
              WHERE state IN ('scheduled', 'queued') GROUP BY queue, seq >> 10
            UNION ALL
            SELECT queue, 1, seq >> 20, count(*) FROM jobs
              WHERE state IN ('scheduled', 'queued') GROUP BY queue, seq >> 20)
+             -- Only closed blocks have rows (schema v12); none before v12.
+             WHERE block < (CASE level WHEN 0 THEN c ELSE c >> 10 END)
          ORDER BY queue, level, block",
     );
     (stored, recount)

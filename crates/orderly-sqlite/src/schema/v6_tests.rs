@@ -28,7 +28,8 @@ pub(crate) fn key_blocks_and_recount(conn: &rusqlite::Connection) -> (Vec<String
         "SELECT queue, key, level, block, n FROM key_blocks ORDER BY queue, key, level, block",
     );
     let recount = rows(
-        "SELECT queue, key, level, block, n FROM (
+        "WITH closed(c) AS (SELECT coalesce((SELECT value FROM meta WHERE name = 'blocks_closed_below'), 1 << 40))
+           SELECT queue, key, level, block, n FROM closed, (
            SELECT queue, key, 0 AS level, seq >> 10 AS block, count(*) AS n FROM jobs
              WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
              GROUP BY queue, key, seq >> 10
@@ -36,6 +37,8 @@ pub(crate) fn key_blocks_and_recount(conn: &rusqlite::Connection) -> (Vec<String
            SELECT queue, key, 1, seq >> 20, count(*) FROM jobs
              WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
              GROUP BY queue, key, seq >> 20)
+             -- Only closed blocks have rows (schema v12); none before v12.
+             WHERE block < (CASE level WHEN 0 THEN c ELSE c >> 10 END)
          ORDER BY queue, key, level, block",
     );
     (stored, recount)
