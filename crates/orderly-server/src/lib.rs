@@ -37,6 +37,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod openapi;
 pub mod pace;
+pub mod reply;
 pub mod routes;
 pub mod serve;
 pub mod service;

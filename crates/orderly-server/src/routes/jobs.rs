@@ -3,7 +3,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use orderly_proto::{
     AttemptListResponse, BatchRequest, BatchResponse, EnqueueRequest, ErrorBody, JobListResponse,
     JobView,
@@ -14,6 +13,7 @@ use utoipa::IntoParams;
 use crate::convert::{attempt_view, job_request, job_view, state_filter};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::reply::Json;
 use crate::AppState;
 
 /// `POST /v1/queues/{queue}/jobs`: `202` with the job, or `200` for an idempotent replay.

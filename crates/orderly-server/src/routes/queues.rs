@@ -2,7 +2,6 @@
 //! start log.
 
 use axum::extract::State;
-use axum::Json;
 use orderly_proto::{
     ErrorBody, QueueConfigRequest, QueueListResponse, QueueView, StartListResponse,
 };
@@ -12,6 +11,7 @@ use utoipa::IntoParams;
 use crate::convert::{queue_patch, queue_view, start_view};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::reply::Json;
 use crate::AppState;
 
 /// `GET /v1/queues`.

@@ -4,10 +4,10 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use orderly_proto::{codes, HealthResponse};
 
 use crate::error::ApiError;
+use crate::reply::Json;
 use crate::AppState;
 
 /// `GET /healthz`: `200 ok`, or `503` once storage failed.

@@ -1,7 +1,6 @@
 //! The pull protocol: claim, heartbeat, complete, fail, and batched reports.
 
 use axum::extract::State;
-use axum::Json;
 use orderly_core::Outcome;
 use orderly_proto::{
     ClaimRequest, ClaimResponse, CompleteRequest, ErrorBody, FailRequest, HeartbeatRequest,
@@ -13,6 +12,7 @@ use crate::convert::{
 };
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
+use crate::reply::Json;
 use crate::service::Service;
 use crate::AppState;
 
