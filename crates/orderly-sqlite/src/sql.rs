@@ -120,6 +120,10 @@ pub const POSITION: &str = "SELECT
         WHERE queue = ?1 AND state = 'queued' AND head = 0 AND seq >= ((?2 >> 10) << 10) AND seq < ?2)
   + (SELECT count(*) FROM jobs
         WHERE queue = ?1 AND state = 'scheduled' AND state <> 'queued' AND seq >= ((?2 >> 10) << 10) AND seq < ?2)";
+/// The jobs of the level-0 blocks being closed, `seq`s ?1 to ?2 (schema
+/// v12; by the table's own key, at most the closed blocks' `seq`s read).
+pub const CLOSE_BLOCK_JOBS: &str =
+    "SELECT queue, key, state, seq FROM jobs WHERE seq >= ?1 AND seq < ?2";
 /// Closes the level-1 blocks whose level-0 blocks are ?1 to ?2: each
 /// queue's sum of them (`queues`, then each queue's level-0 rows in range).
 pub const CLOSE_WAITING_LEVEL1: &str = "INSERT INTO waiting_blocks (queue, level, block, n)
@@ -481,6 +485,21 @@ mod tests {
                 "JOB_PAGE misses {state:?}"
             );
         }
+        // Closing a block reads its jobs by `seq`, and a level-1 block's sum
+        // its queues' level-0 rows by key (schema v12).
+        let p = plan(&conn, super::CLOSE_BLOCK_JOBS);
+        assert!(
+            p.contains("SEARCH jobs USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
+            "{}\nplan: {p}",
+            super::CLOSE_BLOCK_JOBS
+        );
+        let p = plan(&conn, super::CLOSE_WAITING_LEVEL1);
+        assert!(
+            p.contains("SEARCH w USING PRIMARY KEY (queue=? AND level=? AND block>? AND block<?)")
+                && !p.contains("SCAN w"),
+            "{}\nplan: {p}",
+            super::CLOSE_WAITING_LEVEL1
+        );
         // Across queues, the running jobs are read queue by queue, each
         // queue's from its running part of `jobs_by_state`: bounded by the
         // running jobs, never the waiting ones.

@@ -173,9 +173,9 @@ impl Tally {
     }
 
     /// Writes what is pending, one statement per counter row that changed
-    /// (one per queue for the counts by state)
-    /// (a `key_blocks` row that falls to zero is deleted, as keys come and
-    /// go, by a second one; other rows stay), and forgets it. The state
+    /// (a queue's counts by state are one row; a `key_blocks` row that falls
+    /// to zero is deleted, as keys come and go, by a second statement; other
+    /// rows stay), and forgets it. The state
     /// counts `live` holds are moved with the rows written.
     ///
     /// Each row is updated in place and inserted only when the update found
@@ -257,32 +257,29 @@ impl Tally {
 pub(crate) fn close_blocks(conn: &KeptStatements<'_>, from: i64, to: i64) -> rusqlite::Result<()> {
     let mut waiting: HashMap<(String, i64), i64> = HashMap::new();
     let mut keys: HashMap<(String, String, i64), i64> = HashMap::new();
-    conn.with(
-        "SELECT queue, key, state, seq FROM jobs WHERE seq >= ?1 AND seq < ?2",
-        |s| {
-            let mut rows = s.query(params![from << BLOCK_BITS, to << BLOCK_BITS])?;
-            while let Some(r) = rows.next()? {
-                let state = r.get_ref(2)?.as_str()?;
-                let (waits, unfinished) = match state {
-                    "scheduled" | "queued" => (true, true),
-                    "running" => (false, true),
-                    _ => (false, false),
-                };
-                if !unfinished {
-                    continue;
-                }
-                let queue: String = r.get(0)?;
-                let block = r.get::<_, i64>(3)? >> BLOCK_BITS;
-                if let Some(key) = r.get::<_, Option<String>>(1)? {
-                    *keys.entry((queue.clone(), key, block)).or_default() += 1;
-                }
-                if waits {
-                    *waiting.entry((queue, block)).or_default() += 1;
-                }
+    conn.with(crate::sql::CLOSE_BLOCK_JOBS, |s| {
+        let mut rows = s.query(params![from << BLOCK_BITS, to << BLOCK_BITS])?;
+        while let Some(r) = rows.next()? {
+            let state = r.get_ref(2)?.as_str()?;
+            let (waits, unfinished) = match state {
+                "scheduled" | "queued" => (true, true),
+                "running" => (false, true),
+                _ => (false, false),
+            };
+            if !unfinished {
+                continue;
             }
-            Ok(())
-        },
-    )?;
+            let queue: String = r.get(0)?;
+            let block = r.get::<_, i64>(3)? >> BLOCK_BITS;
+            if let Some(key) = r.get::<_, Option<String>>(1)? {
+                *keys.entry((queue.clone(), key, block)).or_default() += 1;
+            }
+            if waits {
+                *waiting.entry((queue, block)).or_default() += 1;
+            }
+        }
+        Ok(())
+    })?;
     for ((queue, block), n) in &waiting {
         conn.with(
             "INSERT INTO waiting_blocks (queue, level, block, n) VALUES (?1, 0, ?2, ?3)
